@@ -1,0 +1,6 @@
+"""Byte models: MEGABYTE and the byte-transformer baseline, built on shared layers."""
+
+from multibyte.model.megabyte import Megabyte, MegabyteConfig
+from multibyte.model.transformer import ByteTransformer, ByteTransformerConfig
+
+__all__ = ["ByteTransformer", "ByteTransformerConfig", "Megabyte", "MegabyteConfig"]

@@ -1,0 +1,179 @@
+"""Causal self-attention over `scaled_dot_product_attention`, rotary positions, a KV cache."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class KVCache:
+    """Preallocated keys and values for one attention layer, for any batch size.
+
+    Decoding appends in place, so no tensor is reallocated per step; `reset` just rewinds.
+    """
+
+    def __init__(self, batch: int, heads: int, max_len: int, head_dim: int, device, dtype) -> None:
+        shape = (batch, heads, max_len, head_dim)
+        self.keys = torch.zeros(shape, device=device, dtype=dtype)
+        self.values = torch.zeros(shape, device=device, dtype=dtype)
+        self.length = 0
+
+    def reset(self) -> None:
+        self.length = 0
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        start, end = self.length, self.length + k.shape[2]
+        if end > self.keys.shape[2]:
+            raise RuntimeError(
+                f"KV cache overflow: {end} positions > capacity {self.keys.shape[2]}"
+            )
+        self.keys[:, :, start:end] = k
+        self.values[:, :, start:end] = v
+        self.length = end
+        return self.keys[:, :, :end], self.values[:, :, :end]
+
+    def keep_last(self, count: int, rotary: Rotary | None = None) -> None:
+        """Keep only the newest `count` positions, moved to the front (cross-patch attention).
+
+        Rotary keys are re-rotated so that they sit at positions 0..count-1, as in training.
+        """
+        start = self.length - count
+        keys = self.keys[:, :, start : self.length].clone()
+        values = self.values[:, :, start : self.length].clone()
+        if rotary is not None:
+            keys = rotary.shift(keys, -start)
+        self.keys[:, :, :count] = keys
+        self.values[:, :, :count] = values
+        self.length = count
+
+
+class Rotary(nn.Module):
+    """Rotary position embedding (RoFormer); relative positions let attention cross patch edges."""
+
+    def __init__(self, head_dim: int, max_len: int, base: float = 10000.0) -> None:
+        super().__init__()
+        if head_dim % 2:
+            raise ValueError(f"rotary embeddings need an even head dimension, got {head_dim}")
+        inv_freq = 1.0 / base ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
+        angles = torch.outer(torch.arange(max_len, dtype=torch.float64), inv_freq)
+        self.register_buffer("cos", angles.cos().float(), persistent=False)
+        self.register_buffer("sin", angles.sin().float(), persistent=False)
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+
+    def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        # x: [batch, heads, length, head_dim]; rotate channel pairs (first half, second half).
+        length = x.shape[-2]
+        cos = self.cos[offset : offset + length].to(x.dtype)
+        sin = self.sin[offset : offset + length].to(x.dtype)
+        return _rotate(x, cos, sin)
+
+    def shift(self, x: torch.Tensor, delta: int) -> torch.Tensor:
+        """Move already-rotated vectors by `delta` positions (negative moves them back)."""
+        angle = delta * self.inv_freq.float()
+        return _rotate(x, angle.cos().to(x.dtype), angle.sin().to(x.dtype))
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head causal self-attention.
+
+    With `cross_patch=r`, the input is a batch of patches (rows x patches flattened) and every
+    patch also attends to the last r keys and values of the previous patch of its row, computed
+    in that patch's own pass, as in MEGABYTE's cross-patch local attention. Relative positions
+    then come from rotary embeddings: the current patch sits at positions r.., the carried keys
+    at 0..r-1, exactly as the KV cache holds them after `keep_last(r)` during generation.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        dropout: float = 0.0,
+        qk_norm: bool = False,
+        rotary_max_len: int | None = None,
+        cross_patch: int = 0,
+    ) -> None:
+        super().__init__()
+        self.heads = heads
+        self.head_dim = dim // heads
+        self.qkv = nn.Linear(dim, 3 * dim, bias=False)
+        self.proj = nn.Linear(dim, dim, bias=False)
+        self.dropout = dropout
+        # qk-layernorm keeps attention logits bounded in large or long runs.
+        self.q_norm = nn.LayerNorm(self.head_dim) if qk_norm else nn.Identity()
+        self.k_norm = nn.LayerNorm(self.head_dim) if qk_norm else nn.Identity()
+        self.rotary = Rotary(self.head_dim, rotary_max_len) if rotary_max_len else None
+        if cross_patch and self.rotary is None:
+            raise ValueError("cross_patch attention needs rotary positions (rotary_max_len)")
+        self.cross_patch = cross_patch
+
+    def forward(
+        self, x: torch.Tensor, cache: KVCache | None = None, rows: int | None = None
+    ) -> torch.Tensor:
+        """x: [batch, length, dim]. `rows` (cross-patch training only): sequences in the batch."""
+        batch, length, dim = x.shape
+        q, k, v = self.qkv(x).view(batch, length, 3, self.heads, self.head_dim).unbind(2)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+        q, k = self.q_norm(q), self.k_norm(k)
+        if cache is not None:
+            offset = cache.length
+        else:
+            offset = self.cross_patch  # room for the carried keys of the previous patch
+        if self.rotary is not None:
+            q, k = self.rotary(q, offset), self.rotary(k, offset)
+
+        attn_mask, is_causal = None, False
+        if cache is not None:
+            k, v = cache.append(k, v)
+            if length > 1:
+                if offset == 0:
+                    is_causal = True
+                else:  # a chunk after cached positions: query i sees keys <= offset + i
+                    attn_mask = _causal_mask(length, offset, x.device)
+        elif self.cross_patch:
+            k, v, attn_mask = self._with_previous_patch(k, v, rows or batch)
+        else:
+            is_causal = True  # lets SDPA pick the flash / memory-efficient kernels
+        y = F.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=attn_mask,
+            dropout_p=self.dropout if self.training else 0.0,
+            is_causal=is_causal,
+        )
+        return self.proj(y.transpose(1, 2).reshape(batch, length, dim))
+
+    def _with_previous_patch(
+        self, k: torch.Tensor, v: torch.Tensor, rows: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        batch, heads, length, head_dim = k.shape
+        carried = self.cross_patch
+        patches = batch // rows
+
+        def previous(t: torch.Tensor) -> torch.Tensor:
+            last = t[:, :, length - carried :].reshape(rows, patches, heads, carried, head_dim)
+            last = torch.cat([torch.zeros_like(last[:, :1]), last[:, :-1]], dim=1)
+            return last.reshape(batch, heads, carried, head_dim)
+
+        # The previous patch's keys were rotated at positions r+length-r.. ; move them to 0..r-1.
+        k_prev = self.rotary.shift(previous(k), -length)
+        keys = torch.cat([k_prev, k], dim=2)
+        values = torch.cat([previous(v), v], dim=2)
+        mask = _causal_mask(length, carried, k.device).expand(batch, 1, length, length + carried)
+        first_patch = torch.zeros(rows, patches, dtype=torch.bool, device=k.device)
+        first_patch[:, 0] = True  # the first patch of a row has no previous patch
+        sees_carried = ~first_patch.reshape(batch, 1, 1, 1)
+        mask = torch.cat([mask[..., :carried] & sees_carried, mask[..., carried:]], dim=-1)
+        return keys, values, mask
+
+
+def _causal_mask(length: int, offset: int, device) -> torch.Tensor:
+    key_pos = torch.arange(offset + length, device=device)
+    query_pos = torch.arange(offset, offset + length, device=device)
+    return key_pos[None, :] <= query_pos[:, None]

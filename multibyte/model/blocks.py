@@ -1,0 +1,101 @@
+"""Pre-norm transformer blocks shared by every stage of MEGABYTE and by the byte transformer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from multibyte.model.attention import CausalSelfAttention, KVCache
+
+ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """One transformer stack: the global model, the local model, or the byte transformer."""
+
+    dim: int
+    layers: int
+    heads: int
+    mlp_ratio: float = 4.0
+    activation: str = "relu"
+    dropout: float = 0.0
+    qk_norm: bool = False
+    rotary_max_len: int | None = None
+    """Positions the rotary table covers; None disables rotary embeddings."""
+    cross_patch: int = 0
+    """Keys and values carried over from the previous patch (local stage only)."""
+    checkpoint: bool = False
+    """Recompute each block's activations in the backward pass to save memory."""
+
+
+class MLP(nn.Module):
+    def __init__(self, dim: int, hidden: int, activation: str, dropout: float) -> None:
+        super().__init__()
+        self.up = nn.Linear(dim, hidden)
+        self.down = nn.Linear(hidden, dim)
+        self.activation = ACTIVATIONS[activation]
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.down(self.activation(self.up(x))))
+
+
+class Block(nn.Module):
+    def __init__(self, config: StackConfig) -> None:
+        super().__init__()
+        self.attn_norm = nn.LayerNorm(config.dim)
+        self.attn = CausalSelfAttention(
+            config.dim,
+            config.heads,
+            dropout=config.dropout,
+            qk_norm=config.qk_norm,
+            rotary_max_len=config.rotary_max_len,
+            cross_patch=config.cross_patch,
+        )
+        self.mlp_norm = nn.LayerNorm(config.dim)
+        self.mlp = MLP(config.dim, int(config.mlp_ratio * config.dim), config.activation, 0.0)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(
+        self, x: torch.Tensor, cache: KVCache | None = None, rows: int | None = None
+    ) -> torch.Tensor:
+        x = x + self.dropout(self.attn(self.attn_norm(x), cache, rows))
+        return x + self.dropout(self.mlp(self.mlp_norm(x)))
+
+
+class TransformerStack(nn.Module):
+    """Blocks followed by a final LayerNorm (pre-norm residual stream needs one at the end)."""
+
+    def __init__(self, config: StackConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.layers))
+        self.norm = nn.LayerNorm(config.dim)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        caches: list[KVCache] | None = None,
+        rows: int | None = None,
+    ) -> torch.Tensor:
+        for index, block in enumerate(self.blocks):
+            if caches is not None:
+                x = block(x, caches[index])
+            elif self.config.checkpoint and self.training and torch.is_grad_enabled():
+                x = checkpoint(block, x, None, rows, use_reentrant=False)
+            else:
+                x = block(x, None, rows)
+        return self.norm(x)
+
+    def new_caches(self, batch: int, max_len: int, like: torch.Tensor) -> list[KVCache]:
+        """Empty per-layer caches for `batch` sequences of up to `max_len` positions."""
+        head_dim = self.config.dim // self.config.heads
+        return [
+            KVCache(batch, self.config.heads, max_len, head_dim, like.device, like.dtype)
+            for _ in self.blocks
+        ]

@@ -1,0 +1,143 @@
+"""ByteTransformer: one plain decoder over bytes, built from the same blocks as MEGABYTE.
+
+It is the baseline every MEGABYTE figure is compared against, with the same call contract:
+`model(x)` gives logits [B, T, 256] where logits[:, t] predicts x[:, t] from x[:, :t].
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from multibyte.model.blocks import ACTIVATIONS, StackConfig, TransformerStack
+from multibyte.model.megabyte import VOCAB, _check_bytes, _generate, _shift_right
+
+
+@dataclass
+class ByteTransformerConfig:
+    max_seq_len: int = 8192
+    dim: int = 512
+    layers: int = 8
+    heads: int = 8
+    mlp_ratio: float = 4.0
+    activation: str = "relu"
+    dropout: float = 0.0
+    qk_norm: bool = False
+    rotary: bool = False
+    """Rotary positions instead of the learned position table."""
+    tie_embeddings: bool = True
+    init_std: float = 0.02
+    activation_checkpointing: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("max_seq_len", "dim", "layers", "heads", "mlp_ratio", "init_std"):
+            if not getattr(self, name) > 0:
+                raise ValueError(
+                    f"ByteTransformerConfig.{name} must be positive, got {getattr(self, name)}"
+                )
+        if self.dim % self.heads:
+            raise ValueError(
+                f"ByteTransformerConfig.heads={self.heads} does not divide dim={self.dim}"
+            )
+        if self.rotary and (self.dim // self.heads) % 2:
+            raise ValueError("ByteTransformerConfig.heads: rotary needs an even head dimension")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"ByteTransformerConfig.dropout must be in [0, 1), got {self.dropout}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(
+                f"ByteTransformerConfig.activation must be one of {sorted(ACTIVATIONS)}"
+            )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class ByteTransformer(nn.Module):
+    def __init__(self, config: ByteTransformerConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embed = nn.Embedding(VOCAB, config.dim)
+        self.position = None if config.rotary else nn.Embedding(config.max_seq_len, config.dim)
+        self.start = nn.Parameter(torch.zeros(config.dim))  # stands before byte 0; not a byte
+        self.transformer = TransformerStack(
+            StackConfig(
+                dim=config.dim,
+                layers=config.layers,
+                heads=config.heads,
+                mlp_ratio=config.mlp_ratio,
+                activation=config.activation,
+                dropout=config.dropout,
+                qk_norm=config.qk_norm,
+                rotary_max_len=config.max_seq_len if config.rotary else None,
+                checkpoint=config.activation_checkpointing,
+            )
+        )
+        self.head = nn.Linear(config.dim, VOCAB, bias=False)
+        std = config.init_std
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.trunc_normal_(module.weight, std=std, a=-2 * std, b=2 * std)
+                if getattr(module, "bias", None) is not None:
+                    nn.init.zeros_(module.bias)
+        nn.init.normal_(self.start, std=std)
+        if config.tie_embeddings:
+            self.head.weight = self.embed.weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: LongTensor [B, T] -> logits [B, T, 256]."""
+        _check_bytes(x, self.config.max_seq_len)
+        return self.head(self.transformer(self._shifted(x)))
+
+    def _shifted(self, x: torch.Tensor) -> torch.Tensor:
+        # Position t carries the embedding of byte t-1 (the start vector at t = 0).
+        h = _shift_right(self.embed(x), self.start)
+        if self.position is not None:
+            h = h + self.position.weight[: x.shape[1]]
+        return h
+
+    @torch.no_grad()
+    def generate(
+        self,
+        prompt: torch.Tensor,
+        max_new_bytes: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        use_cache: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Sample `max_new_bytes` after `prompt` [B, T0] -> [B, T0 + max_new_bytes]."""
+        return _generate(
+            self, prompt, max_new_bytes, temperature, top_k, top_p, use_cache, generator
+        )
+
+    def decoder(self, buffer: torch.Tensor) -> ByteTransformerDecoder:
+        return ByteTransformerDecoder(self, buffer)
+
+
+class ByteTransformerDecoder:
+    """KV-cached decoding: one step per byte through every layer."""
+
+    def __init__(self, model: ByteTransformer, buffer: torch.Tensor) -> None:
+        self.model, self.x = model, buffer
+        self.caches = model.transformer.new_caches(
+            buffer.shape[0], model.config.max_seq_len, model.head.weight
+        )
+
+    def _step(self, start: int, end: int) -> torch.Tensor:
+        """Run positions start..end-1 (position p reads byte p-1) -> logits of the last one."""
+        model = self.model
+        h = model.embed(self.x[:, max(start - 1, 0) : end - 1])
+        if start == 0:
+            h = torch.cat([model.start.expand(h.shape[0], 1, -1), h], dim=1)
+        if model.position is not None:
+            h = h + model.position.weight[start:end]
+        return model.head(model.transformer(h, self.caches)[:, -1])
+
+    def prefill(self, t: int) -> torch.Tensor:
+        return self._step(0, t + 1)
+
+    def advance(self, t: int) -> torch.Tensor:
+        return self._step(t, t + 1)
