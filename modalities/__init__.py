@@ -1,0 +1,69 @@
+"""Format adapters: bytes in, objects out. ``get(name, **options)`` returns one.
+
+Built-in names are ``text``, ``image`` and ``audio``. Third-party packages add adapters through
+the entry-point group ``multibyte.modalities``: the entry point's name is the adapter name and
+its object is a callable taking the options as keywords (usually the adapter class).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from importlib import metadata
+from typing import Any
+
+from modalities.base import Adapter
+
+ENTRY_POINT_GROUP = "multibyte.modalities"
+
+# Built-ins are imported lazily so `import modalities` stays cheap (audio pulls in torchaudio).
+BUILTIN: dict[str, str] = {
+    "text": "modalities.text:TextAdapter",
+    "image": "modalities.image:ImageAdapter",
+    "audio": "modalities.audio:AudioAdapter",
+}
+
+_registered: dict[str, Callable[..., Adapter]] = {}
+
+
+def register(name: str, factory: Callable[..., Adapter]) -> None:
+    """Register ``factory(**options)`` under ``name`` for this process (overrides entry points)."""
+    _registered[name] = factory
+
+
+def _entry_points() -> dict[str, metadata.EntryPoint]:
+    return {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def available() -> list[str]:
+    """All adapter names: built-in, registered in-process, and from entry points."""
+    return sorted(set(BUILTIN) | set(_registered) | set(_entry_points()))
+
+
+def _factory(name: str) -> Callable[..., Adapter]:
+    if name in _registered:
+        return _registered[name]
+    if name in BUILTIN:
+        module, attr = BUILTIN[name].split(":")
+        return getattr(importlib.import_module(module), attr)
+    entry_points = _entry_points()
+    if name in entry_points:
+        return entry_points[name].load()
+    raise ValueError(f"unknown modality {name!r}; available: {', '.join(available())}")
+
+
+def get(name: str, **options: Any) -> Adapter:
+    """The adapter ``name`` built with ``options``; bad names or options raise ValueError."""
+    if not isinstance(name, str):
+        raise ValueError(f"modality name must be a string, got {name!r}")
+    factory = _factory(name)
+    try:
+        return factory(**options)
+    except TypeError as error:
+        # An unexpected keyword is a bad option, reported like the adapters' own checks.
+        if "unexpected keyword" not in str(error):
+            raise
+        raise ValueError(f"unknown option for modality {name!r}: {error}") from error
+
+
+__all__ = ["ENTRY_POINT_GROUP", "Adapter", "available", "get", "register"]

@@ -1,0 +1,192 @@
+"""Audio: mono at ``sample_rate``, quantized to pcm16 (default), mulaw8 or pcm8 bytes.
+
+Quantization (after clipping the float waveform to [-1, 1]; NaN or Inf is an error):
+- pcm16: q = clip(rint(x · 32768), -32768, 32767) as int16 little-endian (rint rounds half to
+  even), so 0.5 -> 16384 -> b"\\x00\\x40" and 1.0 -> 32767. Decoding gives q / 32768.
+- pcm8: u = clip(rint(x · 128), -128, 127) + 128 as one unsigned byte. Decoding gives (u-128)/128.
+- mulaw8: ``torchaudio.functional.mu_law_encoding(x, 256)``, one byte. Decoding is
+  ``mu_law_decoding``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+from modalities.base import check_choice, check_positive_int
+
+ENCODINGS = ("pcm16", "mulaw8", "pcm8")
+BYTES_PER_SAMPLE = {"pcm16": 2, "mulaw8": 1, "pcm8": 1}
+TAILS = ("keep", "drop")
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".w64", ".rf64")
+
+# The paper's clip: 524,288 bytes = 16.384 s of pcm16 at 16 kHz. The default stays in bytes for
+# every encoding (so one model config fits all), which is 32.768 s for 8-bit encodings.
+DEFAULT_SEQ_LEN = 524_288
+
+
+def mono(waveform: np.ndarray) -> np.ndarray:
+    """[n] or [n, channels] float samples as mono float32 [n] (mean over channels)."""
+    waveform = np.asarray(waveform, dtype=np.float32)
+    if waveform.ndim == 2:
+        waveform = waveform.mean(axis=1, dtype=np.float32)
+    if waveform.ndim != 1:
+        raise ValueError(f"waveform must be [n] or [n, channels], got shape {waveform.shape}")
+    return waveform
+
+
+def resample(waveform: np.ndarray, orig_rate: int, new_rate: int) -> np.ndarray:
+    """``torchaudio.functional.resample`` (windowed sinc) of a mono float32 waveform."""
+    if orig_rate == new_rate:
+        return waveform
+    import torch
+    import torchaudio.functional as AF
+
+    out = AF.resample(torch.from_numpy(np.ascontiguousarray(waveform)), orig_rate, new_rate)
+    return out.numpy().astype(np.float32, copy=False)
+
+
+def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """(float32 [n, channels], sample rate) through soundfile: WAV, FLAC, OGG and more."""
+    waveform, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    if waveform.size == 0:
+        raise ValueError(f"no audio samples in {path}")
+    return waveform, int(rate)
+
+
+class AudioAdapter:
+    """``(float32 waveform [n] in [-1, 1], sample_rate)`` <-> bytes at this adapter's rate."""
+
+    name = "audio"
+    unit = "bits/sample"
+
+    def __init__(
+        self,
+        sample_rate: int = 16_000,
+        encoding: str = "pcm16",
+        seq_len: int = DEFAULT_SEQ_LEN,
+        tail: str = "keep",
+        patch_size: int = 32,
+    ) -> None:
+        check_positive_int("sample_rate", sample_rate)
+        check_choice("encoding", encoding, ENCODINGS)
+        check_positive_int("seq_len", seq_len)
+        check_choice("tail", tail, TAILS)
+        check_positive_int("patch_size", patch_size)
+        if seq_len % BYTES_PER_SAMPLE[encoding]:
+            raise ValueError(f"option seq_len={seq_len} must be a multiple of 2 for pcm16")
+        self.sample_rate = sample_rate
+        self.encoding = encoding
+        self.seq_len = seq_len
+        self.tail = tail
+        self.default_patch_size = patch_size
+
+    @property
+    def bytes_per_sample(self) -> int:
+        """Bytes per audio sample: bits/sample = bits/byte × this."""
+        return BYTES_PER_SAMPLE[self.encoding]
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "sample_rate": self.sample_rate,
+            "encoding": self.encoding,
+            "seq_len": self.seq_len,
+            "tail": self.tail,
+            "patch_size": self.default_patch_size,
+        }
+
+    def quantize(self, waveform: np.ndarray) -> bytes:
+        """Mono float samples at this rate as bytes (see the module docstring for rounding)."""
+        x = np.asarray(waveform, dtype=np.float32).reshape(-1)
+        if not np.all(np.isfinite(x)):
+            raise ValueError("audio contains NaN or Inf samples")
+        x = np.clip(x, -1.0, 1.0)
+        if self.encoding == "pcm16":
+            q = np.clip(np.rint(x.astype(np.float64) * 32768.0), -32768, 32767)
+            return q.astype("<i2").tobytes()
+        if self.encoding == "pcm8":
+            q = np.clip(np.rint(x.astype(np.float64) * 128.0), -128, 127) + 128
+            return q.astype(np.uint8).tobytes()
+        import torch
+        import torchaudio.functional as AF
+
+        q = AF.mu_law_encoding(torch.from_numpy(x), 256)
+        return q.numpy().astype(np.uint8).tobytes()
+
+    def dequantize(self, data: bytes) -> np.ndarray:
+        """Bytes back to mono float32 samples in [-1, 1]."""
+        data = bytes(data)
+        if self.encoding == "pcm16":
+            if len(data) % 2:
+                raise ValueError(f"pcm16 data must have an even length, got {len(data)}")
+            return (np.frombuffer(data, "<i2").astype(np.float32) / 32768.0).astype(np.float32)
+        u = np.frombuffer(data, np.uint8)
+        if self.encoding == "pcm8":
+            return ((u.astype(np.float32) - 128.0) / 128.0).astype(np.float32)
+        import torch
+        import torchaudio.functional as AF
+
+        return (
+            AF.mu_law_decoding(torch.from_numpy(u.astype(np.int64)), 256).numpy().astype(np.float32)
+        )
+
+    def encode(self, obj: tuple[np.ndarray, int]) -> bytes:
+        """``(waveform [n] or [n, channels], rate)``: mixed to mono, resampled, quantized."""
+        waveform, rate = obj
+        check_positive_int("sample_rate", int(rate))
+        return self.quantize(resample(mono(waveform), int(rate), self.sample_rate))
+
+    def decode(self, data: bytes) -> tuple[np.ndarray, int]:
+        return self.dequantize(data), self.sample_rate
+
+    def encode_file(self, path: str | os.PathLike) -> bytes:
+        """The whole file as bytes (use ``clips`` to cut it into training sequences)."""
+        return self.encode(read_audio(path))
+
+    def clips(self, data: bytes) -> list[bytes]:
+        """``data`` cut into ``seq_len``-byte clips; the last, shorter clip per ``tail``."""
+        data = bytes(data)
+        full = len(data) // self.seq_len * self.seq_len
+        out = [data[i : i + self.seq_len] for i in range(0, full, self.seq_len)]
+        if self.tail == "keep" and full < len(data):
+            out.append(data[full:])
+        return out
+
+    def save(self, data: bytes, path: str | os.PathLike) -> None:
+        """Write a mono WAV at ``sample_rate``: PCM_16 for pcm16 and mulaw8, PCM_U8 for pcm8."""
+        subtype = "PCM_U8" if self.encoding == "pcm8" else "PCM_16"
+        sf.write(
+            str(Path(path)), self.dequantize(data), self.sample_rate, subtype=subtype, format="WAV"
+        )
+
+    def seconds(self, num_bytes: int) -> float:
+        """Duration in seconds of ``num_bytes`` of audio."""
+        return num_bytes / self.bytes_per_sample / self.sample_rate
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, AudioAdapter) and other.options == self.options
+
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items() if k != "name")
+        return f"AudioAdapter({opts})"
+
+
+def audio_files(path: str | os.PathLike) -> list[Path]:
+    """A file itself, or every audio file under a folder (recursively), sorted."""
+    path = Path(path)
+    if path.is_dir():
+        return sorted(
+            p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES
+        )
+    if path.is_file():
+        return [path]
+    raise FileNotFoundError(f"no such file or folder: {path}")
+
+
+__all__ = ["AudioAdapter", "audio_files", "mono", "read_audio", "resample"]
