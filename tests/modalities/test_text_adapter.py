@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import pytest
+
+import modalities
+from modalities.text import SEPARATOR, enwik8_range, iter_documents, read_enwik8, text_files
+
+
+def test_round_trip_unicode():
+    text = modalities.get("text")
+    s = "héllo wörld — 日本語 🎉\n\ttabs\r\n"
+    data = text.encode(s)
+    assert data == s.encode("utf-8")
+    assert text.decode(data) == s
+
+
+def test_known_first_bytes():
+    assert modalities.get("text").encode("é€") == b"\xc3\xa9\xe2\x82\xac"
+
+
+def test_invalid_utf8_survives_file_reading(tmp_path):
+    raw = bytes(range(256)) + b"\xff\xfe\xc3(\x80"
+    path = tmp_path / "bad.bin"
+    path.write_bytes(raw)
+    text = modalities.get("text")
+    assert text.encode_file(path) == raw
+    assert "\ufffd" in text.decode(raw)  # decode replaces, never raises
+    out = tmp_path / "out.txt"
+    text.save(raw, out)
+    assert out.read_bytes() == raw
+
+
+def test_crlf_not_translated(tmp_path):
+    path = tmp_path / "a.txt"
+    path.write_bytes(b"a\r\nb\r")
+    assert modalities.get("text").encode_file(path) == b"a\r\nb\r"
+
+
+def test_empty_file_is_an_error(tmp_path):
+    (tmp_path / "e.txt").write_bytes(b"")
+    with pytest.raises(ValueError, match="empty"):
+        modalities.get("text").encode_file(tmp_path / "e.txt")
+
+
+def test_join_puts_separator_after_every_document():
+    text = modalities.get("text")
+    assert SEPARATOR == b"\x1e\n"
+    assert text.join([b"ab", b"c"]) == b"ab\x1e\nc\x1e\n"
+
+
+def test_pg19_folder(tmp_path):
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "2.txt").write_bytes(b"two")
+    (tmp_path / "1.txt").write_bytes(b"one")
+    (tmp_path / "notes.csv").write_bytes(b"x")
+    assert [p.name for p in text_files(tmp_path)] == ["1.txt", "2.txt"]
+    docs = list(iter_documents([tmp_path]))
+    assert [d for _, d in docs] == [b"one", b"two"]
+
+
+def test_enwik8_split(tmp_path):
+    assert enwik8_range(100_000_000, "train") == (0, 90_000_000)
+    assert enwik8_range(100_000_000, "val") == (90_000_000, 95_000_000)
+    assert enwik8_range(100_000_000, "test") == (95_000_000, 100_000_000)
+    data = bytes(i % 251 for i in range(1000))
+    path = tmp_path / "enwik8"
+    path.write_bytes(data)
+    parts = [read_enwik8(path, s) for s in ("train", "val", "test")]
+    assert [len(p) for p in parts] == [900, 50, 50]
+    assert b"".join(parts) == data
+    with pytest.raises(ValueError, match="split"):
+        read_enwik8(path, "dev")
