@@ -45,7 +45,9 @@ def main(argv: list[str] | None = None) -> int:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as error:
         if error.name and error.name.startswith(module_name.split(".")[0]):
-            print(f"multibyte {command}: not available yet ({error.name} is missing)", file=sys.stderr)
+            print(
+                f"multibyte {command}: not available yet ({error.name} is missing)", file=sys.stderr
+            )
             return 2
         raise
     # LightningCLI sub-commands need the sub-command name itself.
