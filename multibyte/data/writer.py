@@ -10,8 +10,23 @@ from typing import Any
 import webdataset as wds
 
 from multibyte.data.shards import shard_name
+from multibyte.data.tarwriter import FastTarWriter
 
 PARTIAL = ".partial"
+MTIME = 0
+
+
+class _ShardWriter(wds.ShardWriter):
+    """webdataset's ShardWriter (naming, maxcount, maxsize, opener, post) with a fast tar writer."""
+
+    def next_stream(self) -> None:
+        self.finish()
+        self.fname = self.pattern % self.shard
+        self.shard += 1
+        # A fixed mtime makes shards byte-for-byte reproducible.
+        self.tarstream = FastTarWriter(self.opener(self.fname), mtime=MTIME)
+        self.count = 0
+        self.size = 0
 
 
 class ShardSink:
@@ -36,10 +51,10 @@ class ShardSink:
         self.shards: list[str] = []
         self.count = 0
         self.bytes = 0
-        self._writer: wds.ShardWriter | None = None
+        self._writer: _ShardWriter | None = None
 
     def _open(self, fname: str):
-        return open(fname + PARTIAL, "wb")  # noqa: SIM115 - ShardWriter closes it
+        return open(fname + PARTIAL, "wb")  # noqa: SIM115 - closed by the tar writer
 
     def _done(self, fname: str) -> None:
         os.replace(fname + PARTIAL, fname)
@@ -51,7 +66,7 @@ class ShardSink:
             raise ValueError(f"sample key {key!r} contains a dot, which would split the sample")
         if self._writer is None:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            self._writer = wds.ShardWriter(
+            self._writer = _ShardWriter(
                 str(self.out_dir / shard_name(self.split)),
                 maxcount=self.max_count,
                 maxsize=self.max_bytes,

@@ -67,3 +67,27 @@ def test_hostile_member_names_are_only_keys(tmp_path):
 def test_pipe_urls_refused():
     with pytest.raises(ValueError, match="local"):
         list(iter_tar_samples("pipe:echo hi"))
+
+
+def test_shards_are_standard_tars_readable_by_webdataset(tmp_path):
+    import webdataset as wds
+
+    with ShardSink(tmp_path, "train", max_count=2) as sink:
+        for i in range(3):
+            sink.write(f"s{i:09d}", bytes([i]) * (700 * i + 1), {"i": i})
+    with tarfile.open(tmp_path / "train-000000.tar") as tar:
+        assert tar.getnames() == ["s000000000.bin", "s000000000.json"] + [
+            "s000000001.bin",
+            "s000000001.json",
+        ]
+        assert tar.extractfile("s000000001.bin").read() == b"\x01" * 701
+    urls = [str(tmp_path / "train-000000.tar"), str(tmp_path / "train-000001.tar")]
+    dataset = wds.WebDataset(urls, shardshuffle=False, empty_check=False)
+    got = [(s["__key__"], s["bin"], json.loads(s["json"])["i"]) for s in dataset]
+    assert got == [(f"s{i:09d}", bytes([i]) * (700 * i + 1), i) for i in range(3)]
+    # byte-for-byte reproducible
+    again = tmp_path / "again"
+    with ShardSink(again, "train", max_count=2) as sink:
+        for i in range(3):
+            sink.write(f"s{i:09d}", bytes([i]) * (700 * i + 1), {"i": i})
+    assert (again / "train-000001.tar").read_bytes() == (tmp_path / "train-000001.tar").read_bytes()
