@@ -63,13 +63,13 @@ def val_draw(seed: int, ident: str) -> float:
 _STATE: dict[str, Any] = {}
 
 
-def _init_worker(options: dict[str, Any], seed: int, val_fraction: float, chunk: int) -> None:
-    try:
+def _init_worker(
+    options: dict[str, Any], seed: int, val_fraction: float, chunk: int, pool: bool = True
+) -> None:
+    if pool:
         import torch
 
-        torch.set_num_threads(1)  # one process per core already
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
+        torch.set_num_threads(1)  # one process per core already; only in pool workers
     _STATE.update(
         adapter=modalities.get(**options), seed=seed, val_fraction=val_fraction, chunk=chunk
     )
@@ -226,7 +226,7 @@ def check_config(args: argparse.Namespace) -> modalities.Adapter:
 def _results(tasks: Sequence[Task], args: argparse.Namespace, options: dict[str, Any]) -> Iterator:
     init = (options, args.seed, args.val_fraction, args.chunk_size)
     if args.workers == 1 or len(tasks) <= 1:
-        _init_worker(*init)
+        _init_worker(*init, pool=False)
         yield from map(process, tasks)
         return
     context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
