@@ -2,20 +2,40 @@
 
 The core knows only byte tensors: LongTensor [B, T] of values 0..255. File formats live in the
 `modalities` package; training lives in `multibyte.train`.
+
+Names are imported lazily, so `multibyte prepare` (which needs no torch model) starts fast.
 """
 
-from multibyte import flops
-from multibyte.metrics import bits_per_byte
-from multibyte.model import ByteTransformer, ByteTransformerConfig, Megabyte, MegabyteConfig
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+_LAZY = {
+    "Megabyte": "multibyte.model.megabyte",
+    "MegabyteConfig": "multibyte.model.megabyte",
+    "ByteTransformer": "multibyte.model.transformer",
+    "ByteTransformerConfig": "multibyte.model.transformer",
+    "bits_per_byte": "multibyte.metrics",
+    "load": "multibyte.checkpoint",
+}
 
-def load(ckpt_path, map_location="cpu"):
-    """The trained model in eval mode, with `.modality` (adapter options) attached."""
-    from multibyte.checkpoint import load_model
+if TYPE_CHECKING:
+    from multibyte import flops
+    from multibyte.checkpoint import load
+    from multibyte.metrics import bits_per_byte
+    from multibyte.model.megabyte import Megabyte, MegabyteConfig
+    from multibyte.model.transformer import ByteTransformer, ByteTransformerConfig
 
-    return load_model(ckpt_path, map_location=map_location)
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    if name == "flops":
+        return importlib.import_module("multibyte.flops")
+    raise AttributeError(f"module 'multibyte' has no attribute {name!r}")
 
 
 __all__ = [

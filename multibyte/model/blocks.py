@@ -11,6 +11,7 @@ from torch.utils.checkpoint import checkpoint
 
 from multibyte.model.attention import CausalSelfAttention, KVCache
 
+VOCAB = 256  # every byte value is data; there is no special token
 ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
 
 
@@ -99,3 +100,20 @@ class TransformerStack(nn.Module):
             KVCache(batch, self.config.heads, max_len, head_dim, like.device, like.dtype)
             for _ in self.blocks
         ]
+
+
+def shift_right(tokens: torch.Tensor, pad: nn.Parameter) -> torch.Tensor:
+    """Drop the last token and put the trainable pad first, so token i sees only tokens < i."""
+    pad = pad.to(tokens.dtype).expand(tokens.shape[0], 1, -1)
+    return torch.cat([pad, tokens[:, :-1]], dim=1)
+
+
+def check_bytes(x: torch.Tensor, max_seq_len: int) -> tuple[int, int]:
+    if x.dim() != 2 or x.dtype not in (torch.int64, torch.int32, torch.uint8, torch.int16):
+        raise ValueError(
+            f"expected an integer tensor [B, T] of bytes, got {tuple(x.shape)} {x.dtype}"
+        )
+    batch, length = x.shape
+    if not 1 <= length <= max_seq_len:
+        raise ValueError(f"sequence length {length} must be in 1..max_seq_len={max_seq_len}")
+    return batch, length

@@ -25,10 +25,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from multibyte.model.blocks import ACTIVATIONS, StackConfig, TransformerStack
-from multibyte.model.sampling import check_sampling_args, sample_next_byte
-
-VOCAB = 256  # every byte value is data; there is no special token
+from multibyte.model.blocks import (
+    ACTIVATIONS,
+    VOCAB,
+    StackConfig,
+    TransformerStack,
+    check_bytes,
+    shift_right,
+)
+from multibyte.model.generation import generate_bytes
 
 
 @dataclass
@@ -202,62 +207,11 @@ class MegabyteConfig:
     @classmethod
     def preset(cls, name: str, **overrides) -> MegabyteConfig:
         """Named sizes: the paper's (Table 15) and small/tiny variants for one GPU or a CPU."""
+        from multibyte.model.presets import MEGABYTE_PRESETS
+
         if name not in MEGABYTE_PRESETS:
             raise ValueError(f"unknown MEGABYTE preset {name!r}; known: {sorted(MEGABYTE_PRESETS)}")
         return replace(cls(**MEGABYTE_PRESETS[name]), **overrides)
-
-
-# The paper's sizes (Table 15, arXiv v1): global / local (D, L); heads follow Table 14 widths.
-_PAPER = dict(dropout=0.1, init_std=0.006, activation="relu")
-MEGABYTE_PRESETS: dict[str, dict] = {
-    # ImageNet64, Table 8 model: 2.7B (D=2560, L=32) + 350M (D=1024, L=24), P=12, 12,288 bytes.
-    "imagenet64": dict(
-        patch_size=12, max_seq_len=12288, global_dim=2560, global_layers=32, global_heads=32,
-        local_dim=1024, local_layers=24, local_heads=16, **_PAPER,
-    ),
-    # Audio: 350M (D=1024, L=24) + 125M (D=768, L=12), P=32, 524,288 bytes.
-    "audio": dict(
-        patch_size=32, max_seq_len=524288, global_dim=1024, global_layers=24, global_heads=16,
-        local_dim=768, local_layers=12, local_heads=12, **_PAPER,
-    ),
-    # PG-19 / arXiv controlled runs: 758M (D=2048, L=14) + 262M (D=1024, L=18), P=8, 8,192 bytes.
-    "pg19": dict(
-        patch_size=8, max_seq_len=8192, global_dim=2048, global_layers=14, global_heads=32,
-        local_dim=1024, local_layers=18, local_heads=16, **_PAPER,
-    ),
-    # One-GPU variants (a few hours on one H100).
-    "imagenet64-small": dict(
-        patch_size=12, max_seq_len=12288, global_dim=768, global_layers=12, global_heads=12,
-        local_dim=384, local_layers=6, local_heads=6, dropout=0.1,
-    ),
-    "audio-small": dict(
-        patch_size=32, max_seq_len=524288, global_dim=768, global_layers=12, global_heads=12,
-        local_dim=384, local_layers=6, local_heads=6, dropout=0.1,
-    ),
-    "pg19-small": dict(
-        patch_size=8, max_seq_len=8192, global_dim=768, global_layers=12, global_heads=12,
-        local_dim=384, local_layers=6, local_heads=6, dropout=0.1,
-    ),
-    # CPU variants (minutes on two cores).
-    "imagenet64-tiny": dict(
-        patch_size=12, max_seq_len=12288, global_dim=192, global_layers=2, global_heads=4,
-        local_dim=96, local_layers=2, local_heads=4,
-    ),
-    "audio-tiny": dict(
-        patch_size=32, max_seq_len=1048576, global_dim=256, global_layers=2, global_heads=4,
-        local_dim=96, local_layers=2, local_heads=4,
-    ),
-    "pg19-tiny": dict(
-        patch_size=8, max_seq_len=8192, global_dim=256, global_layers=2, global_heads=4,
-        local_dim=96, local_layers=2, local_heads=4,
-    ),
-}  # fmt: skip
-
-
-def _shift_right(tokens: torch.Tensor, pad: nn.Parameter) -> torch.Tensor:
-    """Drop the last token and put the trainable pad first, so token i sees only tokens < i."""
-    pad = pad.to(tokens.dtype).expand(tokens.shape[0], 1, -1)
-    return torch.cat([pad, tokens[:, :-1]], dim=1)
 
 
 class CausalConvEncoder(nn.Module):
@@ -374,20 +328,24 @@ class Megabyte(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: LongTensor [B, T] of bytes -> logits [B, T, 256]; logits[:, t] predicts x[:, t]."""
-        batch, length = _check_bytes(x, self.config.max_seq_len)
+        return self.head(self.hidden(x))
+
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """The local model's output [B, T, local_dim], before the head (for chunked losses)."""
+        batch, length = check_bytes(x, self.config.max_seq_len)
         sizes = self.config.token_bytes
         padded = F.pad(x, (0, -length % sizes[0]))  # pad bytes only ever feed later positions
         global_stage = self.stages[0]
         out = global_stage.transformer(
-            _shift_right(self._global_tokens(padded, 0, padded.shape[1]), global_stage.pad)
+            shift_right(self._global_tokens(padded, 0, padded.shape[1]), global_stage.pad)
         )
         for s in range(1, len(self.stages)):
             stage = self.stages[s]
             parents = padded.numel() // sizes[s - 1]
             child_tokens = stage.tokens(stage.byte_embed(padded).reshape(parents, sizes[s - 1], -1))
-            h = stage.context(out.reshape(parents, -1)) + _shift_right(child_tokens, stage.pad)
+            h = stage.context(out.reshape(parents, -1)) + shift_right(child_tokens, stage.pad)
             out = stage.transformer(h + stage.position.weight, rows=batch)
-        return self.head(out.reshape(batch, padded.shape[1], -1)[:, :length])
+        return out.reshape(batch, padded.shape[1], -1)[:, :length]
 
     @torch.no_grad()
     def generate(
@@ -405,7 +363,7 @@ class Megabyte(nn.Module):
         Cached decoding runs one global step per patch and one local step per byte; without the
         cache every byte recomputes a full forward pass. Both give the same bytes.
         """
-        return _generate(
+        return generate_bytes(
             self, prompt, max_new_bytes, temperature, top_k, top_p, use_cache, generator
         )
 
@@ -479,42 +437,3 @@ class MegabyteDecoder:
 
     def _logits(self) -> torch.Tensor:
         return self.model.head(self.outputs[-1])
-
-
-def _check_bytes(x: torch.Tensor, max_seq_len: int) -> tuple[int, int]:
-    if x.dim() != 2 or x.dtype not in (torch.int64, torch.int32, torch.uint8, torch.int16):
-        raise ValueError(
-            f"expected an integer tensor [B, T] of bytes, got {tuple(x.shape)} {x.dtype}"
-        )
-    batch, length = x.shape
-    if not 1 <= length <= max_seq_len:
-        raise ValueError(f"sequence length {length} must be in 1..max_seq_len={max_seq_len}")
-    return batch, length
-
-
-def _generate(model, prompt, max_new_bytes, temperature, top_k, top_p, use_cache, generator):
-    """Shared sampling loop of both models: `model.decoder(buffer)` gives prefill/advance."""
-    check_sampling_args(temperature, top_k, top_p)
-    if prompt.dim() != 2:
-        raise ValueError(f"prompt must be [B, T0], got shape {tuple(prompt.shape)}")
-    if max_new_bytes < 0:
-        raise ValueError(f"max_new_bytes must be >= 0, got {max_new_bytes}")
-    batch, start = prompt.shape
-    total = start + max_new_bytes
-    if total > model.config.max_seq_len:
-        raise ValueError(
-            f"prompt + max_new_bytes = {total} exceeds max_seq_len={model.config.max_seq_len}"
-        )
-    was_training = model.training
-    model.eval()
-    buffer = prompt.new_zeros(batch, total, dtype=torch.long, device=model.head.weight.device)
-    buffer[:, :start] = prompt
-    decoder = model.decoder(buffer) if use_cache else None
-    for t in range(start, total):
-        if decoder is None:  # recompute from scratch; buffer[:, t] is a placeholder it never sees
-            logits = model(buffer[:, : t + 1])[:, t]
-        else:
-            logits = decoder.prefill(t) if t == start else decoder.advance(t)
-        buffer[:, t] = sample_next_byte(logits, temperature, top_k, top_p, generator)
-    model.train(was_training)
-    return buffer

@@ -11,8 +11,15 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from multibyte.model.blocks import ACTIVATIONS, StackConfig, TransformerStack
-from multibyte.model.megabyte import VOCAB, _check_bytes, _generate, _shift_right
+from multibyte.model.blocks import (
+    ACTIVATIONS,
+    VOCAB,
+    StackConfig,
+    TransformerStack,
+    check_bytes,
+    shift_right,
+)
+from multibyte.model.generation import generate_bytes
 
 
 @dataclass
@@ -87,12 +94,16 @@ class ByteTransformer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: LongTensor [B, T] -> logits [B, T, 256]."""
-        _check_bytes(x, self.config.max_seq_len)
-        return self.head(self.transformer(self._shifted(x)))
+        return self.head(self.hidden(x))
+
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """The last block's output [B, T, dim], before the head (for chunked losses)."""
+        check_bytes(x, self.config.max_seq_len)
+        return self.transformer(self._shifted(x))
 
     def _shifted(self, x: torch.Tensor) -> torch.Tensor:
         # Position t carries the embedding of byte t-1 (the start vector at t = 0).
-        h = _shift_right(self.embed(x), self.start)
+        h = shift_right(self.embed(x), self.start)
         if self.position is not None:
             h = h + self.position.weight[: x.shape[1]]
         return h
@@ -109,7 +120,7 @@ class ByteTransformer(nn.Module):
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Sample `max_new_bytes` after `prompt` [B, T0] -> [B, T0 + max_new_bytes]."""
-        return _generate(
+        return generate_bytes(
             self, prompt, max_new_bytes, temperature, top_k, top_p, use_cache, generator
         )
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from multibyte.model.sampling import sample_next_byte
+from multibyte.model.generation import sample_next_byte
 
 
 def _draws(logits, n=4000, **options):

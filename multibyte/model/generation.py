@@ -1,4 +1,5 @@
-"""Turning next-byte logits into bytes: greedy, temperature, top-k and nucleus (top-p) sampling."""
+"""Generation shared by both models: the sampling loop, and next-byte sampling (greedy,
+temperature, top-k, nucleus)."""
 
 from __future__ import annotations
 
@@ -46,3 +47,40 @@ def sample_next_byte(
     # right=True never selects a zero-probability byte: its CDF step has zero width
     index = torch.searchsorted(cdf, uniform.double(), right=True).clamp_(max=probs.shape[-1] - 1)
     return index.squeeze(-1)
+
+
+def generate_bytes(
+    model: torch.nn.Module,
+    prompt: torch.Tensor,
+    max_new_bytes: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    use_cache: bool = True,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Shared sampling loop of both models: `model.decoder(buffer)` gives prefill/advance."""
+    check_sampling_args(temperature, top_k, top_p)
+    if prompt.dim() != 2:
+        raise ValueError(f"prompt must be [B, T0], got shape {tuple(prompt.shape)}")
+    if max_new_bytes < 0:
+        raise ValueError(f"max_new_bytes must be >= 0, got {max_new_bytes}")
+    batch, start = prompt.shape
+    total = start + max_new_bytes
+    if total > model.config.max_seq_len:
+        raise ValueError(
+            f"prompt + max_new_bytes = {total} exceeds max_seq_len={model.config.max_seq_len}"
+        )
+    was_training = model.training
+    model.eval()
+    buffer = prompt.new_zeros(batch, total, dtype=torch.long, device=model.head.weight.device)
+    buffer[:, :start] = prompt
+    decoder = model.decoder(buffer) if use_cache else None
+    for t in range(start, total):
+        if decoder is None:  # recompute from scratch; buffer[:, t] is a placeholder it never sees
+            logits = model(buffer[:, : t + 1])[:, t]
+        else:
+            logits = decoder.prefill(t) if t == start else decoder.advance(t)
+        buffer[:, t] = sample_next_byte(logits, temperature, top_k, top_p, generator)
+    model.train(was_training)
+    return buffer
