@@ -149,6 +149,32 @@ def process(task: Task) -> tuple[Task, list[Record], str | None]:
         return task, [], f"{type(error).__name__}: {error}"
 
 
+def encode_in_memory(
+    options: dict[str, Any],
+    sources: Sequence[str | os.PathLike],
+    val_fraction: float,
+    seed: int = 0,
+    enwik8: bool = False,
+) -> dict[str, Any]:
+    """Encode raw inputs without writing shards, split exactly as ``prepare`` would.
+
+    Returns ``{"train": [bytes, ...], "val": [...], "skipped": [{"source", "reason"}, ...]}``;
+    for a stream modality (text) each split is one joined stream in a one-element list.
+    """
+    adapter = modalities.get(**options)
+    tasks, skips = find_tasks(adapter.name, [str(s) for s in sources], enwik8=enwik8)
+    _init_worker(adapter.options, seed, val_fraction, TEXT_CHUNK, pool=False)
+    splits: dict[str, list[bytes]] = {"train": [], "val": [], "test": []}
+    for task, records, reason in map(process, tasks):
+        if reason is not None:
+            skips.append(Skip(task.path, reason))
+        for split, data, _ in records:
+            splits[split].append(data)
+    if adapter.seq_len is None:  # one stream per split, in input order
+        splits = {name: [b"".join(parts)] if parts else [] for name, parts in splits.items()}
+    return {**splits, "skipped": [{"source": s.source, "reason": s.reason} for s in skips]}
+
+
 # -- configuration ---------------------------------------------------------------------------
 
 

@@ -1,0 +1,118 @@
+"""Loading trained models from checkpoints without running code from the file.
+
+A multibyte checkpoint (a Lightning `.ckpt`, or an exported file) holds, next to the weights,
+a plain-data entry `checkpoint["multibyte"]`:
+
+    {"format": 1,
+     "model": {"class": "Megabyte" | "ByteTransformer", "config": {...plain fields...}},
+     "modality": {"name": "image", "size": 64, "order": "raster", ...} | None}
+
+It is read with `torch.load(weights_only=True)`, which unpickles tensors and plain containers
+only; anything else is refused.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from typing import Any
+
+import torch
+from torch import nn
+
+from multibyte.model.megabyte import Megabyte, MegabyteConfig
+from multibyte.model.transformer import ByteTransformer, ByteTransformerConfig
+
+MODEL_CLASSES: dict[str, tuple[type[nn.Module], type]] = {
+    "Megabyte": (Megabyte, MegabyteConfig),
+    "ByteTransformer": (ByteTransformer, ByteTransformerConfig),
+}
+CHECKPOINT_FORMAT = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded safely or is not a multibyte checkpoint."""
+
+
+def model_spec(model: nn.Module) -> dict[str, Any]:
+    """The plain-data description that rebuilds `model`'s architecture."""
+    name = type(model).__name__
+    if name not in MODEL_CLASSES:
+        raise TypeError(f"not a multibyte model: {name}")
+    return {"class": name, "config": model.config.to_dict()}
+
+
+def build_model(spec: dict[str, Any]) -> nn.Module:
+    name = spec.get("class")
+    if name not in MODEL_CLASSES:
+        raise CheckpointError(f"unknown model class {name!r}; known: {sorted(MODEL_CLASSES)}")
+    model_class, config_class = MODEL_CLASSES[name]
+    return model_class(config_class(**spec["config"]))
+
+
+def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
+    """The checkpoint dictionary, loaded with weights_only=True (no code from the file runs)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(
+            f"refusing to load {path}: it needs more than tensors and plain data to unpickle "
+            f"({str(error).splitlines()[0]})"
+        ) from error
+    except (RuntimeError, EOFError) as error:
+        raise CheckpointError(f"{path} is not a readable checkpoint: {error}") from error
+    if not isinstance(checkpoint, dict) or "multibyte" not in checkpoint:
+        raise CheckpointError(f"{path} is not a multibyte checkpoint (no 'multibyte' entry)")
+    return checkpoint
+
+
+def model_state_dict(checkpoint: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Weights of the bare model: Lightning's "model." prefix and compile's "_orig_mod." removed."""
+    state = checkpoint.get("state_dict") or checkpoint.get("model_state_dict") or {}
+    cleaned = {}
+    for key, value in state.items():
+        if key.startswith("model."):
+            key = key[len("model.") :]
+        cleaned[key.replace("_orig_mod.", "")] = value
+    return cleaned
+
+
+def load_model(path: str | os.PathLike, map_location: Any = "cpu") -> nn.Module:
+    """The trained model in eval mode; `.modality` holds the adapter options it was trained on."""
+    checkpoint = read_checkpoint(path, map_location)
+    info = checkpoint["multibyte"]
+    model = build_model(info["model"])
+    missing, unexpected = model.load_state_dict(model_state_dict(checkpoint), strict=False)
+    # Tied heads appear under both names in some saves; anything else missing is an error.
+    missing = [key for key in missing if key != "head.weight" or not model.config.tie_embeddings]
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path}: weights do not match the model: missing {missing}, unexpected {unexpected}"
+        )
+    model.to(map_location if isinstance(map_location, (str, torch.device)) else "cpu")
+    model.eval()
+    model.modality = info.get("modality")
+    return model
+
+
+def load(ckpt_path: str | os.PathLike, map_location: Any = "cpu") -> nn.Module:
+    """Public name: `multibyte.load(path)`."""
+    return load_model(ckpt_path, map_location)
+
+
+def export(
+    model: nn.Module, path: str | os.PathLike, modality: dict[str, Any] | None = None
+) -> None:
+    """Save a bare model as a small multibyte checkpoint (weights and plain data only)."""
+    state = {k: v for k, v in model.state_dict().items()}
+    payload = {
+        "multibyte": {
+            "format": CHECKPOINT_FORMAT,
+            "model": model_spec(model),
+            "modality": modality,
+        },
+        "state_dict": state,
+    }
+    torch.save(payload, path)

@@ -1,0 +1,46 @@
+"""Next-byte cross-entropy computed in chunks, fused with the output head.
+
+At long sequences the float32 logits [B, T, 256] are the largest activation of all (1 GiB per
+million bytes). Here the head and the loss run one chunk of positions at a time, and each chunk
+is recomputed in the backward pass instead of being stored, so at most one chunk of logits
+exists at any time.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+
+def _chunk_loss(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    logits = F.linear(hidden, weight).float()
+    return F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="sum"
+    )
+
+
+def cross_entropy_sum(
+    hidden: torch.Tensor, head: nn.Linear, targets: torch.Tensor, chunk_size: int | None = 8192
+) -> torch.Tensor:
+    """Summed cross-entropy in nats (float32 scalar) of head(hidden) against targets.
+
+    hidden: [B, T, D]; targets: LongTensor [B, T]. `chunk_size` positions per chunk (per row);
+    None computes everything at once. Every byte value is a target; nothing is ignored.
+    """
+    length = hidden.shape[1]
+    if chunk_size is None or chunk_size >= length:
+        return _chunk_loss(hidden, head.weight, targets)
+    total = hidden.new_zeros((), dtype=torch.float32)
+    for start in range(0, length, chunk_size):
+        piece = (
+            hidden[:, start : start + chunk_size],
+            head.weight,
+            targets[:, start : start + chunk_size],
+        )
+        if torch.is_grad_enabled() and hidden.requires_grad:
+            total = total + checkpoint(_chunk_loss, *piece, use_reentrant=False)
+        else:
+            total = total + _chunk_loss(*piece)
+    return total

@@ -1,0 +1,100 @@
+"""`multibyte fit|validate|test --config recipes/NAME.yaml [--key value ...]` via LightningCLI."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+
+from multibyte.train.callbacks import Checkpoints
+from multibyte.train.data import ByteDataModule, ConfigError
+from multibyte.train.module import ByteLM
+
+
+class SaveConfigNextToCheckpoints(SaveConfigCallback):
+    """Save the resolved config in the log folder (Lightning's default) and in checkpoints/."""
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        if trainer.is_global_zero:
+            folder = os.path.join(trainer.default_root_dir, "checkpoints")
+            os.makedirs(folder, exist_ok=True)
+            self.parser.save(
+                self.config, os.path.join(folder, "config.yaml"),
+                overwrite=True, multifile=False,
+            )  # fmt: skip
+
+
+class MultibyteCLI(LightningCLI):
+    def _check_model_against_data(self) -> None:
+        """Configuration that only the model and the data together can reject, before any work."""
+        config = self.model.model.config
+        data = self.datamodule
+        patch = getattr(config, "patch_size", None)
+        if patch and data.seq_len % patch:
+            raise ConfigError(
+                f"data.seq_len={data.seq_len} is not a multiple of the model's patch_size={patch}"
+            )
+        if config.max_seq_len < data.seq_len:
+            raise ConfigError(
+                f"the model's max_seq_len={config.max_seq_len} is shorter than "
+                f"data.seq_len={data.seq_len}"
+            )
+
+    def instantiate_trainer(self, **kwargs):
+        # CSV and TensorBoard logs under default_root_dir unless the recipe names its own.
+        trainer_config = self._get(self.config_init, "trainer", default={})
+        if trainer_config.get("logger") in (None, True) and "logger" not in kwargs:
+            from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+            root = trainer_config.get("default_root_dir") or os.getcwd()
+            kwargs["logger"] = [
+                CSVLogger(root, name="csv"),
+                TensorBoardLogger(root, name="tensorboard"),
+            ]
+        return super().instantiate_trainer(**kwargs)
+
+    def _place_checkpoints(self) -> None:
+        # Before Lightning resolves `--ckpt_path last`, which looks in the callbacks' dirpath.
+        for callback in self.trainer.checkpoint_callbacks:
+            if isinstance(callback, Checkpoints) and callback.dirpath is None:
+                callback.dirpath = os.path.join(self.trainer.default_root_dir, "checkpoints")
+
+    def before_fit(self) -> None:
+        self._check_model_against_data()
+        self._place_checkpoints()
+
+    def before_validate(self) -> None:
+        self._check_model_against_data()
+        self._place_checkpoints()
+
+    def before_test(self) -> None:
+        self._check_model_against_data()
+        self._place_checkpoints()
+
+    def after_fit(self) -> None:
+        callback = self.trainer.checkpoint_callback
+        path = getattr(callback, "last_model_path", "") or getattr(callback, "best_model_path", "")
+        if self.trainer.is_global_zero:
+            print(f"last checkpoint: {path or 'none was written'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run a LightningCLI sub-command; argv starts with fit, validate or test."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        MultibyteCLI(
+            ByteLM,
+            ByteDataModule,
+            args=argv,
+            save_config_callback=SaveConfigNextToCheckpoints,
+            save_config_kwargs={"overwrite": True},
+            trainer_defaults={"use_distributed_sampler": False},
+            auto_configure_optimizers=False,
+        )
+    except ConfigError as error:
+        command = argv[0] if argv else "fit"
+        print(f"multibyte {command}: configuration error: {error}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,325 @@
+"""The LightningDataModule: prepared shards or raw files in, LongTensor [B, T] batches out.
+
+Two sources, one interface:
+
+- a folder written by `multibyte prepare` (it has `manifest.json` and `train-*.tar`): training
+  streams resampled shards, validation reads the `val` shards exactly once across ranks and
+  workers;
+- raw files or folders of the modality: encoded in memory when the run starts and split into
+  train and val by `val_fraction`, exactly as `prepare` splits them.
+
+Resume. With raw (map-style) data, training batch number b (counted over micro-batches since
+step 0) is a pure function of (seed, b, rank), so a run resumed at step s reads exactly the
+batches the uninterrupted run read after step s. With shards, the resampled stream of a run
+that starts at step s is seeded by (seed, s, rank, worker): a rerun of the same resume reads the
+same bytes, but they are not the bytes the uninterrupted run would have read after step s.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
+
+from multibyte.data import ShardDataset
+from multibyte.data.mapstyle import LengthBatchSampler
+from multibyte.data.shards import MANIFEST, list_shards, load_manifest
+from multibyte.data.windows import as_array
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot work; raised before any training starts."""
+
+
+def collate_bytes(items: Sequence[np.ndarray]) -> torch.Tensor:
+    """Equal-length uint8 arrays -> LongTensor [B, T]."""
+    return torch.from_numpy(np.stack([as_array(item) for item in items])).long()
+
+
+class SequenceSet(Dataset):
+    """Items are whole sequences (images, audio clips) cut into pieces of at most seq_len."""
+
+    def __init__(self, samples: Sequence[bytes], seq_len: int) -> None:
+        self.pieces = [
+            as_array(sample)[start : start + seq_len]
+            for sample in samples
+            for start in range(0, len(sample), seq_len)
+        ]
+
+    def __len__(self) -> int:
+        return len(self.pieces)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return self.pieces[index]
+
+    def lengths(self) -> list[int]:
+        return [len(piece) for piece in self.pieces]
+
+
+class StreamWindows(Dataset):
+    """Item i is the window stream[i : i + seq_len] (training: any start offset)."""
+
+    def __init__(self, stream: bytes, seq_len: int) -> None:
+        self.stream, self.seq_len = as_array(stream), seq_len
+
+    def __len__(self) -> int:
+        return len(self.stream) - self.seq_len + 1
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return self.stream[index : index + self.seq_len]
+
+
+class StreamTiles(Dataset):
+    """Item i is the i-th non-overlapping window; the last may be shorter (validation)."""
+
+    def __init__(self, stream: bytes, seq_len: int) -> None:
+        self.stream, self.seq_len = as_array(stream), seq_len
+
+    def __len__(self) -> int:
+        return -(-len(self.stream) // self.seq_len)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return self.stream[index * self.seq_len : (index + 1) * self.seq_len]
+
+    def lengths(self) -> list[int]:
+        return [len(self[i]) for i in range(len(self))]
+
+
+class StepBatchSampler(Sampler[list[int]]):
+    """Training batches numbered from `start_batch`; batch b is a pure function of (seed, b, rank).
+
+    With `replacement=False`, ranks read disjoint slots of one global stream of epochs, each a
+    fresh permutation of the items; with `replacement=True` (stream windows, where the items are
+    start offsets) each batch draws its items independently. `batches_per_epoch` only sets how
+    long Lightning's epoch is; numbering continues across epochs.
+    """
+
+    def __init__(
+        self,
+        num_items: int,
+        batch_size: int,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        start_batch: int = 0,
+        batches_per_epoch: int = 1000,
+        replacement: bool = False,
+    ) -> None:
+        if num_items <= 0:
+            raise ConfigError("no training sequences of full length: data is shorter than seq_len")
+        self.num_items, self.batch_size, self.seed = num_items, batch_size, seed
+        self.rank, self.world_size = rank, world_size
+        self.next_batch, self.batches_per_epoch = start_batch, batches_per_epoch
+        self.replacement = replacement
+        self._permutations: dict[int, np.ndarray] = {}
+
+    def batch(self, number: int) -> list[int]:
+        if self.replacement:
+            rng = np.random.default_rng([self.seed, number, self.rank])
+            return rng.integers(0, self.num_items, self.batch_size).tolist()
+        first = (number * self.world_size + self.rank) * self.batch_size
+        indices = []
+        for position in range(first, first + self.batch_size):
+            epoch, offset = divmod(position, self.num_items)
+            if epoch not in self._permutations:
+                self._permutations = {
+                    epoch: np.random.default_rng([self.seed, epoch]).permutation(self.num_items)
+                }
+            indices.append(int(self._permutations[epoch][offset]))
+        return indices
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for _ in range(self.batches_per_epoch):
+            yield self.batch(self.next_batch)
+            self.next_batch += 1
+
+    def __len__(self) -> int:
+        return self.batches_per_epoch
+
+
+class EpochedLoader(DataLoader):
+    """A loader over a resampled shard stream that reseeds the stream at every new epoch.
+
+    Epoch k of a run that started at micro-batch b0 is seeded with b0 + k * batches_per_epoch,
+    so no two epochs (and no two resume points) replay the same stream.
+    """
+
+    def __init__(self, dataset: ShardDataset, start_batch: int, **kwargs: Any) -> None:
+        super().__init__(dataset, batch_size=None, **kwargs)
+        self.start_batch, self.epochs_started = start_batch, 0
+
+    def __iter__(self):
+        self.dataset.set_epoch(
+            self.start_batch + self.epochs_started * self.dataset.batches_per_epoch
+        )
+        self.epochs_started += 1
+        return super().__iter__()
+
+
+def is_shard_folder(path: str | os.PathLike) -> bool:
+    folder = Path(path)
+    return folder.is_dir() and ((folder / MANIFEST).is_file() or bool(list_shards(folder, "train")))
+
+
+class ByteDataModule(L.LightningDataModule):
+    def __init__(
+        self,
+        path: str | list[str] | None = None,
+        modality: dict[str, Any] | None = None,
+        seq_len: int | None = None,
+        batch_size: int = 8,
+        val_batch_size: int | None = None,
+        val_fraction: float = 0.05,
+        num_workers: int = 0,
+        seed: int = 0,
+        batches_per_epoch: int = 1000,
+        shuffle_buffer: int = 1000,
+    ) -> None:
+        """
+        Args:
+            path: a folder of shards from `multibyte prepare`, or raw files / folders.
+            modality: adapter options, e.g. {"name": "image", "size": 64, "order": "raster"}.
+                With shards, the manifest's options are used and the name must agree.
+            seq_len: bytes per training sequence; default the adapter's (required for text).
+            batch_size: sequences per training batch (per device).
+            val_batch_size: sequences per validation batch (default batch_size).
+            val_fraction: share of raw inputs held out for validation (raw data only).
+            num_workers: DataLoader worker processes.
+            seed: seed of the split (raw data), the batch order and the shard streams.
+            batches_per_epoch: length of Lightning's epoch; training runs by `max_steps`.
+            shuffle_buffer: shard streams: samples mixed in the shuffle buffer.
+        """
+        super().__init__()
+        import modalities
+
+        if path is None or (isinstance(path, (list, tuple)) and not path):
+            raise ConfigError("data.path is required: a shard folder or raw files / folders")
+        self.paths = [str(p) for p in (path if isinstance(path, (list, tuple)) else [path])]
+        missing = [p for p in self.paths if not Path(p).exists()]
+        if missing:
+            raise ConfigError(f"data.path does not exist: {', '.join(missing)}")
+        options = dict(modality or {"name": "text"})
+        self.shards = len(self.paths) == 1 and is_shard_folder(self.paths[0])
+        if self.shards:
+            manifest = load_manifest(self.paths[0]) or {}
+            stored = manifest.get("options")
+            if stored:
+                if stored.get("name") != options.get("name"):
+                    raise ConfigError(
+                        f"data.modality name {options.get('name')!r} does not match the shards' "
+                        f"{stored.get('name')!r} ({self.paths[0]}/{MANIFEST})"
+                    )
+                options = stored
+        try:
+            self.adapter = modalities.get(**options)
+        except ValueError as error:
+            raise ConfigError(f"data.modality: {error}") from error
+        self.seq_len = seq_len if seq_len is not None else self.adapter.seq_len
+        if self.seq_len is None or self.seq_len <= 0:
+            raise ConfigError(
+                f"data.seq_len must be set to a positive length for {self.adapter.name}"
+            )
+        for name, value in (("batch_size", batch_size), ("batches_per_epoch", batches_per_epoch)):
+            if value <= 0:
+                raise ConfigError(f"data.{name} must be positive, got {value}")
+        if not 0.0 <= val_fraction < 1.0:
+            raise ConfigError(f"data.val_fraction must be in [0, 1), got {val_fraction}")
+        self.batch_size, self.val_batch_size = batch_size, val_batch_size or batch_size
+        self.val_fraction, self.num_workers, self.seed = val_fraction, num_workers, seed
+        self.batches_per_epoch, self.shuffle_buffer = batches_per_epoch, shuffle_buffer
+        self.stream = self.adapter.seq_len is None
+        self.skipped: list[dict[str, str]] = []
+        self._splits: dict[str, list[bytes]] | None = None
+
+    @property
+    def modality_options(self) -> dict[str, Any]:
+        return dict(self.adapter.options)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.shards or self._splits is not None:
+            return
+        from modalities.prepare import encode_in_memory
+
+        encoded = encode_in_memory(self.modality_options, self.paths, self.val_fraction, self.seed)
+        self.skipped = encoded.pop("skipped")
+        for item in self.skipped:
+            print(f"multibyte: skipped {item['source']}: {item['reason']}")
+        self._splits = encoded
+        if not encoded["train"]:
+            raise ConfigError(f"data.path holds no usable {self.adapter.name} inputs: {self.paths}")
+
+    def _rank(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+    def _start_batch(self) -> int:
+        trainer = self.trainer
+        if trainer is None:
+            return 0
+        return trainer.global_step * trainer.accumulate_grad_batches
+
+    def train_dataloader(self) -> DataLoader:
+        rank, world_size = self._rank()
+        generator = torch.Generator().manual_seed(self.seed)  # keeps the global RNG untouched
+        if self.shards:
+            dataset = ShardDataset(
+                self.paths[0], split="train", seq_len=self.seq_len, batch_size=self.batch_size,
+                train=True, stream=self.stream, batches_per_epoch=self.batches_per_epoch,
+                shuffle_buffer=self.shuffle_buffer, seed=self.seed, drop_last=True,
+            )  # fmt: skip
+            return EpochedLoader(
+                dataset, self._start_batch(), num_workers=self.num_workers, generator=generator
+            )
+        self.setup()
+        if self.stream:
+            dataset = StreamWindows(self._splits["train"][0], self.seq_len)
+            items = max(len(dataset), 0)
+        else:
+            full = SequenceSet(self._splits["train"], self.seq_len)
+            keep = [i for i, n in enumerate(full.lengths()) if n == self.seq_len]
+            dataset, items = Subset(full, keep), len(keep)
+        sampler = StepBatchSampler(
+            items, self.batch_size, self.seed, rank, world_size, self._start_batch(),
+            self.batches_per_epoch, replacement=self.stream,
+        )  # fmt: skip
+        return DataLoader(
+            dataset, batch_sampler=sampler, collate_fn=collate_bytes,
+            num_workers=self.num_workers, generator=generator,
+        )  # fmt: skip
+
+    def val_dataloader(self) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.seed)
+        if self.shards:
+            if not list_shards(self.paths[0], "val"):
+                return []
+            dataset = ShardDataset(
+                self.paths[0], split="val", seq_len=self.seq_len, batch_size=self.val_batch_size,
+                train=False, stream=self.stream, seed=self.seed,
+            )  # fmt: skip
+            return DataLoader(
+                dataset, batch_size=None, num_workers=self.num_workers, generator=generator
+            )
+        self.setup()
+        if not self._splits["val"]:
+            return []
+        rank, world_size = self._rank()
+        if self.stream:
+            full = StreamTiles(self._splits["val"][0], self.seq_len)
+        else:
+            full = SequenceSet(self._splits["val"], self.seq_len)
+        lengths = full.lengths()
+        mine = list(range(rank, len(full), world_size))  # every sequence on exactly one rank
+        sampler = LengthBatchSampler([lengths[i] for i in mine], self.val_batch_size)
+        return DataLoader(
+            Subset(full, mine), batch_sampler=sampler, collate_fn=collate_bytes,
+            num_workers=self.num_workers, generator=generator,
+        )  # fmt: skip
+
+    def test_dataloader(self) -> DataLoader:
+        return self.val_dataloader()

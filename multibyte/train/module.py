@@ -1,0 +1,215 @@
+"""The LightningModule: any multibyte model, trained on next-byte cross-entropy in bits per byte."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+
+from multibyte.checkpoint import CHECKPOINT_FORMAT, model_spec
+from multibyte.flops import flops_per_byte
+from multibyte.loss import cross_entropy_sum
+from multibyte.train.data import ConfigError
+
+LN2 = math.log(2.0)
+SCHEDULES = ("cosine", "polynomial", "constant")
+
+
+def warmup_then_decay(
+    step: int, warmup_steps: int, total_steps: int, schedule: str, min_lr_ratio: float, power: float
+) -> float:
+    """Learning-rate multiplier: linear warmup to 1, then decay to min_lr_ratio at total_steps."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if schedule == "constant" or total_steps <= warmup_steps:
+        return 1.0
+    progress = min(1.0, (step - warmup_steps) / (total_steps - warmup_steps))
+    if schedule == "cosine":
+        shape = 0.5 * (1.0 + math.cos(math.pi * progress))
+    else:  # polynomial, as the paper (power 1 is linear decay)
+        shape = (1.0 - progress) ** power
+    return min_lr_ratio + (1.0 - min_lr_ratio) * shape
+
+
+class WarmupDecay:
+    """A picklable LR lambda (its state_dict is plain data, so checkpoints stay weights-only)."""
+
+    def __init__(self, **settings: Any) -> None:
+        self.settings = settings
+
+    def __call__(self, step: int) -> float:
+        return warmup_then_decay(step, **self.settings)
+
+
+class ByteLM(L.LightningModule):
+    def __init__(
+        self,
+        model: nn.Module,
+        lr: float = 3e-4,
+        betas: tuple[float, float] = (0.9, 0.98),
+        weight_decay: float = 0.1,
+        warmup_steps: int = 500,
+        schedule: str = "polynomial",
+        decay_power: float = 1.0,
+        min_lr_ratio: float = 0.0,
+        total_steps: int | None = None,
+        loss_chunk: int | None = 8192,
+        compile: bool = False,
+        seed: int = 0,
+    ) -> None:
+        """
+        Args:
+            model: a `multibyte.Megabyte` or `multibyte.ByteTransformer` (YAML `class_path`).
+            lr: peak learning rate (the paper: 2e-4 to 3e-4).
+            betas: AdamW betas (the paper: 0.9, 0.98).
+            weight_decay: applied to weight matrices only, never to norms, embeddings, biases.
+            warmup_steps: linear warmup from 0 to `lr`.
+            schedule: "polynomial" (the paper's), "cosine" or "constant" after warmup.
+            decay_power: power of the polynomial decay (1 = linear).
+            min_lr_ratio: the decay ends at lr * min_lr_ratio.
+            total_steps: where the decay ends; default the trainer's max_steps.
+            loss_chunk: positions per chunk of the fused head + loss (None: all at once).
+            compile: torch.compile the model in place (state-dict keys stay unchanged).
+            seed: dropout RNG seed; the RNG is reseeded from (seed, micro-batch, rank) every
+                step, so a resumed run draws the same dropout masks as an uninterrupted one.
+        """
+        super().__init__()
+        if schedule not in SCHEDULES:
+            raise ConfigError(f"model.schedule must be one of {SCHEDULES}, got {schedule!r}")
+        for name, value in (
+            ("lr", lr),
+            ("warmup_steps", warmup_steps + 1),
+            ("decay_power", decay_power),
+        ):
+            if value <= 0:
+                raise ConfigError(f"model.{name} must be positive, got {value}")
+        self.model = model
+        self.spec = model_spec(model)  # plain data: rebuilds the architecture on load
+        self.save_hyperparameters(ignore=["model"])
+        self.modality: dict[str, Any] | None = None
+        self.flops_per_batch: float | None = None
+        self._flops_shape: tuple[int, int] | None = None
+        self._val_bits = torch.zeros((), dtype=torch.float64)
+        self._val_bytes = torch.zeros((), dtype=torch.int64)
+        if compile:
+            self.model.compile()
+
+    # -- steps -----------------------------------------------------------------------------
+
+    def _nats(self, batch: torch.Tensor) -> torch.Tensor:
+        hidden = self.model.hidden(batch)
+        return cross_entropy_sum(hidden, self.model.head, batch, self.hparams.loss_chunk)
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        micro_batch = self.global_step * self.trainer.accumulate_grad_batches + (
+            batch_idx % self.trainer.accumulate_grad_batches
+        )
+        torch.manual_seed(hash((self.hparams.seed, micro_batch, self.global_rank)) % (2**63))
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        self._update_flops(batch)
+        loss = self._nats(batch) / batch.numel()
+        if not torch.isfinite(loss):
+            last = getattr(self.trainer.checkpoint_callback, "last_model_path", "") or "none yet"
+            raise FloatingPointError(
+                f"non-finite training loss ({loss.item()}) at step {self.global_step}; stopping. "
+                f"The last good checkpoint is {last}"
+            )
+        self.log("train/bpb", loss.detach() / LN2, prog_bar=True)
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
+        return loss
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_bits = torch.zeros((), dtype=torch.float64, device=self.device)
+        self._val_bytes = torch.zeros((), dtype=torch.int64, device=self.device)
+
+    def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+        self._val_bits += self._nats(batch).double() / LN2
+        self._val_bytes += batch.numel()
+
+    def on_validation_epoch_end(self) -> None:
+        # Exact over all ranks: sum bits and bytes, then divide (batches may differ in size).
+        bits = self.trainer.strategy.reduce(self._val_bits, reduce_op="sum")
+        count = self.trainer.strategy.reduce(self._val_bytes, reduce_op="sum")
+        if int(count) > 0:
+            bpb = float(bits) / int(count)
+            self.log("val/bpb", bpb, prog_bar=True, sync_dist=False, rank_zero_only=False)
+            self.log("val/bytes", float(count), sync_dist=False)
+
+    test_step = validation_step
+    on_test_epoch_start = on_validation_epoch_start
+
+    def on_test_epoch_end(self) -> None:
+        bits = self.trainer.strategy.reduce(self._val_bits, reduce_op="sum")
+        count = self.trainer.strategy.reduce(self._val_bytes, reduce_op="sum")
+        if int(count) > 0:
+            self.log("test/bpb", float(bits) / int(count))
+
+    def _update_flops(self, batch: torch.Tensor) -> None:
+        shape = tuple(batch.shape)
+        if shape != self._flops_shape:  # ThroughputMonitor reads this attribute every step
+            self._flops_shape = shape
+            self.flops_per_batch = flops_per_byte(self.model.config, shape[1]).train * batch.numel()
+
+    # -- optimizer ---------------------------------------------------------------------------
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        decay, no_decay = [], []
+        for module in self.model.modules():
+            for name, parameter in module.named_parameters(recurse=False):
+                if not parameter.requires_grad:
+                    continue
+                is_matrix = isinstance(module, (nn.Linear, nn.Conv1d)) and name == "weight"
+                (decay if is_matrix else no_decay).append(parameter)
+        no_decay = [p for p in no_decay if all(p is not q for q in decay)]  # tied head weights
+        hp = self.hparams
+        optimizer = torch.optim.AdamW(
+            [
+                {"params": decay, "weight_decay": hp.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
+            lr=hp.lr,
+            betas=tuple(hp.betas),
+        )
+        total = hp.total_steps or (self.trainer.max_steps if self.trainer.max_steps > 0 else 0)
+        schedule = WarmupDecay(
+            warmup_steps=hp.warmup_steps, total_steps=total, schedule=hp.schedule,
+            min_lr_ratio=hp.min_lr_ratio, power=hp.decay_power,
+        )  # fmt: skip
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
+
+    # -- checkpoints --------------------------------------------------------------------------
+
+    def on_fit_start(self) -> None:
+        self._remember_modality()
+
+    def on_validation_start(self) -> None:
+        self._remember_modality()
+
+    def _remember_modality(self) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is not None and hasattr(datamodule, "modality_options"):
+            self.modality = datamodule.modality_options
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["multibyte"] = {
+            "format": CHECKPOINT_FORMAT,
+            "model": self.spec,
+            "modality": self.modality,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        info = checkpoint.get("multibyte", {})
+        if info.get("model") and info["model"] != self.spec:
+            raise ValueError(
+                "the checkpoint's model does not match the configured one: "
+                f"{info['model']} != {self.spec}"
+            )
+        self.modality = info.get("modality", self.modality)
