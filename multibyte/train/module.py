@@ -157,14 +157,19 @@ class ByteLM(L.LightningModule):
     # -- optimizer ---------------------------------------------------------------------------
 
     def configure_optimizers(self) -> dict[str, Any]:
-        decay, no_decay = [], []
+        # Decay weight matrices only; a head tied to an embedding counts as an embedding.
+        embeddings = {id(m.weight) for m in self.model.modules() if isinstance(m, nn.Embedding)}
+        decay, no_decay, seen = [], [], set()
         for module in self.model.modules():
             for name, parameter in module.named_parameters(recurse=False):
-                if not parameter.requires_grad:
+                if not parameter.requires_grad or id(parameter) in seen:
                     continue
+                seen.add(id(parameter))
                 is_matrix = isinstance(module, (nn.Linear, nn.Conv1d)) and name == "weight"
-                (decay if is_matrix else no_decay).append(parameter)
-        no_decay = [p for p in no_decay if all(p is not q for q in decay)]  # tied head weights
+                if is_matrix and id(parameter) not in embeddings:
+                    decay.append(parameter)
+                else:
+                    no_decay.append(parameter)
         hp = self.hparams
         optimizer = torch.optim.AdamW(
             [
