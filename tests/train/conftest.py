@@ -29,11 +29,14 @@ def image_folder(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def audio_folder(tmp_path_factory) -> Path:
+    """One-second 16 kHz clips of three quiet tones each (speech-like levels, -30 to -45 dBFS)."""
     folder = tmp_path_factory.mktemp("audio")
+    rng = np.random.default_rng(0)
     t = np.arange(16000) / 16000.0
-    for i, freq in enumerate((220.0, 330.0, 440.0, 550.0, 660.0)):
-        wave = 0.3 * np.sin(2 * np.pi * freq * t)
-        soundfile.write(folder / f"tone{i}.wav", wave.astype(np.float32), 16000, subtype="PCM_16")
+    for i in range(10):
+        freqs, levels = rng.uniform(100, 800, 3), rng.uniform(0.005, 0.03, 3)
+        wave = sum(a * np.sin(2 * np.pi * f * t + rng.uniform(0, 6)) for f, a in zip(freqs, levels))
+        soundfile.write(folder / f"clip{i}.wav", wave.astype(np.float32), 16000, subtype="PCM_16")
     return folder
 
 
