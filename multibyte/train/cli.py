@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         MultibyteCLI(
             ByteLM,
             ByteDataModule,
-            args=argv,
+            # None lets LightningCLI read sys.argv itself when we were run as the console script
+            args=None if argv == sys.argv[1:] else argv,
             save_config_callback=SaveConfigNextToCheckpoints,
             save_config_kwargs={"overwrite": True},
             trainer_defaults={"use_distributed_sampler": False},
