@@ -15,7 +15,9 @@ from torch.utils.checkpoint import checkpoint
 
 
 def _chunk_loss(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    logits = F.linear(hidden, weight).float()
+    logits = F.linear(hidden, weight)
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        logits = logits.float()  # the softmax of low-precision logits runs in float32
     return F.cross_entropy(
         logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="sum"
     )
@@ -24,7 +26,7 @@ def _chunk_loss(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tenso
 def cross_entropy_sum(
     hidden: torch.Tensor, head: nn.Linear, targets: torch.Tensor, chunk_size: int | None = 8192
 ) -> torch.Tensor:
-    """Summed cross-entropy in nats (float32 scalar) of head(hidden) against targets.
+    """Summed cross-entropy in nats (a float32 scalar, or float64 for a float64 model).
 
     hidden: [B, T, D]; targets: LongTensor [B, T]. `chunk_size` positions per chunk (per row);
     None computes everything at once. Every byte value is a target; nothing is ignored.
@@ -32,7 +34,7 @@ def cross_entropy_sum(
     length = hidden.shape[1]
     if chunk_size is None or chunk_size >= length:
         return _chunk_loss(hidden, head.weight, targets)
-    total = hidden.new_zeros((), dtype=torch.float32)
+    total = hidden.new_zeros((), dtype=torch.promote_types(hidden.dtype, torch.float32))
     for start in range(0, length, chunk_size):
         piece = (
             hidden[:, start : start + chunk_size],
