@@ -15,8 +15,8 @@ class KVCache:
 
     def __init__(self, batch: int, heads: int, max_len: int, head_dim: int, device, dtype) -> None:
         shape = (batch, heads, max_len, head_dim)
-        self.keys = torch.zeros(shape, device=device, dtype=dtype)
-        self.values = torch.zeros(shape, device=device, dtype=dtype)
+        self.keys = torch.empty(shape, device=device, dtype=dtype)  # read only below length
+        self.values = torch.empty(shape, device=device, dtype=dtype)
         self.length = 0
 
     def reset(self) -> None:

@@ -19,6 +19,7 @@ the child tokens. Two stages (`patch_sizes=(P,)`) is exactly the model above.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
 import torch
@@ -347,7 +348,6 @@ class Megabyte(nn.Module):
             out = stage.transformer(h + stage.position.weight, rows=batch)
         return out.reshape(batch, padded.shape[1], -1)[:, :length]
 
-    @torch.no_grad()
     def generate(
         self,
         prompt: torch.Tensor,
@@ -357,6 +357,7 @@ class Megabyte(nn.Module):
         top_p: float | None = None,
         use_cache: bool = True,
         generator: torch.Generator | None = None,
+        progress: Callable[[int], None] | None = None,
     ) -> torch.Tensor:
         """Sample `max_new_bytes` after `prompt` [B, T0] (T0 may be 0) -> [B, T0 + max_new_bytes].
 
@@ -364,7 +365,7 @@ class Megabyte(nn.Module):
         cache every byte recomputes a full forward pass. Both give the same bytes.
         """
         return generate_bytes(
-            self, prompt, max_new_bytes, temperature, top_k, top_p, use_cache, generator
+            self, prompt, max_new_bytes, temperature, top_k, top_p, use_cache, generator, progress
         )
 
     def decoder(self, buffer: torch.Tensor) -> MegabyteDecoder:

@@ -6,6 +6,7 @@ It is the baseline every MEGABYTE figure is compared against, with the same call
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -108,7 +109,6 @@ class ByteTransformer(nn.Module):
             h = h + self.position.weight[: x.shape[1]]
         return h
 
-    @torch.no_grad()
     def generate(
         self,
         prompt: torch.Tensor,
@@ -118,10 +118,11 @@ class ByteTransformer(nn.Module):
         top_p: float | None = None,
         use_cache: bool = True,
         generator: torch.Generator | None = None,
+        progress: Callable[[int], None] | None = None,
     ) -> torch.Tensor:
         """Sample `max_new_bytes` after `prompt` [B, T0] -> [B, T0 + max_new_bytes]."""
         return generate_bytes(
-            self, prompt, max_new_bytes, temperature, top_k, top_p, use_cache, generator
+            self, prompt, max_new_bytes, temperature, top_k, top_p, use_cache, generator, progress
         )
 
     def decoder(self, buffer: torch.Tensor) -> ByteTransformerDecoder:

@@ -107,3 +107,13 @@ def test_generate_keeps_the_training_mode(make_megabyte):
     model = make_megabyte().train()
     model.generate(torch.zeros(1, 2, dtype=torch.long), 3)
     assert model.training
+
+
+def test_generated_bytes_are_ordinary_tensors_and_progress_is_reported(make_megabyte):
+    model = make_megabyte()
+    seen = []
+    out = model.generate(torch.zeros(1, 2, dtype=torch.long), 5, progress=seen.append)
+    assert seen == [1, 2, 3, 4, 5]
+    assert not out.is_inference()
+    model.train()
+    model(out).sum().backward()  # usable for training afterwards
