@@ -5,26 +5,29 @@ This package knows only bytes. It never imports ``modalities``; adapters turn fi
 
 from __future__ import annotations
 
-from multibyte.data.batching import batch_by_length, collate
-from multibyte.data.distributed import Slot, current_slot, take_every
-from multibyte.data.iterable import ShardDataset
-from multibyte.data.mapstyle import (
-    LengthBatchSampler,
-    RandomWindowDataset,
-    SequenceDataset,
-    WindowDataset,
-)
-from multibyte.data.shards import (
-    MANIFEST,
-    SPLITS,
-    iter_tar_samples,
-    list_shards,
-    load_manifest,
-    read_samples,
-    shard_name,
-)
-from multibyte.data.windows import fixed_windows, pieces, random_windows
-from multibyte.data.writer import ShardSink
+import importlib
+from typing import Any
+
+# Lazy, so that `multibyte prepare` (which writes shards) does not pay for importing torch.
+_HOMES = {
+    "batch_by_length": "batching", "collate": "batching",
+    "Slot": "distributed", "current_slot": "distributed", "take_every": "distributed",
+    "ShardDataset": "iterable",
+    "LengthBatchSampler": "mapstyle", "RandomWindowDataset": "mapstyle",
+    "SequenceDataset": "mapstyle", "WindowDataset": "mapstyle",
+    "MANIFEST": "shards", "SPLITS": "shards", "iter_tar_samples": "shards",
+    "list_shards": "shards", "load_manifest": "shards", "read_samples": "shards",
+    "shard_name": "shards",
+    "fixed_windows": "windows", "pieces": "windows", "random_windows": "windows",
+    "ShardSink": "writer",
+}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOMES:
+        return getattr(importlib.import_module(f"multibyte.data.{_HOMES[name]}"), name)
+    raise AttributeError(f"module 'multibyte.data' has no attribute {name!r}")
+
 
 __all__ = [
     "MANIFEST",
