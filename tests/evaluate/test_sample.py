@@ -1,0 +1,105 @@
+"""`multibyte sample`: valid PNG grids, WAVs at the model's rate, text; deterministic by seed."""
+
+from __future__ import annotations
+
+import numpy as np
+import soundfile
+import torch
+from PIL import Image
+
+import multibyte
+from multibyte.cli import main as cli
+from multibyte.sample import generate
+
+
+def sample(*argv):
+    return cli(["sample", *map(str, argv), "--quiet"])
+
+
+def test_unconditional_image_grid(image_ckpt, tmp_path):
+    out = tmp_path / "grid.png"
+    assert sample("--ckpt", image_ckpt, "--out", out, "--n", "3", "--seed", "1") == 0
+    with Image.open(out) as image:
+        # save_grid: 3 columns of 8px cells with 2px padding, one row.
+        assert image.format == "PNG" and image.size == (3 * 10 + 2, 12)
+    again = tmp_path / "again.png"
+    assert sample("--ckpt", image_ckpt, "--out", again, "--n", "3", "--seed", "1") == 0
+    assert out.read_bytes() == again.read_bytes()
+
+
+def test_image_completion_resizes_a_wrong_size_prompt_and_says_so(image_ckpt, tmp_path, capsys):
+    prompt = tmp_path / "big.png"
+    Image.fromarray(np.full((16, 16, 3), 200, np.uint8), "RGB").save(prompt)
+    out = tmp_path / "completion.png"
+    code = sample("--ckpt", image_ckpt, "--out", out, "--prompt", prompt, "--n", "2",
+                  "--prompt-fraction", "0.5", "--temperature", "0.7", "--top-k", "40")  # fmt: skip
+    assert code == 0
+    assert "16x16; resized to 8x8" in capsys.readouterr().err
+    with Image.open(out) as image:
+        grid = np.asarray(image.convert("RGB"))
+    assert grid.shape == (2 * 10 + 2, 2 * 10 + 2, 3)  # prompt row + one row of 2 samples
+    # The top half of every completion is the prompt's (box-resized 200 stays 200).
+    completion = grid[12:20, 2:10]
+    assert (completion[:4] == 200).all()
+
+
+def test_audio_continuation_wav_rate_and_length(audio_ckpt, audio_folder, tmp_path):
+    out = tmp_path / "cont.wav"
+    prompt = audio_folder / "clip0.wav"
+    code = sample("--ckpt", audio_ckpt, "--out", out, "--prompt", prompt, "--n", "2",
+                  "--max-new-bytes", "100", "--prompt-fraction", "0.2", "--seed", "3")  # fmt: skip
+    assert code == 0
+    # 20% of 600 bytes kept (120 bytes = 60 samples), then 100 new bytes = 50 samples.
+    for i in range(2):
+        info = soundfile.info(tmp_path / f"cont-{i}.wav")
+        assert info.samplerate == 8000 and info.frames == 110
+    first = (tmp_path / "cont-0.wav").read_bytes()
+    assert (
+        sample(
+            "--ckpt",
+            audio_ckpt,
+            "--out",
+            out,
+            "--prompt",
+            prompt,
+            "--n",
+            "2",
+            "--max-new-bytes",
+            "100",
+            "--prompt-fraction",
+            "0.2",
+            "--seed",
+            "3",
+        )
+        == 0
+    )
+    assert (tmp_path / "cont-0.wav").read_bytes() == first
+
+
+def test_text_continuation_printed_and_saved(trained_text_ckpt, tmp_path, capsys):
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text("It was the ")
+    out = tmp_path / "out.txt"
+    argv = ["--ckpt", trained_text_ckpt, "--out", out, "--prompt", prompt, "--n", "1",
+            "--max-new-bytes", "30", "--seed", "5", "--top-p", "0.9"]  # fmt: skip
+    assert sample(*argv) == 0
+    data = out.read_bytes()
+    assert data.startswith(b"It was the ") and len(data) == 11 + 30
+    assert data.decode("utf-8", errors="replace") in capsys.readouterr().out
+    assert sample(*argv) == 0 and out.read_bytes() == data
+
+
+def test_sample_errors(image_ckpt, tmp_path, capsys):
+    assert sample("--ckpt", tmp_path / "missing.ckpt", "--out", tmp_path / "x.png") == 2
+    assert "missing.ckpt" in capsys.readouterr().err
+    code = sample("--ckpt", image_ckpt, "--out", tmp_path / "x.png", "--prompt", tmp_path / "p")
+    assert code == 2 and "prompt file not found" in capsys.readouterr().err
+
+
+def test_progress_generate_equals_plain_generate(trained_text_ckpt):
+    model = multibyte.load(trained_text_ckpt)
+    prompt = torch.tensor([list(b"It was")])
+    ours = generate(model, prompt, 10, generator=torch.Generator().manual_seed(0), progress=True)
+    plain = model.generate(prompt, 10, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(ours, plain)
+    assert "decoder" not in vars(model)  # the per-call shadow is removed
