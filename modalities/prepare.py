@@ -15,6 +15,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -75,8 +76,26 @@ def _init_worker(
     )
 
 
+# Inputs given with --val-src carry this prefix in their ident: always validation.
+HELD_OUT = "\0val/"
+
+
 def _split(ident: str) -> str:
+    if ident.startswith(HELD_OUT):
+        return "val"
     return "val" if val_draw(_STATE["seed"], ident) < _STATE["val_fraction"] else "train"
+
+
+def find_all_tasks(
+    modality: str, sources: Sequence[str], val_sources: Sequence[str] = (), enwik8: bool = False
+) -> tuple[list[Task], list[Skip]]:
+    """Tasks of --src and of --val-src (whose idents are marked as held out)."""
+    tasks, skips = find_tasks(modality, list(sources), enwik8=enwik8)
+    if val_sources:
+        held_tasks, held_skips = find_tasks(modality, list(val_sources))
+        tasks += [replace(t, ident=HELD_OUT + t.ident) for t in held_tasks]
+        skips += held_skips
+    return tasks, skips
 
 
 def _text_records(task: Task) -> list[Record]:
@@ -155,6 +174,7 @@ def encode_in_memory(
     val_fraction: float,
     seed: int = 0,
     enwik8: bool = False,
+    val_sources: Sequence[str | os.PathLike] = (),
 ) -> dict[str, Any]:
     """Encode raw inputs without writing shards, split exactly as ``prepare`` would.
 
@@ -162,7 +182,9 @@ def encode_in_memory(
     for a stream modality (text) each split is one joined stream in a one-element list.
     """
     adapter = modalities.get(**options)
-    tasks, skips = find_tasks(adapter.name, [str(s) for s in sources], enwik8=enwik8)
+    tasks, skips = find_all_tasks(
+        adapter.name, [str(s) for s in sources], [str(s) for s in val_sources], enwik8
+    )
     _init_worker(adapter.options, seed, val_fraction, TEXT_CHUNK, pool=False)
     splits: dict[str, list[bytes]] = {"train": [], "val": [], "test": []}
     for task, records, reason in map(process, tasks):
@@ -186,6 +208,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--src", nargs="+", required=True, help="input files or folders")
     parser.add_argument("--out", required=True, help="output folder for shards and manifest")
     parser.add_argument("--val-fraction", type=float, default=0.05, help="in [0, 1); default 0.05")
+    parser.add_argument(
+        "--val-src", nargs="+", default=[],
+        help="inputs that all go to validation (e.g. a dataset's own validation folder)",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="seed of the train/val split")
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
     parser.add_argument("--shard-size", type=int, default=10_000, help="max samples per shard")
@@ -224,9 +250,11 @@ def check_config(args: argparse.Namespace) -> modalities.Adapter:
     for name in ("workers", "shard_size", "shard_bytes", "chunk_size"):
         if getattr(args, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
-    missing = [src for src in args.src if not Path(src).exists()]
+    missing = [src for src in [*args.src, *args.val_src] if not Path(src).exists()]
     if missing:
-        raise ConfigError(f"--src path does not exist: {', '.join(missing)}")
+        raise ConfigError(f"--src/--val-src path does not exist: {', '.join(missing)}")
+    if args.enwik8 and args.val_src:
+        raise ConfigError("--val-src does not apply to --enwik8 (it has a fixed split)")
     if args.enwik8 and args.modality != "text":
         raise ConfigError("--enwik8 applies to text only")
     if args.enwik8 and not all(Path(src).is_file() for src in args.src):
@@ -269,7 +297,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.overwrite:
         for old in [*out.glob("*.tar"), *out.glob(f"*{PARTIAL}"), out / MANIFEST]:
             old.unlink(missing_ok=True)
-    tasks, skips = find_tasks(args.modality, args.src, enwik8=args.enwik8)
+    tasks, skips = find_all_tasks(args.modality, args.src, args.val_src, enwik8=args.enwik8)
     options = adapter.options
     splits = ("train", "val", "test") if args.enwik8 else ("train", "val")
     sinks = {s: ShardSink(out, s, args.shard_size, args.shard_bytes) for s in splits}
@@ -280,6 +308,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "options": options,
         "stream": adapter.seq_len is None,
         "sources": [str(Path(s).resolve()) for s in args.src],
+        "val_sources": [str(Path(s).resolve()) for s in args.val_src],
         "val_fraction": args.val_fraction,
         "seed": args.seed,
         "split": "enwik8 90/5/5" if args.enwik8 else "per input, by seed",

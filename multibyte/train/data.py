@@ -207,6 +207,8 @@ class ByteDataModule(L.LightningDataModule):
         options = dict(modality or {"name": "text"})
         self.shards = len(self.paths) == 1 and is_shard_folder(self.paths[0])
         if self.shards:
+            if not list_shards(self.paths[0], "train"):
+                raise ConfigError(f"data.path {self.paths[0]} holds no train-*.tar shards")
             manifest = load_manifest(self.paths[0]) or {}
             stored = manifest.get("options")
             if stored:

@@ -207,3 +207,23 @@ def test_unknown_flag_and_existing_output(tmp_path, capsys):
     assert "--overwrite" in capsys.readouterr().err
     assert main([*base, "--overwrite", "--val-fraction", "0"]) == 0
     assert _manifest(out)["counts"] == {"train": 1, "val": 0}
+
+
+def test_val_src_inputs_all_go_to_validation(tmp_path):
+    train_dir, val_dir = tmp_path / "train", tmp_path / "held"
+    train_dir.mkdir()
+    val_dir.mkdir()
+    for i in range(6):
+        (train_dir / f"t{i}.txt").write_text(f"training text {i} " * 20)
+    for i in range(2):
+        (val_dir / f"v{i}.txt").write_text(f"held-out text {i} " * 20)
+    out = tmp_path / "shards"
+    argv = ["text", "--src", str(train_dir), "--val-src", str(val_dir), "--out", str(out),
+            "--val-fraction", "0", "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["counts"] == {"train": 6, "val": 2}
+    val_sources = {json.loads(s["json"])["source"] for s in read_samples(out, "val")}
+    assert val_sources == {str(val_dir / "v0.txt"), str(val_dir / "v1.txt")}
+    assert main(["text", "--src", str(train_dir), "--val-src", str(tmp_path / "nope"),
+                 "--out", str(tmp_path / "x")]) == 2  # fmt: skip

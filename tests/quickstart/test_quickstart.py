@@ -1,0 +1,70 @@
+"""The quickstart pipeline end to end in reduced mode: every report artefact exists and is valid."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+from PIL import Image
+
+from multibyte.quickstart import main
+
+
+@pytest.fixture(scope="module")
+def pack(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("pack")
+    rng = np.random.default_rng(0)
+    (root / "images").mkdir()
+    for i in range(5):
+        pixels = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8).repeat(12, 0).repeat(12, 1)
+        Image.fromarray(pixels).save(root / "images" / f"photo{i}.png")
+    (root / "speech").mkdir()
+    t = np.arange(12000) / 16000.0
+    for i in range(5):
+        wave = 0.05 * np.sin(2 * np.pi * (150 + 40 * i) * t) * np.hanning(t.size)
+        soundfile.write(root / "speech" / f"clip{i}.wav", wave, 16000, subtype="PCM_16")
+    (root / "text").mkdir()
+    for i in range(5):
+        (root / "text" / f"work{i}.txt").write_text(f"Part {i}. " + "Call me Ishmael. " * 150)
+    return root
+
+
+def test_quickstart_writes_a_consistent_report(pack, tmp_path):
+    out = tmp_path / "quickstart"
+    assert main(["--quick", "--samples", str(pack), "--out", str(out)]) == 0
+    report = (out / "report.md").read_text()
+    summary = json.loads((out / "report.json").read_text())
+    assert "tiny models trained for minutes on a CPU" in report
+    assert [row["modality"] for row in summary["rows"]] == ["image", "audio", "text"]
+    table = [line for line in report.splitlines() if re.match(r"\| (image|audio|text) \|", line)]
+    assert len(table) == 3
+    for row, line in zip(summary["rows"], table):
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        assert cells[0] == row["modality"] and int(cells[1]) == row["bytes"]
+        assert float(cells[2]) == pytest.approx(row["megabyte_bpb"], abs=5e-4)
+        assert float(cells[3]) == pytest.approx(row["megabyte_in_unit"], abs=5e-4)
+        assert cells[4] == row["unit"]
+        assert float(cells[6]) == pytest.approx(row["baseline_bpb"], abs=5e-4)
+        assert float(cells[7]) == pytest.approx(row["gzip_bpb"], abs=5e-4)
+        assert 0 < row["megabyte_bpb"] < 9 and row["bytes"] > 0
+    # every linked artefact exists and opens
+    for link in re.findall(r"\]\(([^)]+)\)", report):
+        path = out / link
+        assert path.is_file(), link
+        if path.suffix == ".png":
+            with Image.open(path) as image:
+                image.verify()
+    wav = out / "audio" / "samples-1.wav"
+    data, rate = (
+        soundfile.read(out / "audio" / "samples-0.wav") if not wav.exists() else soundfile.read(wav)
+    )
+    assert rate == 16000 and data.ndim == 1 and len(data) > 0
+    assert (out / "text" / "sample.txt").stat().st_size > 0
+    for modality in ("image", "audio", "text"):
+        assert (out / modality / "training.png").is_file()
+        for model in ("megabyte", "bytetransformer"):
+            assert (out / modality / model / "checkpoints" / "last.ckpt").is_file()
