@@ -32,6 +32,10 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.core
+	$(BIN)/python -m benchmarks.train_step --compile
+	$(BIN)/python -m benchmarks.generate
+	$(BIN)/python -m benchmarks.data
+	$(BIN)/python -m benchmarks.scaling
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

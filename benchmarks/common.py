@@ -315,3 +315,56 @@ def si(value: float, unit: str = "", digits: int = 3) -> str:
         if abs(value) >= factor:
             return f"{value / factor:.{digits}g} {prefix}{unit}"
     return f"{value:.{digits}g} {unit}".rstrip()
+
+
+def matvec_bandwidth(
+    size: int = 8192, repeats: int = 7, dtype: torch.dtype = torch.float32
+) -> dict:
+    """Read bandwidth of one large matrix-vector product (`torch.mv`, n x n matrix, far larger
+    than the caches): matrix bytes / time. The memory floor of batch-1 decoding."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    generator = torch.Generator(device=device).manual_seed(0)
+    a = torch.randn(size, size, device=device, dtype=dtype, generator=generator)
+    v = torch.randn(size, device=device, dtype=dtype, generator=generator)
+    out = torch.empty(size, device=device, dtype=dtype)
+    timing = time_repeated(lambda: torch.mv(a, v, out=out), repeats, warmup=2)
+    matrix_bytes = a.numel() * a.element_size()
+    return {
+        "size": size,
+        "dtype": str(dtype).removeprefix("torch."),
+        "matrix_bytes": matrix_bytes,
+        "threads": torch.get_num_threads(),
+        "bytes_per_s": matrix_bytes / timing.median,
+        "best_bytes_per_s": matrix_bytes / min(timing.seconds),
+        "timing": timing.to_dict(),
+    }
+
+
+def common_args(parser) -> None:
+    """The flags every benchmark takes, as `benchmarks.core` has them."""
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, seconds; no doc update")
+    parser.add_argument("--out", help="JSON file or folder (default $OUT, else runs/benchmarks)")
+    parser.add_argument("--doc", help=f"markdown file to update (default {DOC} unless --smoke)")
+    parser.add_argument("--no-doc", action="store_true", help="do not touch any markdown file")
+
+
+def finish(name: str, results: dict, body: str, args) -> Path:
+    """Write the JSON, print the table, update the doc section (full runs, or --doc given)."""
+    path = write_json(results, output_path(name, args.out))
+    print(body)
+    print(f"\nwrote {path}")
+    doc = args.doc or (None if args.smoke else DOC)
+    if doc and not args.no_doc:
+        update_doc_section(name, body, path=Path(doc))
+        print(f"updated {doc}")
+    return path
+
+
+def header(machine: dict, command: str, extra: str = "") -> str:
+    """The first lines of every results section: machine, date, load, how to reproduce."""
+    load = machine.get("load_average")
+    return (
+        f"Machine: {machine_line(machine)}. Run {utc_now()}"
+        + (f"; 1-minute load average {load[0]:.2f} at start" if load else "")
+        + f".{(' ' + extra) if extra else ''}\n\nReproduce: `{command}`.\n"
+    )
