@@ -15,6 +15,24 @@ from typing import Any
 from modalities.base import Adapter
 
 ENTRY_POINT_GROUP = "multibyte.modalities"
+CLASH_MESSAGE = (
+    "The unrelated PyPI distribution 'modalities' is installed in this environment ({where}). "
+    "It uses the same top-level import name as multibyte's own 'modalities' package, so one "
+    "overwrites the other. Uninstall it (pip uninstall modalities) or use a separate "
+    "virtual environment for multibyte."
+)
+
+
+def check_name_clash() -> None:
+    """Fail clearly if PyPI's unrelated `modalities` distribution shares this environment."""
+    try:
+        foreign = metadata.distribution("modalities")
+    except metadata.PackageNotFoundError:
+        return
+    raise ImportError(CLASH_MESSAGE.format(where=f"version {foreign.version}"))
+
+
+check_name_clash()
 
 # Built-ins are imported lazily so `import modalities` stays cheap (audio pulls in torchaudio).
 BUILTIN: dict[str, str] = {

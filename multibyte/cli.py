@@ -43,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     module_name, function_name = COMMANDS[command].split(":")
     try:
         module = importlib.import_module(module_name)
+        if command in ("prepare", "fit", "validate", "test", "evaluate", "sample", "quickstart"):
+            importlib.import_module("modalities")  # fails clearly on a name clash
     except ModuleNotFoundError as error:
         if error.name and error.name.startswith(module_name.split(".")[0]):
             print(
@@ -50,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 2
         raise
+    except ImportError as error:
+        print(f"multibyte {command}: {error}", file=sys.stderr)
+        return 2
     # LightningCLI sub-commands need the sub-command name itself.
     args = argv if module_name == "multibyte.train.cli" else rest
     result = getattr(module, function_name)(args)
