@@ -109,7 +109,7 @@ def attempt(name: str, seq_len: int, smoke: bool, gpu: bool = False) -> dict:
         "seq_len": seq_len,
         "seconds": seconds,
         "peak_rss_bytes": peak,
-        "loss": float(loss),
+        "loss": loss.item(),
         "config": model.config.to_dict(),
         "non_embedding_parameters": non_embedding_parameters(model.config),
         "device": device,
