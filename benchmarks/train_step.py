@@ -378,12 +378,12 @@ def render(results: dict) -> str:
 
 def closest_transformer(m: int, mlp_ratio: float = 4.0, head_dim: int = 64) -> dict:
     """Byte-transformer shape (dim a multiple of head_dim) with non-embedding parameters closest
-    to `m`: L (4 d² + 2 d h) with h = mlp_ratio d, among shapes at least 32 x L wide."""
+    to `m`: L (4 d² + 2 d h) with h = mlp_ratio d, among shapes at least 16 x L wide."""
     best = None
     for dim in range(head_dim, 4097, head_dim):
         per_layer = (4 + 2 * mlp_ratio) * dim * dim
         layers = max(1, round(m / per_layer))
-        if dim < 32 * layers:  # keep a usual aspect ratio (no 64-wide, 36-deep stacks)
+        if dim < 16 * layers:  # keep a usual aspect ratio (no 64-wide, 36-deep stacks)
             continue
         error = abs(layers * per_layer - m)
         if best is None or error < best[0]:
