@@ -25,6 +25,13 @@ from pathlib import Path
 
 import torch
 
+# The equal-parameter pair every CPU benchmark compares (14,155,776 non-embedding weights each).
+EQUAL_MEGABYTE = dict(
+    patch_size=8, global_dim=512, global_layers=4, global_heads=8,
+    local_dim=256, local_layers=2, local_heads=4,
+)  # fmt: skip
+EQUAL_TRANSFORMER = dict(dim=384, layers=8, heads=6)
+
 REPO = Path(__file__).resolve().parent.parent
 DOC = REPO / "docs" / "benchmarks.md"
 MiB = 2**20

@@ -32,6 +32,8 @@ from torch import nn
 
 from benchmarks.common import (
     DOC,
+    EQUAL_MEGABYTE,
+    EQUAL_TRANSFORMER,
     PeakMemory,
     describe_machine,
     log,
@@ -118,12 +120,9 @@ FULL = Sizes(
     uncached_direct=128,
     step_profile_steps=32,
     matmul_size=2048,
-    megabyte=dict(
-        patch_size=8, global_dim=512, global_layers=4, global_heads=8,
-        local_dim=256, local_layers=2, local_heads=4,
-    ),
-    transformer=dict(dim=384, layers=8, heads=6),
-)  # fmt: skip
+    megabyte=dict(EQUAL_MEGABYTE),
+    transformer=dict(EQUAL_TRANSFORMER),
+)
 
 SMOKE = Sizes(
     seq_len=64,

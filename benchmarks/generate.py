@@ -36,6 +36,8 @@ import torch
 from torch import nn
 
 from benchmarks.common import (
+    EQUAL_MEGABYTE,
+    EQUAL_TRANSFORMER,
     common_args,
     describe_machine,
     finish,
@@ -84,16 +86,8 @@ FULL = Sizes(
     short_new=256,
     full_transformer_batch=1,
     matvec_size=8192,
-    megabyte=dict(
-        patch_size=8,
-        global_dim=512,
-        global_layers=4,
-        global_heads=8,
-        local_dim=256,
-        local_layers=2,
-        local_heads=4,
-    ),
-    transformer=dict(dim=384, layers=8, heads=6),
+    megabyte=dict(EQUAL_MEGABYTE),
+    transformer=dict(EQUAL_TRANSFORMER),
     lucidrains=dict(dim=(512, 256), depth=(4, 2), dim_head=64, heads=8),
 )
 

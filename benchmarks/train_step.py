@@ -25,6 +25,8 @@ import torch
 from torch import nn
 
 from benchmarks.common import (
+    EQUAL_MEGABYTE,
+    EQUAL_TRANSFORMER,
     PeakMemory,
     common_args,
     describe_machine,
@@ -72,16 +74,8 @@ FULL = Sizes(
     baseline_max_len=8192,
     matmul_size=2048,
     matvec_size=8192,
-    megabyte=dict(
-        patch_size=8,
-        global_dim=512,
-        global_layers=4,
-        global_heads=8,
-        local_dim=256,
-        local_layers=2,
-        local_heads=4,
-    ),
-    transformer=dict(dim=384, layers=8, heads=6),
+    megabyte=dict(EQUAL_MEGABYTE),
+    transformer=dict(EQUAL_TRANSFORMER),
 )
 
 SMOKE = Sizes(
