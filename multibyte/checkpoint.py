@@ -79,7 +79,7 @@ def model_state_dict(checkpoint: dict[str, Any]) -> dict[str, torch.Tensor]:
     return cleaned
 
 
-def load_model(path: str | os.PathLike, map_location: Any = "cpu") -> nn.Module:
+def load(path: str | os.PathLike, map_location: Any = "cpu") -> nn.Module:
     """The trained model in eval mode; `.modality` holds the adapter options it was trained on."""
     checkpoint = read_checkpoint(path, map_location)
     info = checkpoint["multibyte"]
@@ -97,22 +97,16 @@ def load_model(path: str | os.PathLike, map_location: Any = "cpu") -> nn.Module:
     return model
 
 
-def load(ckpt_path: str | os.PathLike, map_location: Any = "cpu") -> nn.Module:
-    """Public name: `multibyte.load(path)`."""
-    return load_model(ckpt_path, map_location)
-
-
 def export(
     model: nn.Module, path: str | os.PathLike, modality: dict[str, Any] | None = None
 ) -> None:
     """Save a bare model as a small multibyte checkpoint (weights and plain data only)."""
-    state = {k: v for k, v in model.state_dict().items()}
     payload = {
         "multibyte": {
             "format": CHECKPOINT_FORMAT,
             "model": model_spec(model),
             "modality": modality,
         },
-        "state_dict": state,
+        "state_dict": model.state_dict(),
     }
     torch.save(payload, path)

@@ -57,9 +57,9 @@ def _megabyte_forward(config: MegabyteConfig, seq_len: int, cached: bool) -> flo
     total = 0.0
     for s, (size, dim, byte_dim, layers) in enumerate(zip(sizes, widths, byte_dims, depths)):
         length = seq_len // size if s == 0 else sizes[s - 1] // size
-        context = length + (config.cross_patch if s == len(sizes) - 1 else 0)
-        if cached:  # a token attends to itself and the tokens before it
-            context = (length + 1) / 2 + (config.cross_patch if s == len(sizes) - 1 else 0)
+        carried = config.cross_patch if s == len(sizes) - 1 else 0
+        # cached decoding: a token attends to itself and the tokens before it, on average
+        context = ((length + 1) / 2 if cached else length) + carried
         per_token = _stack_token_flops(dim, layers, config.mlp_ratio, context)
         if size * byte_dim != dim:
             per_token += 2 * size * byte_dim * dim  # patch projection into the stage

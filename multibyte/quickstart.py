@@ -93,7 +93,8 @@ def _seq_len(recipe: dict[str, Any]) -> int:
 
 def _run(command: str, main, argv: list[str]) -> None:
     print(f"\n$ multibyte {command} {' '.join(argv)}", flush=True)
-    status = main([command, *argv] if command in ("fit",) else argv)
+    # `multibyte fit` is LightningCLI, which takes the sub-command itself
+    status = main([command, *argv] if command == "fit" else argv)
     if status:
         raise RuntimeError(f"multibyte {command} failed with status {status}")
 
@@ -185,7 +186,6 @@ def run_modality(plan: Plan, out: Path, samples: Path, quick: bool) -> dict[str,
     _plot_curves(curves, folder / "training.png", f"{plan.name}: training (tiny models, CPU)")
     sample_args = list(plan.sample)
     if quick:  # a few bytes only
-        sample_args = [a for a in sample_args]
         if plan.name == "image":
             sample_args = ["--n", "1", "--prompt-fraction", "0.98"]
         else:

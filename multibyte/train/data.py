@@ -18,7 +18,7 @@ same bytes, but they are not the bytes the uninterrupted run would have read aft
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,38 +28,14 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from multibyte.data import ShardDataset
-from multibyte.data.mapstyle import LengthBatchSampler
+from multibyte.data.batching import collate
+from multibyte.data.mapstyle import LengthBatchSampler, SequenceDataset, WindowDataset
 from multibyte.data.shards import MANIFEST, list_shards, load_manifest
-from multibyte.data.windows import as_array
+from multibyte.data.windows import as_array, pieces
 
 
 class ConfigError(ValueError):
     """A configuration that cannot work; raised before any training starts."""
-
-
-def collate_bytes(items: Sequence[np.ndarray]) -> torch.Tensor:
-    """Equal-length uint8 arrays -> LongTensor [B, T]."""
-    return torch.from_numpy(np.stack([as_array(item) for item in items])).long()
-
-
-class SequenceSet(Dataset):
-    """Items are whole sequences (images, audio clips) cut into pieces of at most seq_len."""
-
-    def __init__(self, samples: Sequence[bytes], seq_len: int) -> None:
-        self.pieces = [
-            as_array(sample)[start : start + seq_len]
-            for sample in samples
-            for start in range(0, len(sample), seq_len)
-        ]
-
-    def __len__(self) -> int:
-        return len(self.pieces)
-
-    def __getitem__(self, index: int) -> np.ndarray:
-        return self.pieces[index]
-
-    def lengths(self) -> list[int]:
-        return [len(piece) for piece in self.pieces]
 
 
 class StreamWindows(Dataset):
@@ -71,24 +47,8 @@ class StreamWindows(Dataset):
     def __len__(self) -> int:
         return len(self.stream) - self.seq_len + 1
 
-    def __getitem__(self, index: int) -> np.ndarray:
-        return self.stream[index : index + self.seq_len]
-
-
-class StreamTiles(Dataset):
-    """Item i is the i-th non-overlapping window; the last may be shorter (validation)."""
-
-    def __init__(self, stream: bytes, seq_len: int) -> None:
-        self.stream, self.seq_len = as_array(stream), seq_len
-
-    def __len__(self) -> int:
-        return -(-len(self.stream) // self.seq_len)
-
-    def __getitem__(self, index: int) -> np.ndarray:
-        return self.stream[index * self.seq_len : (index + 1) * self.seq_len]
-
-    def lengths(self) -> list[int]:
-        return [len(self[i]) for i in range(len(self))]
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return torch.from_numpy(self.stream[index : index + self.seq_len].astype(np.int64))
 
 
 class StepBatchSampler(Sampler[list[int]]):
@@ -266,6 +226,10 @@ class ByteDataModule(L.LightningDataModule):
             return 0
         return trainer.global_step * trainer.accumulate_grad_batches
 
+    def _sequences(self, split: str) -> SequenceDataset:
+        """Images or audio clips of a split, each cut into pieces of at most seq_len."""
+        return SequenceDataset([p for s in self._splits[split] for p in pieces(s, self.seq_len)])
+
     def train_dataloader(self) -> DataLoader:
         rank, world_size = self._rank()
         generator = torch.Generator().manual_seed(self.seed)  # keeps the global RNG untouched
@@ -283,7 +247,7 @@ class ByteDataModule(L.LightningDataModule):
             dataset = StreamWindows(self._splits["train"][0], self.seq_len)
             items = max(len(dataset), 0)
         else:
-            full = SequenceSet(self._splits["train"], self.seq_len)
+            full = self._sequences("train")
             keep = [i for i, n in enumerate(full.lengths()) if n == self.seq_len]
             dataset, items = Subset(full, keep), len(keep)
         sampler = StepBatchSampler(
@@ -291,7 +255,7 @@ class ByteDataModule(L.LightningDataModule):
             self.batches_per_epoch, replacement=self.stream,
         )  # fmt: skip
         return DataLoader(
-            dataset, batch_sampler=sampler, collate_fn=collate_bytes,
+            dataset, batch_sampler=sampler, collate_fn=collate,
             num_workers=self.num_workers, generator=generator,
         )  # fmt: skip
 
@@ -312,14 +276,14 @@ class ByteDataModule(L.LightningDataModule):
             return []
         rank, world_size = self._rank()
         if self.stream:
-            full = StreamTiles(self._splits["val"][0], self.seq_len)
+            full = WindowDataset(self._splits["val"][0], self.seq_len, keep_tail=True)
         else:
-            full = SequenceSet(self._splits["val"], self.seq_len)
+            full = self._sequences("val")
         lengths = full.lengths()
         mine = list(range(rank, len(full), world_size))  # every sequence on exactly one rank
         sampler = LengthBatchSampler([lengths[i] for i in mine], self.val_batch_size)
         return DataLoader(
-            Subset(full, mine), batch_sampler=sampler, collate_fn=collate_bytes,
+            Subset(full, mine), batch_sampler=sampler, collate_fn=collate,
             num_workers=self.num_workers, generator=generator,
         )  # fmt: skip
 

@@ -119,7 +119,6 @@ class ByteLM(L.LightningModule):
                 f"The last good checkpoint is {last}"
             )
         self.log("train/bpb", loss.detach() / LN2, prog_bar=True)
-        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
         return loss
 
     def on_validation_epoch_start(self) -> None:
@@ -130,23 +129,25 @@ class ByteLM(L.LightningModule):
         self._val_bits += self._nats(batch).double() / LN2
         self._val_bytes += batch.numel()
 
-    def on_validation_epoch_end(self) -> None:
+    def _reduced_bpb(self) -> tuple[float, int]:
         # Exact over all ranks: sum bits and bytes, then divide (batches may differ in size).
         bits = self.trainer.strategy.reduce(self._val_bits, reduce_op="sum")
-        count = self.trainer.strategy.reduce(self._val_bytes, reduce_op="sum")
-        if int(count) > 0:
-            bpb = float(bits) / int(count)
-            self.log("val/bpb", bpb, prog_bar=True, sync_dist=False, rank_zero_only=False)
-            self.log("val/bytes", float(count), sync_dist=False)
+        count = int(self.trainer.strategy.reduce(self._val_bytes, reduce_op="sum"))
+        return (float(bits) / count if count else float("nan")), count
+
+    def on_validation_epoch_end(self) -> None:
+        bpb, count = self._reduced_bpb()
+        if count:
+            self.log("val/bpb", bpb, prog_bar=True)
+            self.log("val/bytes", float(count))
 
     test_step = validation_step
     on_test_epoch_start = on_validation_epoch_start
 
     def on_test_epoch_end(self) -> None:
-        bits = self.trainer.strategy.reduce(self._val_bits, reduce_op="sum")
-        count = self.trainer.strategy.reduce(self._val_bytes, reduce_op="sum")
-        if int(count) > 0:
-            self.log("test/bpb", float(bits) / int(count))
+        bpb, count = self._reduced_bpb()
+        if count:
+            self.log("test/bpb", bpb)
 
     def _update_flops(self, batch: torch.Tensor) -> None:
         shape = tuple(batch.shape)
