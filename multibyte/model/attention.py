@@ -107,6 +107,7 @@ class CausalSelfAttention(nn.Module):
         # qk-layernorm keeps attention logits bounded in large or long runs.
         self.q_norm = nn.LayerNorm(self.head_dim) if qk_norm else nn.Identity()
         self.k_norm = nn.LayerNorm(self.head_dim) if qk_norm else nn.Identity()
+        self.qk_norm = qk_norm
         self.rotary = Rotary(self.head_dim, rotary_max_len) if rotary_max_len else None
         if cross_patch and self.rotary is None:
             raise ValueError("cross_patch attention needs rotary positions (rotary_max_len)")
@@ -148,6 +149,24 @@ class CausalSelfAttention(nn.Module):
             is_causal=is_causal,
         )
         return self.proj(y.transpose(1, 2).reshape(batch, length, dim))
+
+    def step(self, x: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """One new position per row, x: [batch, dim] -> [batch, dim] (cached decoding).
+
+        The same computation as `forward` with a cache and length 1, in fewer, allocation-light
+        ops: with one query no transposes are needed and no mask exists.
+        """
+        batch, dim = x.shape
+        q, k, v = (
+            F.linear(x, self.qkv.weight).view(batch, 3, self.heads, 1, self.head_dim).unbind(1)
+        )
+        if self.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
+        if self.rotary is not None:
+            q, k = self.rotary(q, cache.length), self.rotary(k, cache.length)
+        keys, values = cache.append(k, v)
+        y = F.scaled_dot_product_attention(q, keys, values)  # [batch, heads, 1, head_dim]
+        return F.linear(y.view(batch, dim), self.proj.weight)
 
     def _with_previous_patch(
         self, k: torch.Tensor, v: torch.Tensor, rows: int

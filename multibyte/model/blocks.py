@@ -68,6 +68,19 @@ class Block(nn.Module):
         x = x + self.dropout(self.attn(self.attn_norm(x), cache, rows))
         return x + self.dropout(self.mlp(self.mlp_norm(x)))
 
+    def step(self, x: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """One cached decoding position, x: [batch, dim] (inference: no dropout, no modules
+        called per op, so a step is a short chain of kernels)."""
+        x = x + self.attn.step(_layer_norm(x, self.attn_norm), cache)
+        h = _layer_norm(x, self.mlp_norm)
+        mlp = self.mlp
+        h = mlp.activation(F.linear(h, mlp.up.weight, mlp.up.bias))
+        return x + F.linear(h, mlp.down.weight, mlp.down.bias)
+
+
+def _layer_norm(x: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
+    return F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+
 
 class TransformerStack(nn.Module):
     """Blocks followed by a final LayerNorm (pre-norm residual stream needs one at the end)."""
@@ -92,6 +105,12 @@ class TransformerStack(nn.Module):
             else:
                 x = block(x, None, rows)
         return self.norm(x)
+
+    def step(self, x: torch.Tensor, caches: list[KVCache]) -> torch.Tensor:
+        """Cached decoding of one new position per row: x [batch, dim] -> [batch, dim]."""
+        for block, cache in zip(self.blocks, caches):
+            x = block.step(x, cache)
+        return _layer_norm(x, self.norm)
 
     def new_caches(self, batch: int, max_len: int, like: torch.Tensor) -> list[KVCache]:
         """Empty per-layer caches for `batch` sequences of up to `max_len` positions."""

@@ -411,9 +411,10 @@ class MegabyteDecoder:
     def advance(self, t: int) -> torch.Tensor:
         patch = self.sizes[0]
         if t % patch == 0:  # one global step per patch: the embedding of the patch just finished
-            k = t // patch
-            h = self.model._global_tokens(self.x, t - patch, t)
-            self.global_out[:, k : k + 1] = self.model.stages[0].transformer(h, self.caches[0])
+            h = self.model._global_tokens(self.x, t - patch, t)[:, 0]
+            self.global_out[:, t // patch] = self.model.stages[0].transformer.step(
+                h, self.caches[0]
+            )
         self._child_step(t)
         return self._logits()
 
@@ -424,17 +425,18 @@ class MegabyteDecoder:
             if t % size:
                 continue
             j = (t % sizes[s - 1]) // size
-            if j == 0:  # a new parent token: fresh context and cache
+            if j == 0:  # a new parent token: fresh context (with positions added) and cache
                 parent = self.global_out[:, t // sizes[0]] if s == 1 else self.outputs[s - 1]
-                self.context[s] = stage.context(parent)
+                self.context[s] = stage.context(parent) + stage.position.weight
                 carry = self.model.config.cross_patch if s == last and t > 0 else 0
                 for cache, block in zip(self.caches[s], stage.transformer.blocks):
                     cache.keep_last(carry, block.attn.rotary) if carry else cache.reset()
                 token = stage.pad.expand(self.x.shape[0], -1)
+            elif size == 1 and isinstance(stage.token_proj, nn.Identity):
+                token = F.embedding(self.x[:, t - 1], stage.byte_embed.weight)  # the common case
             else:
                 token = stage.tokens(stage.byte_embed(self.x[:, t - size : t]))[:, 0]
-            h = token + self.context[s][:, j] + stage.position.weight[j]
-            self.outputs[s] = stage.transformer(h[:, None], self.caches[s])[:, 0]
+            self.outputs[s] = stage.transformer.step(token + self.context[s][:, j], self.caches[s])
 
     def _logits(self) -> torch.Tensor:
-        return self.model.head(self.outputs[-1])
+        return F.linear(self.outputs[-1], self.model.head.weight)

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from multibyte.model.blocks import (
@@ -152,4 +153,8 @@ class ByteTransformerDecoder:
         return self._step(0, t + 1)
 
     def advance(self, t: int) -> torch.Tensor:
-        return self._step(t, t + 1)
+        model = self.model
+        h = F.embedding(self.x[:, t - 1], model.embed.weight)
+        if model.position is not None:
+            h = h + model.position.weight[t]
+        return F.linear(model.transformer.step(h, self.caches), model.head.weight)

@@ -44,12 +44,20 @@ def test_cached_logits_match_a_full_forward_pass(variant, make_megabyte, prompt_
 def test_megabyte_decoder_runs_one_global_step_per_patch(make_megabyte):
     model = make_megabyte(patch_size=4)
     calls = {"global": 0, "local": 0}
-    model.stages[0].transformer.register_forward_hook(
-        lambda *a: calls.__setitem__("global", calls["global"] + 1)
-    )
-    model.stages[1].transformer.register_forward_hook(
-        lambda *a: calls.__setitem__("local", calls["local"] + 1)
-    )
+
+    def count(name, stack):
+        # a prefill runs the stack's forward, a cached step its `step`: count both
+        stack.register_forward_hook(lambda *a: calls.__setitem__(name, calls[name] + 1))
+        step = stack.step
+
+        def counted_step(*args):
+            calls[name] += 1
+            return step(*args)
+
+        stack.step = counted_step
+
+    count("global", model.stages[0].transformer)
+    count("local", model.stages[1].transformer)
     model.generate(torch.zeros(1, 0, dtype=torch.long), 48, temperature=0)
     assert calls == {"global": 12, "local": 48}
 
