@@ -58,6 +58,10 @@ def test_generate_smoke(tmp_path):
     assert result["megabyte_decode_ops_per_step"]["aten::cat"] == 0  # lean cached decoding
     for floor in result["memory_floor_batch1"].values():
         assert _positive(floor["ratio"]) and _positive(floor["weight_bytes_per_byte"])
+        assert _positive(floor["ratio_to_linears_alone"])
+        assert _positive(floor["linears_alone_batch_ceiling"])
+    if result["megabyte_pytorch_installed"]:
+        assert result["short_comparison_default_threads"]["threads"] >= 1
 
 
 def test_weight_bytes_per_byte_counts_the_global_model_once_per_patch():
@@ -74,10 +78,14 @@ def test_weight_bytes_per_byte_counts_the_global_model_once_per_patch():
     from multibyte.model import Megabyte
 
     model = Megabyte(config)
-    per_byte = generate.weight_bytes_per_byte(model) / 4
-    global_stack = 12 * 32 * 32 / 4  # projections + MLP, once per 4-byte patch
-    local_stack = 12 * 16 * 16
-    assert per_byte > global_stack + local_stack + 256 * 16
+    schedule = generate.decode_schedule(model)
+    assert len(schedule) == 4  # one patch of P bytes
+    global_layers = set(generate._linears(model.stages[0].transformer))
+    assert [len(global_layers & set(step)) for step in schedule] == [4, 0, 0, 0]
+    # per byte: global stack 12·32² once per 4 bytes, w_GL (8 -> 16) once per patch,
+    # local stack 12·16² and the 16 x 256 head every byte; 4 bytes per fp32 weight
+    weights = 12 * 32 * 32 / 4 + 8 * 16 / 4 + 12 * 16 * 16 + 16 * 256
+    assert generate.weight_bytes_per_byte(model) == 4 * weights
 
 
 def test_data_smoke(tmp_path):
