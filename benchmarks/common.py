@@ -31,6 +31,12 @@ EQUAL_MEGABYTE = dict(
     local_dim=256, local_layers=2, local_heads=4,
 )  # fmt: skip
 EQUAL_TRANSFORMER = dict(dim=384, layers=8, heads=6)
+# Tiny sizes for the smoke runs (seconds); benchmarks adjust single fields.
+SMOKE_MEGABYTE = dict(
+    patch_size=4, global_dim=32, global_layers=1, global_heads=2,
+    local_dim=16, local_layers=1, local_heads=2,
+)  # fmt: skip
+SMOKE_TRANSFORMER = dict(dim=24, layers=1, heads=2)
 
 REPO = Path(__file__).resolve().parent.parent
 DOC = REPO / "docs" / "benchmarks.md"

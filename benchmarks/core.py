@@ -34,6 +34,8 @@ from benchmarks.common import (
     DOC,
     EQUAL_MEGABYTE,
     EQUAL_TRANSFORMER,
+    SMOKE_MEGABYTE,
+    SMOKE_TRANSFORMER,
     PeakMemory,
     describe_machine,
     log,
@@ -136,12 +138,9 @@ SMOKE = Sizes(
     uncached_direct=8,
     step_profile_steps=4,
     matmul_size=128,
-    megabyte=dict(
-        patch_size=4, global_dim=32, global_layers=2, global_heads=2,
-        local_dim=16, local_layers=1, local_heads=2,
-    ),
-    transformer=dict(dim=24, layers=2, heads=2),
-)  # fmt: skip
+    megabyte=dict(SMOKE_MEGABYTE, global_layers=2),
+    transformer=dict(SMOKE_TRANSFORMER, layers=2),
+)
 
 
 def build_configs(sizes: Sizes) -> dict[str, MegabyteConfig | ByteTransformerConfig]:

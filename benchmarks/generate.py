@@ -39,6 +39,8 @@ from torch import nn
 from benchmarks.common import (
     EQUAL_MEGABYTE,
     EQUAL_TRANSFORMER,
+    SMOKE_MEGABYTE,
+    SMOKE_TRANSFORMER,
     common_args,
     describe_machine,
     finish,
@@ -103,16 +105,8 @@ SMOKE = Sizes(
     short_new=12,
     full_transformer_batch=1,
     matvec_size=256,
-    megabyte=dict(
-        patch_size=4,
-        global_dim=32,
-        global_layers=1,
-        global_heads=2,
-        local_dim=16,
-        local_layers=1,
-        local_heads=2,
-    ),
-    transformer=dict(dim=24, layers=1, heads=2),
+    megabyte=dict(SMOKE_MEGABYTE),
+    transformer=dict(SMOKE_TRANSFORMER),
     lucidrains=dict(dim=(32, 16), depth=(1, 1), dim_head=8, heads=2),
 )
 
@@ -326,6 +320,43 @@ def short_comparison(models: dict, sizes: Sizes) -> dict:
 
 
 @torch.inference_mode()
+def step_against_forward(model: nn.Module, steps: int = 64, repeats: int = 5) -> dict:
+    """Cached decode steps through `TransformerStack.step` (the lean one-position path) against
+    the same decoder with every stack's generic `forward(x[:, None], caches)`, interleaved in one
+    run, batch 1: what the lean path gains."""
+    steps = min(steps, model.config.max_seq_len - 17)
+    buffer = _bytes(1, model.config.max_seq_len, seed=5)
+
+    def decode() -> None:
+        decoder = model.decoder(buffer)
+        decoder.prefill(16)
+        for t in range(17, 17 + steps):
+            decoder.advance(t)
+
+    def generic(stack: nn.Module, x: torch.Tensor, caches: list) -> torch.Tensor:
+        return type(stack).forward(stack, x[:, None], caches)[:, 0]
+
+    stacks = [m for m in model.modules() if hasattr(m, "new_caches")]
+    seconds = {"step": [], "forward": []}
+    for _ in range(repeats):
+        seconds["step"].append(time_call(decode))
+        for stack in stacks:
+            stack.step = partial(generic, stack)
+        try:
+            seconds["forward"].append(time_call(decode))
+        finally:
+            for stack in stacks:
+                del stack.step
+    median = {k: float(np.median(v)) / steps for k, v in seconds.items()}
+    return {
+        "steps": steps,
+        "step_s_per_byte": median["step"],
+        "forward_s_per_byte": median["forward"],
+        "speedup": median["forward"] / median["step"],
+    }
+
+
+@torch.inference_mode()
 def per_step_ops(model: nn.Module, steps: int = 64) -> dict:
     """Operator counts per cached decode step (profiler): allocations and concatenations."""
     from torch.profiler import profile
@@ -347,6 +378,34 @@ def per_step_ops(model: nn.Module, steps: int = 64) -> dict:
         "aten::scaled_dot_product_attention",
     )
     return {key: counts.get(key, 0) / steps for key in keys}
+
+
+def at_default_threads(models: dict, sizes: Sizes, count: int, skip_lucidrains: bool) -> dict:
+    """Cached MEGABYTE at torch's default threads (what a user's `generate` gets): bytes/s at
+    each batch, with the floor, the linear layers alone and the short comparison with
+    megabyte-pytorch measured on the same threads."""
+    prompt, new, model = sizes.prompt, sizes.new_bytes, models["megabyte"]
+    with threads(count) as used:
+        log(f"MEGABYTE cached at {used} threads")
+        bandwidth = matvec_bandwidth(sizes.matvec_size)
+        seconds = {b: cached_full(model, b, prompt, new)["seconds"] for b in sizes.batches}
+        alone = {b: linears_alone(model, b) for b in sizes.batches}
+        short = None if skip_lucidrains else short_comparison(models, sizes)
+    b1, b8 = sizes.batches[0], sizes.batches[-1]
+    floor = weight_bytes_per_byte(model) / bandwidth["bytes_per_s"]
+    return {
+        "threads": used,
+        "matvec": bandwidth,
+        "bytes_per_s": {str(b): b * new / t for b, t in seconds.items()},
+        "measured_s_per_byte": seconds[b1] / new,
+        "floor_s_per_byte": floor,
+        "ratio": seconds[b1] / new / floor,
+        "linears_alone_s_per_step": {str(b): t for b, t in alone.items()},
+        "ratio_to_linears_alone": seconds[b1] / new / alone[b1],
+        "batch_speedup": b8 * seconds[b1] / seconds[b8],
+        "linears_alone_batch_ceiling": b8 * alone[b1] / alone[b8],
+        "short_comparison": short,
+    }
 
 
 # ----------------------------------------------------------------------------- run
@@ -385,17 +444,16 @@ def run(sizes: Sizes, generate_threads: int = 1, skip_lucidrains: bool = False) 
         log("short comparison with megabyte-pytorch")
         short = short_comparison(models, sizes) if not skip_lucidrains else None
         ops = per_step_ops(models["megabyte"])
+        log("lean step against the generic forward")
+        lean = step_against_forward(models["megabyte"])
         log("linear layers alone")
         alone = {
             name: {batch: linears_alone(model, batch) for batch in sizes.batches}
             for name, model in models.items()
         }
-    short_default = None
-    if not skip_lucidrains:
-        with threads(default_threads) as used_default:
-            log(f"short comparison with megabyte-pytorch, {used_default} threads")
-            short_default = short_comparison(models, sizes)
-            short_default["threads"] = used_default
+    default = None
+    if default_threads != used:
+        default = at_default_threads(models, sizes, default_threads, skip_lucidrains)
     for key, entry in rows.items():
         batch = int(key.split("/")[1])
         entry.update(
@@ -452,8 +510,9 @@ def run(sizes: Sizes, generate_threads: int = 1, skip_lucidrains: bool = False) 
         "memory_floor_batch1": floor,
         "batch_speedup": speedup,
         "short_comparison": short,
-        "short_comparison_default_threads": short_default,
+        "megabyte_default_threads": default,
         "megabyte_decode_ops_per_step": ops,
+        "megabyte_step_against_forward": lean,
     }
 
 
@@ -542,7 +601,22 @@ def render(results: dict) -> str:
         f"{ceiling['megabyte']:.1f}× and {ceiling['byte_transformer']:.1f}× "
         f"({b[-1]} × their batch-{b[0]} step time ÷ their batch-{b[-1]} step time, same run).",
     ]
-    for short in (results["short_comparison"], results.get("short_comparison_default_threads")):
+    default = results.get("megabyte_default_threads")
+    if default:
+        rates = default["bytes_per_s"]
+        out += [
+            "",
+            f"**At torch's default {default['threads']} threads** (MEGABYTE cached, timed in "
+            f"full; mat-vec bandwidth {si(default['matvec']['bytes_per_s'], 'B/s')} on the same "
+            f"threads): batch {b[0]} {rates[str(b[0])]:,.1f} bytes/s = "
+            f"{1e3 * default['measured_s_per_byte']:.2f} ms/byte against a "
+            f"{1e3 * default['floor_s_per_byte']:.2f} ms floor (**{default['ratio']:.2f}×**; "
+            f"linears alone {1e3 * default['linears_alone_s_per_step'][str(b[0])]:.2f} ms, "
+            f"{default['ratio_to_linears_alone']:.2f}×); batch {b[-1]} "
+            f"{rates[str(b[-1])]:,.1f} bytes/s, **{default['batch_speedup']:.1f}×** batch "
+            f"{b[0]} (linears alone allow {default['linears_alone_batch_ceiling']:.1f}×).",
+        ]
+    for short in (results["short_comparison"], (default or {}).get("short_comparison")):
         if short and short.get("megabyte_pytorch"):
             used = short.get("threads", results["threads"])
             out += [
@@ -553,6 +627,15 @@ def render(results: dict) -> str:
                 f"megabyte-pytorch {short['megabyte_pytorch']['bytes_per_s']:,.1f} bytes/s: "
                 f"**{short['ratio']:.1f}×**.",
             ]
+    lean = results.get("megabyte_step_against_forward")
+    if lean:
+        out += [
+            "",
+            f"Lean cached step (`TransformerStack.step`) against the generic `forward` with a "
+            f"cache, MEGABYTE batch 1, {lean['steps']} steps interleaved: "
+            f"{1e3 * lean['step_s_per_byte']:.2f} against "
+            f"{1e3 * lean['forward_s_per_byte']:.2f} ms/byte, **{lean['speedup']:.2f}×**.",
+        ]
     ops = results["megabyte_decode_ops_per_step"]
     out += [
         "",

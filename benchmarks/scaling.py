@@ -27,6 +27,7 @@ from pathlib import Path
 
 from benchmarks.common import (
     REPO,
+    SMOKE_MEGABYTE,
     common_args,
     describe_machine,
     finish,
@@ -50,16 +51,7 @@ MEGABYTE = dict(
     local_heads=4,
     activation="gelu",
 )
-SMOKE_MEGABYTE = dict(
-    patch_size=8,
-    global_dim=32,
-    global_layers=1,
-    global_heads=2,
-    local_dim=16,
-    local_layers=1,
-    local_heads=2,
-    activation="gelu",
-)
+SMOKE_SCALING = dict(SMOKE_MEGABYTE, patch_size=8, activation="gelu")
 
 
 def build(name: str, seq_len: int, smoke: bool):
@@ -70,7 +62,7 @@ def build(name: str, seq_len: int, smoke: bool):
     megabyte = MegabyteConfig(
         max_seq_len=seq_len,
         activation_checkpointing=True,
-        **(SMOKE_MEGABYTE if smoke else MEGABYTE),
+        **(SMOKE_SCALING if smoke else MEGABYTE),
     )
     if name == "megabyte":
         return Megabyte(megabyte)

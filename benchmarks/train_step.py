@@ -27,6 +27,8 @@ from torch import nn
 from benchmarks.common import (
     EQUAL_MEGABYTE,
     EQUAL_TRANSFORMER,
+    SMOKE_MEGABYTE,
+    SMOKE_TRANSFORMER,
     PeakMemory,
     common_args,
     describe_machine,
@@ -85,16 +87,8 @@ SMOKE = Sizes(
     baseline_max_len=32,
     matmul_size=128,
     matvec_size=256,
-    megabyte=dict(
-        patch_size=4,
-        global_dim=32,
-        global_layers=2,
-        global_heads=2,
-        local_dim=16,
-        local_layers=1,
-        local_heads=2,
-    ),
-    transformer=dict(dim=24, layers=2, heads=2),
+    megabyte=dict(SMOKE_MEGABYTE, global_layers=2),
+    transformer=dict(SMOKE_TRANSFORMER, layers=2),
 )
 
 

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # `benchmarks` lives at the repo root and is not installed
@@ -56,12 +57,17 @@ def test_generate_smoke(tmp_path):
     if result["megabyte_pytorch_installed"]:
         assert "megabyte_pytorch" in keys and _positive(result["short_comparison"]["ratio"])
     assert result["megabyte_decode_ops_per_step"]["aten::cat"] == 0  # lean cached decoding
+    lean = result["megabyte_step_against_forward"]
+    assert _positive(lean["step_s_per_byte"]) and _positive(lean["forward_s_per_byte"])
     for floor in result["memory_floor_batch1"].values():
         assert _positive(floor["ratio"]) and _positive(floor["weight_bytes_per_byte"])
         assert _positive(floor["ratio_to_linears_alone"])
         assert _positive(floor["linears_alone_batch_ceiling"])
-    if result["megabyte_pytorch_installed"]:
-        assert result["short_comparison_default_threads"]["threads"] >= 1
+    default = result["megabyte_default_threads"]  # None when the default is the 1 thread used
+    assert (default is None) == (torch.get_num_threads() == result["threads"])
+    if default is not None:
+        assert _positive(default["ratio"]) and _positive(default["batch_speedup"])
+        assert default["threads"] == torch.get_num_threads()
 
 
 def test_weight_bytes_per_byte_counts_the_global_model_once_per_patch():
