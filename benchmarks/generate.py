@@ -390,7 +390,7 @@ def at_default_threads(models: dict, sizes: Sizes, count: int, skip_lucidrains: 
         bandwidth = matvec_bandwidth(sizes.matvec_size)
         seconds = {b: cached_full(model, b, prompt, new)["seconds"] for b in sizes.batches}
         alone = {b: linears_alone(model, b) for b in sizes.batches}
-        short = None if skip_lucidrains else short_comparison(models, sizes)
+        short = None if skip_lucidrains else dict(short_comparison(models, sizes), threads=used)
     b1, b8 = sizes.batches[0], sizes.batches[-1]
     floor = weight_bytes_per_byte(model) / bandwidth["bytes_per_s"]
     return {

@@ -12,9 +12,7 @@ from torch.utils.checkpoint import checkpoint
 from multibyte.model.attention import CausalSelfAttention, KVCache
 
 VOCAB = 256  # every byte value is data; there is no special token
-# ReLU runs in place on the up-projection's fresh output (its backward needs only the result),
-# which saves a full-size allocation per MLP; GELU's backward needs its input.
-ACTIVATIONS = {"relu": F.relu_, "gelu": F.gelu}
+ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
 
 
 @dataclass(frozen=True)
