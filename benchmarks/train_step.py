@@ -47,6 +47,7 @@ from benchmarks.common import (
 from multibyte.flops import flops_per_byte, non_embedding_parameters
 from multibyte.loss import cross_entropy_sum
 from multibyte.model import ByteTransformer, ByteTransformerConfig, Megabyte, MegabyteConfig
+from multibyte.model.blocks import compile_blocks
 
 NAME = "train_step"
 COMMAND = "python -m benchmarks.train_step"
@@ -200,7 +201,7 @@ def run(sizes: Sizes, train_threads: int | None = None, compile_blocks: bool = F
             seq_len = 8192 if 8192 in sizes.seq_lens else sizes.seq_lens[-1]
             log(f"T={seq_len}: MEGABYTE with torch.compile'd blocks (compiling, ~1 min)")
             compiled = build(sizes, max_len)["megabyte"]
-            compile_model_blocks(compiled)
+            compile_blocks(compiled)
             both = {"megabyte": models["megabyte"], "megabyte_compiled": compiled}
             counts = {
                 "megabyte": sizes.repeats["megabyte"],
@@ -258,19 +259,6 @@ def run(sizes: Sizes, train_threads: int | None = None, compile_blocks: bool = F
         "baseline_not_timed": skipped,
         "ratios_megabyte_vs_transformer": ratios,
     }
-
-
-def compile_model_blocks(model: nn.Module) -> nn.Module:
-    """torch.compile every transformer block in place (the module keeps its public API)."""
-    stacks = (
-        [stage.transformer for stage in model.stages]
-        if hasattr(model, "stages")
-        else [model.transformer]
-    )
-    for stack in stacks:
-        for index, block in enumerate(stack.blocks):
-            stack.blocks[index] = torch.compile(block)
-    return model
 
 
 LABELS = {
@@ -431,7 +419,7 @@ def run_gpu(smoke: bool = False, compile_model: bool = True) -> dict:
     }
     if compile_model and device == "cuda":
         for model in models.values():
-            compile_model_blocks(model)
+            compile_blocks(model)
     autocast = torch.bfloat16 if device == "cuda" else None
     log(f"GPU train step: {device}, batch {batch}, T={seq_len}, compile={compile_model}")
     rows = measure(

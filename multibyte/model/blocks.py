@@ -121,6 +121,20 @@ class TransformerStack(nn.Module):
         ]
 
 
+def compile_blocks(model: nn.Module) -> int:
+    """`torch.compile` every transformer block of `model` in place; returns how many.
+
+    Blocks rather than the whole model: training calls `model.hidden`, which a compiled
+    `forward` would never see; block graphs are small, identical blocks share them, and they
+    work under activation checkpointing. Parameter names and the module API are unchanged, and
+    cached decoding (`Block.step`) stays eager.
+    """
+    blocks = [module for module in model.modules() if isinstance(module, Block)]
+    for block in blocks:
+        block.compile()
+    return len(blocks)
+
+
 def shift_right(tokens: torch.Tensor, pad: nn.Parameter) -> torch.Tensor:
     """Drop the last token and put the trainable pad first, so token i sees only tokens < i."""
     pad = pad.to(tokens.dtype).expand(tokens.shape[0], 1, -1)

@@ -12,6 +12,7 @@ from torch import nn
 from multibyte.checkpoint import CHECKPOINT_FORMAT, model_spec
 from multibyte.flops import flops_per_byte
 from multibyte.loss import cross_entropy_sum
+from multibyte.model.blocks import compile_blocks
 from multibyte.train.data import ConfigError
 
 LN2 = math.log(2.0)
@@ -72,7 +73,8 @@ class ByteLM(L.LightningModule):
             min_lr_ratio: the decay ends at lr * min_lr_ratio.
             total_steps: where the decay ends; default the trainer's max_steps.
             loss_chunk: positions per chunk of the fused head + loss (None: all at once).
-            compile: torch.compile the model in place (state-dict keys stay unchanged).
+            compile: torch.compile every transformer block in place (state-dict keys stay
+                unchanged; cached generation stays eager).
             seed: dropout RNG seed; the RNG is reseeded from (seed, micro-batch, rank) every
                 step, so a resumed run draws the same dropout masks as an uninterrupted one.
         """
@@ -94,8 +96,11 @@ class ByteLM(L.LightningModule):
         self._flops_shape: tuple[int, int] | None = None
         self._val_bits = torch.zeros((), dtype=torch.float64)
         self._val_bytes = torch.zeros((), dtype=torch.int64)
-        if compile:
-            self.model.compile()
+        if compile and compile_blocks(self.model) == 0:
+            raise ConfigError(
+                f"model.compile: {type(model).__name__} has no multibyte transformer blocks "
+                "to compile"
+            )
 
     # -- steps -----------------------------------------------------------------------------
 

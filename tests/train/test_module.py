@@ -95,3 +95,16 @@ def test_export_and_load_round_trip(tmp_path):
     assert torch.equal(loaded(x), model.eval()(x))
     assert loaded.modality == {"name": "text"}
     assert math.isclose(loaded.config.global_dim, 32)
+
+
+def test_compile_wraps_every_block_in_place_and_keeps_the_keys():
+    from multibyte.model.blocks import Block
+
+    plain = tiny_module()
+    keys = set(plain.state_dict())
+    module = tiny_module(compile=True)
+    blocks = [m for m in module.model.modules() if isinstance(m, Block)]
+    assert len(blocks) == 6  # 4 global + 2 local: every block of both stages
+    # the training path (`model.hidden`) calls blocks, so compiling them is what takes effect
+    assert all(block._compiled_call_impl is not None for block in blocks)
+    assert set(module.state_dict()) == keys
