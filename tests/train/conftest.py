@@ -82,3 +82,21 @@ def fit():
         return main(["fit", *map(str, args)])
 
     return run
+
+
+@pytest.fixture
+def fit_recipe(fit, recipes):
+    """`multibyte fit` of a recipe on test data for `steps` steps, validating twice, quietly;
+    asserts it succeeded and returns {step: val/bpb}."""
+
+    def run(recipe: str, data: Path, root: Path, steps: int, *options: str) -> dict[int, float]:
+        status = fit(
+            "--config", recipes / recipe, "--data.path", data, *options,
+            "--trainer.max_steps", steps, "--trainer.val_check_interval", steps // 2,
+            "--trainer.default_root_dir", root, "--trainer.log_every_n_steps", 5,
+            "--trainer.enable_progress_bar", "false",
+        )  # fmt: skip
+        assert status == 0
+        return column(read_metrics(root), "val/bpb")
+
+    return run

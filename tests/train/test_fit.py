@@ -16,18 +16,9 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_tiny_recipe_learns_and_writes_a_checkpoint(case, fit, metrics, recipes, tmp_path, request):
+def test_tiny_recipe_learns_and_writes_a_checkpoint(case, fit_recipe, tmp_path, request):
     recipe, data_fixture, modality, steps = CASES[case]
-    data = request.getfixturevalue(data_fixture)
-    status = fit(
-        "--config", recipes / recipe, "--data.path", data,
-        "--trainer.max_steps", steps, "--trainer.val_check_interval", steps // 2,
-        "--trainer.default_root_dir", tmp_path, "--trainer.log_every_n_steps", 5,
-        "--trainer.enable_progress_bar", "false",
-    )  # fmt: skip
-    assert status == 0
-    read_metrics, column = metrics
-    val = column(read_metrics(tmp_path), "val/bpb")
+    val = fit_recipe(recipe, request.getfixturevalue(data_fixture), tmp_path, steps)
     assert len(val) == 2 and val[max(val)] < 6.0, val  # well below the 8 bits of a uniform model
     last = tmp_path / "checkpoints" / "last.ckpt"
     assert last.is_file() and (tmp_path / "checkpoints" / "config.yaml").is_file()
