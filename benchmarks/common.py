@@ -361,8 +361,12 @@ def common_args(parser) -> None:
     parser.add_argument("--no-doc", action="store_true", help="do not touch any markdown file")
 
 
-def finish(name: str, results: dict, body: str, args) -> Path:
-    """Write the JSON, print the table, update the doc section (full runs, or --doc given)."""
+def finish(name: str, results: dict, render: Callable[[dict], str], args) -> Path:
+    """Mark smoke runs in the recorded command, write the JSON, print the table and update the
+    doc section (full runs, or --doc given)."""
+    if args.smoke:
+        results["command"] += " --smoke"
+    body = render(results)
     path = write_json(results, output_path(name, args.out))
     print(body)
     print(f"\nwrote {path}")

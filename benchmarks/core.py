@@ -23,7 +23,6 @@ import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,25 +30,23 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmarks.common import (
-    DOC,
     EQUAL_MEGABYTE,
     EQUAL_TRANSFORMER,
     SMOKE_MEGABYTE,
     SMOKE_TRANSFORMER,
     PeakMemory,
+    common_args,
     describe_machine,
+    finish,
     log,
     machine_line,
     markdown_table,
     matmul_flops,
-    output_path,
     si,
     threads,
     time_call,
     time_interleaved,
-    update_doc_section,
     utc_now,
-    write_json,
 )
 from multibyte.flops import flops_per_byte, non_embedding_parameters
 from multibyte.model import ByteTransformer, ByteTransformerConfig, Megabyte, MegabyteConfig
@@ -559,12 +556,8 @@ def _fastest_note(ratio: dict) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    """Parse arguments, run, write the JSON (and the doc section for a full run)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes, seconds; no doc update")
-    parser.add_argument("--out", help="JSON file or folder (default $OUT, else runs/benchmarks)")
-    parser.add_argument("--doc", help=f"markdown file to update (default {DOC} unless --smoke)")
-    parser.add_argument("--no-doc", action="store_true", help="do not touch any markdown file")
+    common_args(parser)
     parser.add_argument(
         "--train-threads", type=int, help="torch threads for training (default: torch's)"
     )
@@ -574,15 +567,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     args = parser.parse_args(argv)
 
     results = run(SMOKE if args.smoke else FULL, args.train_threads, args.generate_threads)
-    if args.smoke:
-        results["command"] = COMMAND + " --smoke"
-    path = write_json(results, output_path(NAME, args.out))
-    print(render(results))
-    print(f"\nwrote {path}")
-    doc = args.doc or (None if args.smoke else DOC)
-    if doc and not args.no_doc:
-        update_doc_section(NAME, render(results), path=Path(doc))
-        print(f"updated {doc}")
+    finish(NAME, results, render, args)
     return results
 
 

@@ -263,9 +263,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--workers", type=int, help="prepare's --workers (default: its own)")
     args = parser.parse_args(argv)
     results = run(args.smoke, args.workers)
-    if args.smoke:
-        results["command"] = COMMAND + " --smoke"
-    finish(NAME, results, render(results), args)
+    finish(NAME, results, render, args)
     return results
 
 

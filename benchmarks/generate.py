@@ -683,9 +683,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         print(f"wrote {write_json(results, output_path('gpu_generate', args.out))}")
         return results
     results = run(SMOKE if args.smoke else FULL, args.generate_threads, args.no_lucidrains)
-    if args.smoke:
-        results["command"] = COMMAND + " --smoke"
-    finish(NAME, results, render(results), args)
+    finish(NAME, results, render, args)
     return results
 
 

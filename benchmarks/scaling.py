@@ -273,9 +273,7 @@ def main(argv: Sequence[str] | None = None) -> dict | None:
     )
     limit = 60.0 if args.smoke else args.time_limit
     results = run(args.smoke, args.budget_gb, limit, ranges, args.gpu)
-    if args.smoke:
-        results["command"] = COMMAND + " --smoke"
-    finish(NAME, results, render(results), args)
+    finish(NAME, results, render, args)
     return results
 
 

@@ -484,9 +484,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         print(f"wrote {path}")
         return results
     results = run(SMOKE if args.smoke else FULL, args.train_threads, args.compile)
-    if args.smoke:
-        results["command"] = COMMAND + " --smoke"
-    finish(NAME, results, render(results), args)
+    finish(NAME, results, render, args)
     return results
 
 
