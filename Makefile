@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.generate
 	$(BIN)/python -m benchmarks.data
 	$(BIN)/python -m benchmarks.scaling
+	$(BIN)/python -m benchmarks.diagnostics
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

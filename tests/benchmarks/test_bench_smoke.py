@@ -125,3 +125,20 @@ def test_gpu_script_parses():
 def test_closest_transformer(m):
     shape = train_step.closest_transformer(m)
     assert abs(shape["layers"] * 12 * shape["dim"] ** 2 - m) / m < 0.1
+
+
+def test_diagnostics_smoke(tmp_path):
+    # In a child process: its allocator part changes glibc's thresholds for the whole process.
+    doc = tmp_path / "benchmarks.md"
+    command = [sys.executable, "-m", "benchmarks.diagnostics", "--smoke", "--out", str(tmp_path)]
+    subprocess.run([*command, "--doc", str(doc)], cwd=ROOT, check=True, capture_output=True)
+    assert "<!-- benchmark:diagnostics:begin -->" in doc.read_text()
+    result = json.loads((tmp_path / "diagnostics.json").read_text())
+    shares = result["step_profile_shares"]
+    assert sum(shares.values()) == pytest.approx(1.0) and shares["matmul"] > 0
+    assert all(_positive(rate) for rate in result["matmul_shapes"]["shapes"].values())
+    assert {len(result["relu"]["in_place"]), len(result["relu"]["out_of_place"])} == {2}
+    if result["allocator"] is not None:
+        assert set(result["allocator"]) == {"default", "raised_thresholds"}
+    if result["packed_linear"] is not None:
+        assert _positive(result["packed_linear"]["speedup"])
