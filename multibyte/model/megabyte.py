@@ -432,8 +432,6 @@ class MegabyteDecoder:
                 for cache, block in zip(self.caches[s], stage.transformer.blocks):
                     cache.keep_last(carry, block.attn.rotary) if carry else cache.reset()
                 token = stage.pad.expand(self.x.shape[0], -1)
-            elif size == 1 and isinstance(stage.token_proj, nn.Identity):
-                token = F.embedding(self.x[:, t - 1], stage.byte_embed.weight)  # the common case
             else:
                 token = stage.tokens(stage.byte_embed(self.x[:, t - size : t]))[:, 0]
             self.outputs[s] = stage.transformer.step(token + self.context[s][:, j], self.caches[s])

@@ -139,22 +139,14 @@ class ByteTransformerDecoder:
             buffer.shape[0], model.config.max_seq_len, model.head.weight
         )
 
-    def _step(self, start: int, end: int) -> torch.Tensor:
-        """Run positions start..end-1 (position p reads byte p-1) -> logits of the last one."""
-        model = self.model
-        h = model.embed(self.x[:, max(start - 1, 0) : end - 1])
-        if start == 0:
-            h = torch.cat([model.start.expand(h.shape[0], 1, -1), h], dim=1)
-        if model.position is not None:
-            h = h + model.position.weight[start:end]
-        return model.head(model.transformer(h, self.caches)[:, -1])
-
     def prefill(self, t: int) -> torch.Tensor:
-        return self._step(0, t + 1)
+        # the training inputs of positions 0..t (buffer[:, t] itself is dropped by the shift)
+        h = self.model._shifted(self.x[:, : t + 1])
+        return F.linear(self.model.transformer(h, self.caches)[:, -1], self.model.head.weight)
 
     def advance(self, t: int) -> torch.Tensor:
         model = self.model
-        h = F.embedding(self.x[:, t - 1], model.embed.weight)
+        h = F.embedding(self.x[:, t - 1], model.embed.weight)  # position t reads byte t-1
         if model.position is not None:
             h = h + model.position.weight[t]
         return F.linear(model.transformer.step(h, self.caches), model.head.weight)
