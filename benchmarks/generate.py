@@ -55,6 +55,7 @@ from benchmarks.common import (
     utc_now,
 )
 from multibyte.model import ByteTransformer, ByteTransformerConfig, Megabyte, MegabyteConfig
+from multibyte.model.blocks import TransformerStack
 
 NAME = "generate"
 COMMAND = "python -m benchmarks.generate"
@@ -336,7 +337,7 @@ def step_against_forward(model: nn.Module, steps: int = 64, repeats: int = 5) ->
     def generic(stack: nn.Module, x: torch.Tensor, caches: list) -> torch.Tensor:
         return type(stack).forward(stack, x[:, None], caches)[:, 0]
 
-    stacks = [m for m in model.modules() if hasattr(m, "new_caches")]
+    stacks = [m for m in model.modules() if isinstance(m, TransformerStack)]
     seconds = {"step": [], "forward": []}
     for _ in range(repeats):
         seconds["step"].append(time_call(decode))
