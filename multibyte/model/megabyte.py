@@ -399,17 +399,25 @@ class Megabyte(nn.Module):
         """Global model, middle models (N-stage only), local model."""
         return (self.global_model, *self.middle_models, self.local_model)
 
-    def _init_weights(self) -> None:
-        # Truncated-normal matrices, zero biases, normal pads, in a fixed order: stage by stage,
-        # then the global positions and convolutions, then the head. It is the order of the
-        # code before the global/local split, so a seed still gives the same weights.
-        std = self.config.init_std
+    def _pre_split_order(self) -> list[nn.Module]:
+        """Every module in the order of the code before the global/local split: stage by stage,
+        then the global positions and convolutions, then the head. Weights are initialised in
+        this order, so a seed gives the same weights as ever, and optimizer state saved by that
+        code lists parameters in it."""
         embed = self.global_model.embed
         late = [embed.position, *(embed.conv.modules() if embed.conv is not None else ())]
-        early = [
-            m for stage in self.stages for m in stage.modules() if not any(m is x for x in late)
-        ]
-        for module in (*early, *late, self.head):
+        stages = [m for stage in self.stages for m in stage.modules()]
+        return [m for m in stages if not any(m is x for x in late)] + late + [self.head]
+
+    def pre_split_parameter_order(self) -> list[nn.Parameter]:
+        """`parameters()` as the code before the global/local split listed them."""
+        order = self._pre_split_order()
+        return list({id(p): p for m in order for p in m.parameters(recurse=False)}.values())
+
+    def _init_weights(self) -> None:
+        # Truncated-normal matrices, zero biases, normal pads.
+        std = self.config.init_std
+        for module in self._pre_split_order():
             if isinstance(module, (nn.Linear, nn.Embedding, nn.Conv1d)):
                 nn.init.trunc_normal_(module.weight, std=std, a=-2 * std, b=2 * std)
                 if getattr(module, "bias", None) is not None:
