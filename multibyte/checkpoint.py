@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from multibyte.model.compat import pre_split_parameters
 from multibyte.model.megabyte import Megabyte, MegabyteConfig
 from multibyte.model.transformer import ByteTransformer, ByteTransformerConfig
 
@@ -86,12 +87,12 @@ def upgrade_optimizer_state(
     model: nn.Module, optimizer: torch.optim.Optimizer, state_dict: dict[str, Any]
 ) -> dict[str, Any] | None:
     """An optimizer `load_state_dict` pre-hook: state saved before MEGABYTE's global/local split
-    lists the parameters of each group in that code's order (`pre_split_parameter_order`).
+    lists the parameters of each group in that code's order (`compat.pre_split_parameters`).
     When the saved moments do not fit the parameters in today's order but do in that one, the
     group is reordered; otherwise the state is left as it is."""
-    if not hasattr(model, "pre_split_parameter_order"):
+    if not isinstance(model, Megabyte):
         return None
-    rank = {id(p): index for index, p in enumerate(model.pre_split_parameter_order())}
+    rank = {id(p): index for index, p in enumerate(pre_split_parameters(model))}
     groups, changed = [], False
     for saved, group in zip(state_dict["param_groups"], optimizer.param_groups):
         ids, params = saved["params"], group["params"]

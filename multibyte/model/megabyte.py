@@ -35,6 +35,7 @@ from multibyte.model.blocks import (
     check_bytes,
     shift_right,
 )
+from multibyte.model.compat import pre_split_order, upgrade_key
 from multibyte.model.generation import generate_bytes
 from multibyte.model.presets import MEGABYTE_PRESETS
 
@@ -109,65 +110,52 @@ class MegabyteConfig:
         self._validate()
 
     def _validate(self) -> None:
+        def require(condition: bool, message: str) -> None:
+            if not condition:
+                raise ValueError(f"MegabyteConfig.{message}")
+
         for name in (
             "patch_size", "max_seq_len", "global_dim", "global_layers", "global_heads",
             "local_dim", "local_layers", "local_heads", "mlp_ratio", "init_std",
         ):  # fmt: skip
-            if not getattr(self, name) > 0:
-                raise ValueError(
-                    f"MegabyteConfig.{name} must be positive, got {getattr(self, name)}"
-                )
-        if self.global_byte_dim is not None and self.global_byte_dim <= 0:
-            raise ValueError(
-                f"MegabyteConfig.global_byte_dim must be positive, got {self.global_byte_dim}"
-            )
-        sizes = self.token_bytes[:-1]
-        if sizes[0] != self.patch_size:
-            raise ValueError(
-                f"MegabyteConfig.patch_size={self.patch_size} != patch_sizes[0]={sizes[0]}"
-            )
+            require(getattr(self, name) > 0, f"{name} must be positive, got {getattr(self, name)}")
+        byte_dim, patch, sizes = self.global_byte_dim, self.patch_size, self.token_bytes[:-1]
+        require(byte_dim is None or byte_dim > 0, f"global_byte_dim must be positive: {byte_dim}")
+        require(sizes[0] == patch, f"patch_size={patch} != patch_sizes[0]={sizes[0]}")
         for outer, inner in zip(sizes, sizes[1:]):
-            if not (inner > 0 and outer > inner and outer % inner == 0):
-                raise ValueError(
-                    f"MegabyteConfig.patch_sizes={sizes}: each must divide the one before"
-                )
-        if self.max_seq_len % self.patch_size:
-            raise ValueError(
-                f"MegabyteConfig.max_seq_len={self.max_seq_len} is not a multiple of "
-                f"patch_size={self.patch_size}"
-            )
+            divides = 0 < inner < outer and outer % inner == 0
+            require(divides, f"patch_sizes={sizes}: each must divide the one before")
+        require(
+            self.max_seq_len % patch == 0,
+            f"max_seq_len={self.max_seq_len} is not a multiple of patch_size={patch}",
+        )
         for name in ("stage_dims", "stage_layers", "stage_heads"):
             values = getattr(self, name)
-            if values and len(values) != len(sizes) - 1:
-                raise ValueError(
-                    f"MegabyteConfig.{name} needs {len(sizes) - 1} entries (one per middle stage)"
-                )
-            if any(v <= 0 for v in values):
-                raise ValueError(f"MegabyteConfig.{name} must be positive, got {values}")
-        if not 0 <= self.cross_patch <= sizes[-1]:
-            raise ValueError(
-                f"MegabyteConfig.cross_patch={self.cross_patch} must be in 0..{sizes[-1]} "
-                "(the local patch length)"
+            require(
+                not values or len(values) == len(sizes) - 1,
+                f"{name} needs {len(sizes) - 1} entries (one per middle stage)",
             )
+            require(all(v > 0 for v in values), f"{name} must be positive, got {values}")
+        require(
+            0 <= self.cross_patch <= sizes[-1],
+            f"cross_patch={self.cross_patch} must be in 0..{sizes[-1]} (the local patch length)",
+        )
         for index, stage in enumerate(self.stages):
-            heads = self._stage_field(index, "heads")
-            if stage.dim % stage.heads:
-                raise ValueError(
-                    f"MegabyteConfig.{heads}={stage.heads} does not divide "
-                    f"{self._stage_field(index, 'dim')}={stage.dim}"
-                )
-            if stage.rotary and (stage.dim // stage.heads) % 2:
-                raise ValueError(
-                    f"MegabyteConfig.{heads}: rotary positions need an even head dimension"
-                )
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"MegabyteConfig.dropout must be in [0, 1), got {self.dropout}")
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"MegabyteConfig.activation must be one of {sorted(ACTIVATIONS)}")
-        if self.conv_encoder and (not self.conv_kernels or any(k < 1 for k in self.conv_kernels)):
-            raise ValueError(
-                f"MegabyteConfig.conv_kernels must be positive, got {self.conv_kernels}"
+            heads, dim = self._stage_field(index, "heads"), self._stage_field(index, "dim")
+            require(
+                stage.dim % stage.heads == 0,
+                f"{heads}={stage.heads} does not divide {dim}={stage.dim}",
             )
+            require(
+                not stage.rotary or (stage.dim // stage.heads) % 2 == 0,
+                f"{heads}: rotary positions need an even head dimension",
+            )
+        require(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
+        require(self.activation in ACTIVATIONS, f"activation must be one of {sorted(ACTIVATIONS)}")
+        require(
+            not self.conv_encoder or (self.conv_kernels and min(self.conv_kernels) >= 1),
+            f"conv_kernels must be positive, got {self.conv_kernels}",
+        )
 
     def _stage_field(self, stage: int, kind: str) -> str:
         if stage == 0:
@@ -187,48 +175,33 @@ class MegabyteConfig:
         """The sizes of every stage, global first and local last: what the model, its decoder
         and `multibyte.flops` build and count."""
         sizes = self.token_bytes
-        middle = len(sizes) - 2
-        dims = (self.global_dim, *(self.stage_dims or (self.local_dim,) * middle), self.local_dim)
-        layers = (
-            self.global_layers,
-            *(self.stage_layers or (self.local_layers,) * middle),
-            self.local_layers,
-        )
-        heads = (
-            self.global_heads,
-            *(self.stage_heads or (self.local_heads,) * middle),
-            self.local_heads,
-        )
+
+        def per_stage(first: int, middle: tuple[int, ...], last: int) -> tuple[int, ...]:
+            return (first, *(middle or (last,) * (len(sizes) - 2)), last)  # middle: as local
+
+        dims = per_stage(self.global_dim, self.stage_dims, self.local_dim)
+        layers = per_stage(self.global_layers, self.stage_layers, self.local_layers)
+        heads = per_stage(self.global_heads, self.stage_heads, self.local_heads)
         byte_dims = (
             self.global_byte_dim or math.ceil(self.global_dim / self.patch_size),
             *(math.ceil(dim / size) for dim, size in zip(dims[1:-1], sizes[1:-1])),
             self.local_dim,
         )
         specs: list[StageSpec] = []
-        for index, size in enumerate(sizes):
+        for i, size in enumerate(sizes):
             parent = specs[-1] if specs else None
-            cross = self.cross_patch if index == len(sizes) - 1 else 0
-            specs.append(
-                StageSpec(
-                    token_bytes=size,
-                    length=self.max_seq_len // size
-                    if parent is None
-                    else parent.token_bytes // size,
-                    dim=dims[index],
-                    layers=layers[index],
-                    heads=heads[index],
-                    byte_dim=byte_dims[index],
-                    cross_patch=cross,
-                    rotary=self.rotary or cross > 0,
-                    parent_dim=parent.dim if parent else 0,
-                    parent_split=parent.concat_dim if parent else 0,
-                )
-            )
+            length = parent.token_bytes // size if parent else self.max_seq_len // size
+            cross = self.cross_patch if i == len(sizes) - 1 else 0
+            specs.append(StageSpec(
+                token_bytes=size, length=length, dim=dims[i], layers=layers[i], heads=heads[i],
+                byte_dim=byte_dims[i], cross_patch=cross, rotary=self.rotary or cross > 0,
+                parent_dim=parent.dim if parent else 0,
+                parent_split=parent.concat_dim if parent else 0,
+            ))  # fmt: skip
         return tuple(specs)
 
     def to_dict(self) -> dict:
-        """Every resolved field as plain data (what checkpoints store); the preset's name is not
-        part of it: the sizes are."""
+        """Every resolved field as plain data, as checkpoints store it (sizes, not the preset)."""
         fields = asdict(self)
         del fields["preset_name"]
         return fields
@@ -243,25 +216,16 @@ class MegabyteConfig:
 class StageSpec:
     """The sizes of one stage, derived from the config in one place (`MegabyteConfig.stages`)."""
 
-    token_bytes: int
-    """Bytes per token: P for the global model, 1 for the local model."""
-    length: int
-    """Tokens the stage's transformer sees: max_seq_len / P for the global model, else the
-    number of its tokens in one parent token."""
+    token_bytes: int  # bytes per token: P for the global model, 1 for the local model
+    length: int  # tokens the transformer sees: max_seq_len / P, or per parent token
     dim: int
     layers: int
     heads: int
-    byte_dim: int
-    """Width of one byte's embedding (D_G for the global model); a token concatenates
-    `token_bytes` of them, projected to `dim` when that differs."""
-    cross_patch: int = 0
-    """Keys and values carried over from the previous patch (the local model's r)."""
+    byte_dim: int  # one byte's embedding (D_G globally); a token concatenates token_bytes of them
+    cross_patch: int = 0  # keys carried over from the previous patch (the local model's r)
     rotary: bool = False
-    parent_dim: int = 0
-    """Width of the parent's output (0 for the global model)."""
-    parent_split: int = 0
-    """The parent's output is projected to this width and cut into `length` slices, one per
-    token of this stage (each mapped by w_GL)."""
+    parent_dim: int = 0  # width of the parent's output (0 for the global model)
+    parent_split: int = 0  # the parent's output is projected to this, then cut into `length`
 
     @property
     def concat_dim(self) -> int:
@@ -269,17 +233,11 @@ class StageSpec:
 
     def stack(self, config: MegabyteConfig) -> StackConfig:
         return StackConfig(
-            dim=self.dim,
-            layers=self.layers,
-            heads=self.heads,
-            mlp_ratio=config.mlp_ratio,
-            activation=config.activation,
-            dropout=config.dropout,
-            qk_norm=config.qk_norm,
+            dim=self.dim, layers=self.layers, heads=self.heads, mlp_ratio=config.mlp_ratio,
+            activation=config.activation, dropout=config.dropout, qk_norm=config.qk_norm,
             rotary_max_len=self.length + self.cross_patch if self.rotary else None,
-            cross_patch=self.cross_patch,
-            checkpoint=config.activation_checkpointing,
-        )
+            cross_patch=self.cross_patch, checkpoint=config.activation_checkpointing,
+        )  # fmt: skip
 
 
 class CausalConvEncoder(nn.Module):
@@ -399,25 +357,11 @@ class Megabyte(nn.Module):
         """Global model, middle models (N-stage only), local model."""
         return (self.global_model, *self.middle_models, self.local_model)
 
-    def _pre_split_order(self) -> list[nn.Module]:
-        """Every module in the order of the code before the global/local split: stage by stage,
-        then the global positions and convolutions, then the head. Weights are initialised in
-        this order, so a seed gives the same weights as ever, and optimizer state saved by that
-        code lists parameters in it."""
-        embed = self.global_model.embed
-        late = [embed.position, *(embed.conv.modules() if embed.conv is not None else ())]
-        stages = [m for stage in self.stages for m in stage.modules()]
-        return [m for m in stages if not any(m is x for x in late)] + late + [self.head]
-
-    def pre_split_parameter_order(self) -> list[nn.Parameter]:
-        """`parameters()` as the code before the global/local split listed them."""
-        order = self._pre_split_order()
-        return list({id(p): p for m in order for p in m.parameters(recurse=False)}.values())
-
     def _init_weights(self) -> None:
-        # Truncated-normal matrices, zero biases, normal pads.
+        # Truncated-normal matrices, zero biases, normal pads; in the order of the code before
+        # the global/local split (compat.py), so a seed gives the same weights as it always did.
         std = self.config.init_std
-        for module in self._pre_split_order():
+        for module in pre_split_order(self):
             if isinstance(module, (nn.Linear, nn.Embedding, nn.Conv1d)):
                 nn.init.trunc_normal_(module.weight, std=std, a=-2 * std, b=2 * std)
                 if getattr(module, "bias", None) is not None:
@@ -462,29 +406,11 @@ class Megabyte(nn.Module):
     def decoder(self, buffer: torch.Tensor) -> MegabyteDecoder:
         return MegabyteDecoder(self, buffer)
 
-    def upgrade_key(self, key: str) -> str:
-        """Today's name of a parameter saved as `key`: names from before the global/local split
-        (stages.0..., stages.1..., global_position..., conv...) are mapped, others kept."""
-        for old, new in (("global_position.", "global_model.embed.position."),
-                         ("conv.", "global_model.embed.conv.")):  # fmt: skip
-            if key.startswith(old):
-                return new + key[len(old) :]
-        if not key.startswith("stages."):
-            return key
-        _, index, rest = key.split(".", 2)
-        last = len(self.config.token_bytes) - 1
-        stage = {0: "global_model", last: "local_model"}.get(
-            int(index), f"middle_models.{int(index) - 1}"
-        )
-        if rest.startswith(("byte_embed.", "token_proj.")):
-            rest = "embed." + rest
-        return f"{stage}.{rest}"
-
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
-        # The one place old checkpoints are read under today's names, for `multibyte.load` and
-        # Lightning's resume alike (children then load from the renamed keys).
+        # The one place old checkpoints (compat.py) are read under today's names, for
+        # `multibyte.load` and Lightning's resume alike; children load from the renamed keys.
         for key in [key for key in state_dict if key.startswith(prefix)]:
-            renamed = prefix + self.upgrade_key(key[len(prefix) :])
+            renamed = prefix + upgrade_key(key[len(prefix) :], len(self.stages))
             if renamed != key:
                 state_dict[renamed] = state_dict.pop(key)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

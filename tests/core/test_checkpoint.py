@@ -14,6 +14,7 @@ from multibyte.checkpoint import (
     read_checkpoint,
 )
 from multibyte.model import ByteTransformer, ByteTransformerConfig, Megabyte, MegabyteConfig
+from multibyte.model.compat import upgrade_key
 from multibyte.train.module import ByteLM
 
 FIXTURES = Path(__file__).resolve().parents[1] / "data" / "checkpoints"
@@ -154,24 +155,21 @@ def test_the_same_seed_gives_the_same_weights_as_before(name, expected):
 def test_every_old_name_maps_to_exactly_one_parameter_of_today(name):
     old = read_checkpoint(FIXTURES / f"{name}.ckpt")
     model = build_model(old["multibyte"]["model"])
-    renamed = [model.upgrade_key(key) for key in old["state_dict"]]
+    renamed = [upgrade_key(key, len(model.stages)) for key in old["state_dict"]]
     assert sorted(renamed) == sorted(model.state_dict())
-    assert all(model.upgrade_key(key) == key for key in model.state_dict())  # today's pass through
+    assert all(
+        upgrade_key(key, len(model.stages)) == key for key in model.state_dict()
+    )  # today's pass through
 
 
 def test_old_names_map_to_the_global_middle_and_local_models():
-    model = tiny_megabyte(patch_sizes=(8, 2))
-    assert model.upgrade_key("stages.0.pad") == "global_model.pad"
-    assert model.upgrade_key("stages.0.byte_embed.weight") == "global_model.embed.byte_embed.weight"
-    assert model.upgrade_key("global_position.weight") == "global_model.embed.position.weight"
-    assert model.upgrade_key("conv.convs.1.bias") == "global_model.embed.conv.convs.1.bias"
-    assert (
-        model.upgrade_key("stages.1.token_proj.weight") == "middle_models.0.embed.token_proj.weight"
-    )
-    assert (
-        model.upgrade_key("stages.2.parent_to_child.weight") == "local_model.parent_to_child.weight"
-    )
-    assert model.upgrade_key("head.weight") == "head.weight"
+    assert upgrade_key("stages.0.pad", 3) == "global_model.pad"
+    assert upgrade_key("stages.0.byte_embed.weight", 3) == "global_model.embed.byte_embed.weight"
+    assert upgrade_key("global_position.weight", 3) == "global_model.embed.position.weight"
+    assert upgrade_key("conv.convs.1.bias", 3) == "global_model.embed.conv.convs.1.bias"
+    assert upgrade_key("stages.1.token_proj.weight", 3) == "middle_models.0.embed.token_proj.weight"
+    assert upgrade_key("stages.2.parent_to_child.weight", 3) == "local_model.parent_to_child.weight"
+    assert upgrade_key("head.weight", 3) == "head.weight"
 
 
 def test_resuming_an_old_lightning_checkpoint_puts_each_moment_on_its_parameter(expected):
