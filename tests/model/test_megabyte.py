@@ -7,6 +7,7 @@ import torch
 
 from multibyte import bits_per_byte
 from multibyte.model import Megabyte, MegabyteConfig
+from multibyte.model.megabyte import PatchEmbedder
 
 
 @pytest.mark.parametrize("length", [1, 5, 12, 29, 48])
@@ -204,3 +205,24 @@ def test_input_checks(make_megabyte):
         model(torch.zeros(1, 0, dtype=torch.long))
     with pytest.raises(ValueError, match="integer"):
         model(torch.zeros(1, 4))
+
+
+def test_a_new_patch_embedder_changes_training_and_decoding_alike(make_megabyte):
+    # Every stage turns bytes into tokens through its PatchEmbedder only: replace it and both
+    # the forward pass and the cached decoder use the new one.
+    class Scaled(PatchEmbedder):
+        def forward(self, x, start=0, end=None):
+            return 1.5 * super().forward(x, start, end)
+
+    model = make_megabyte(patch_sizes=(8, 2), cross_patch=2, conv_encoder=True)
+    x = torch.randint(0, 256, (2, 40), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        before = model(x)
+        for stage in model.stages:
+            stage.embed.__class__ = Scaled
+        full = model(x)
+        assert not torch.allclose(full, before, atol=1e-3)
+        decoder = model.decoder(x.clone())
+        for t in range(3, 40):
+            logits = decoder.prefill(t) if t == 3 else decoder.advance(t)
+            torch.testing.assert_close(logits, full[:, t], rtol=0, atol=1e-5)
