@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import os
 import pickle
+import zipfile
 from typing import Any
 
 import torch
 from torch import nn
 
+from multibyte.model.compat import pre_split_parameters
 from multibyte.model.megabyte import Megabyte, MegabyteConfig
 from multibyte.model.transformer import ByteTransformer, ByteTransformerConfig
 
@@ -54,6 +56,8 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     """The checkpoint dictionary, loaded with weights_only=True (no code from the file runs)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is not one
+        raise CheckpointError(f"{path} is not a readable checkpoint (not a torch.save archive)")
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
@@ -77,6 +81,41 @@ def model_state_dict(checkpoint: dict[str, Any]) -> dict[str, torch.Tensor]:
             key = key[len("model.") :]
         cleaned[key.replace("_orig_mod.", "")] = value
     return cleaned
+
+
+def upgrade_optimizer_state(
+    model: nn.Module, optimizer: torch.optim.Optimizer, state_dict: dict[str, Any]
+) -> dict[str, Any] | None:
+    """An optimizer `load_state_dict` pre-hook: state saved before MEGABYTE's global/local split
+    lists the parameters of each group in that code's order (`compat.pre_split_parameters`).
+    When the saved moments do not fit the parameters in today's order but do in that one, the
+    group is reordered; otherwise the state is left as it is."""
+    if not isinstance(model, Megabyte):
+        return None
+    rank = {id(p): index for index, p in enumerate(pre_split_parameters(model))}
+    groups, changed = [], False
+    for saved, group in zip(state_dict["param_groups"], optimizer.param_groups):
+        ids, params = saved["params"], group["params"]
+        if len(ids) != len(params) or _moments_fit(state_dict["state"], ids, params):
+            groups.append(saved)
+            continue
+        old_place = {id(p): i for i, p in enumerate(sorted(params, key=lambda p: rank[id(p)]))}
+        reordered = [ids[old_place[id(p)]] for p in params]
+        if not _moments_fit(state_dict["state"], reordered, params):
+            return None  # neither order fits: not ours to fix
+        groups.append({**saved, "params": reordered})
+        changed = True
+    return {**state_dict, "param_groups": groups} if changed else None
+
+
+def _moments_fit(state: dict, ids: list, params: list[torch.Tensor]) -> bool:
+    """Every per-parameter tensor saved under ids[i] has the shape of params[i]."""
+    return all(
+        value.shape == param.shape
+        for index, param in zip(ids, params)
+        for value in state.get(index, {}).values()
+        if isinstance(value, torch.Tensor) and value.dim() > 0
+    )
 
 
 def load(path: str | os.PathLike, map_location: Any = "cpu") -> nn.Module:

@@ -52,26 +52,23 @@ def stack_parameters(dim: int, layers: int, mlp_ratio: float) -> int:
 
 
 def _megabyte_forward(config: MegabyteConfig, seq_len: int, cached: bool) -> float:
-    sizes, widths = config.token_bytes, config.stage_widths
-    byte_dims, depths = config.stage_byte_dims, config.stage_depths
+    stages = config.stages
     total = 0.0
-    for s, (size, dim, byte_dim, layers) in enumerate(zip(sizes, widths, byte_dims, depths)):
-        length = seq_len // size if s == 0 else sizes[s - 1] // size
-        carried = config.cross_patch if s == len(sizes) - 1 else 0
+    for index, stage in enumerate(stages):
+        length = seq_len // stage.token_bytes if index == 0 else stage.length
         # cached decoding: a token attends to itself and the tokens before it, on average
-        context = ((length + 1) / 2 if cached else length) + carried
-        per_token = _stack_token_flops(dim, layers, config.mlp_ratio, context)
-        if size * byte_dim != dim:
-            per_token += 2 * size * byte_dim * dim  # patch projection into the stage
-        if s > 0:
-            parent_split = sizes[s - 1] * byte_dims[s - 1]
-            if parent_split != widths[s - 1]:  # projection of the parent's output, per parent
-                per_token += 2 * widths[s - 1] * parent_split / length
-            per_token += 2 * (parent_split // length) * dim  # w_GL
-        total += per_token / size
+        context = ((length + 1) / 2 if cached else length) + stage.cross_patch
+        per_token = _stack_token_flops(stage.dim, stage.layers, config.mlp_ratio, context)
+        if stage.concat_dim != stage.dim:
+            per_token += 2 * stage.concat_dim * stage.dim  # patch projection into the stage
+        if index > 0:
+            if stage.parent_split != stage.parent_dim:  # projection of the parent's output
+                per_token += 2 * stage.parent_dim * stage.parent_split / length
+            per_token += 2 * (stage.parent_split // length) * stage.dim  # w_GL
+        total += per_token / stage.token_bytes
     if config.conv_encoder:
-        total += sum(2 * k * byte_dims[0] ** 2 for k in config.conv_kernels)
-    return total + 2 * widths[-1] * VOCAB
+        total += sum(2 * k * stages[0].byte_dim ** 2 for k in config.conv_kernels)
+    return total + 2 * stages[-1].dim * VOCAB
 
 
 def _transformer_forward(config: ByteTransformerConfig, seq_len: int, cached: bool) -> float:
@@ -94,10 +91,10 @@ def paper_estimate(config: MegabyteConfig | ByteTransformerConfig) -> float:
     """The paper's forward estimate per byte: 2 m (transformer), 2 (m_g / P + m_l) (MEGABYTE)."""
     if isinstance(config, ByteTransformerConfig):
         return 2.0 * stack_parameters(config.dim, config.layers, config.mlp_ratio)
-    total = 0.0
-    for size, dim, layers in zip(config.token_bytes, config.stage_widths, config.stage_depths):
-        total += 2.0 * stack_parameters(dim, layers, config.mlp_ratio) / size
-    return total
+    return sum(
+        2.0 * stack_parameters(stage.dim, stage.layers, config.mlp_ratio) / stage.token_bytes
+        for stage in config.stages
+    )
 
 
 def non_embedding_parameters(config: MegabyteConfig | ByteTransformerConfig) -> int:
@@ -105,6 +102,60 @@ def non_embedding_parameters(config: MegabyteConfig | ByteTransformerConfig) -> 
     if isinstance(config, ByteTransformerConfig):
         return stack_parameters(config.dim, config.layers, config.mlp_ratio)
     return sum(
-        stack_parameters(dim, layers, config.mlp_ratio)
-        for dim, layers in zip(config.stage_widths, config.stage_depths)
+        stack_parameters(stage.dim, stage.layers, config.mlp_ratio) for stage in config.stages
     )
+
+
+# The search space of each matcher; keyword `limits` of `matched_baseline` override these.
+MATCH_LIMITS: dict[str, dict] = {
+    # the quickstart's tiny CPU models: a small grid of widths and depths
+    "flops": dict(dims=(32, 48, 64, 96, 128, 192, 256), max_layers=8, head_dim=32),
+    # GPU-sized models: widths in steps of a head, the nearest depth, at least 16 * L wide
+    "params": dict(head_dim=64, max_dim=4096, min_aspect=16),
+}
+
+
+def matched_baseline(
+    config: MegabyteConfig, seq_len: int, by: str = "flops", **limits
+) -> ByteTransformerConfig:
+    """The byte transformer to compare MEGABYTE against at `seq_len` bytes: the one whose
+    training FLOPs per byte (by="flops") or non-embedding parameters (by="params") are closest
+    to `config`'s, within `MATCH_LIMITS[by]` (override any with `limits`). It trains with the
+    same MLP, activation, norms, dropout and initialisation as MEGABYTE."""
+    if by not in MATCH_LIMITS:
+        raise ValueError(f"matched_baseline: by must be one of {sorted(MATCH_LIMITS)}, got {by!r}")
+    unknown = sorted(set(limits) - set(MATCH_LIMITS[by]))
+    if unknown:
+        raise ValueError(f"matched_baseline(by={by!r}) takes limits {sorted(MATCH_LIMITS[by])}")
+    limit = {**MATCH_LIMITS[by], **limits}
+    if by == "flops":
+        target = flops_per_byte(config, seq_len).train
+        shapes = [(d, n) for d in limit["dims"] for n in range(1, limit["max_layers"] + 1)]
+
+        def size(candidate: ByteTransformerConfig) -> float:
+            return flops_per_byte(candidate, seq_len).train
+    else:
+        target = non_embedding_parameters(config)
+        shapes = []
+        for dim in range(limit["head_dim"], limit["max_dim"] + 1, limit["head_dim"]):
+            layers = max(1, round(target / stack_parameters(dim, 1, config.mlp_ratio)))
+            if dim >= limit["min_aspect"] * layers:  # no 64-wide, 36-deep stacks
+                shapes.append((dim, layers))
+        size = non_embedding_parameters
+    candidates = [
+        ByteTransformerConfig(
+            max_seq_len=seq_len,
+            dim=dim,
+            layers=layers,
+            heads=max(1, dim // limit["head_dim"]),
+            mlp_ratio=config.mlp_ratio,
+            activation=config.activation,
+            dropout=config.dropout,
+            qk_norm=config.qk_norm,
+            init_std=config.init_std,
+        )  # fmt: skip
+        for dim, layers in shapes
+    ]
+    if not candidates:
+        raise ValueError(f"matched_baseline(by={by!r}): no shape fits the limits {limit}")
+    return min(candidates, key=lambda candidate: abs(size(candidate) / target - 1))

@@ -11,16 +11,17 @@ Notation follows the paper. For T bytes and K = T / P patches:
     h_local_out[k] = transformer_local(h_local_in[k])                      (all patches at once)
     p(x_{kP+p} | x_{<kP+p}) = softmax(head(h_local_out[k, p]))
 
-The N-stage generalisation (`patch_sizes=(P1, P2, ...)`) stacks the same step: every stage
-splits its parent's output into slices, one per child token, and adds the shifted embeddings of
-the child tokens. Two stages (`patch_sizes=(P,)`) is exactly the model above.
+The file reads in that order: the config and the per-stage sizes derived from it (`StageSpec`),
+the patch embedder (bytes -> a stage's tokens), the global model, the local model, `Megabyte`,
+and the KV-cached decoder. The N-stage generalisation (`patch_sizes=(P1, P2, ...)`) puts middle
+stages between the two: each is a local model of its parent and the parent of the next.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -34,22 +35,32 @@ from multibyte.model.blocks import (
     check_bytes,
     shift_right,
 )
+from multibyte.model.compat import pre_split_order, upgrade_key
 from multibyte.model.generation import generate_bytes
+from multibyte.model.presets import MEGABYTE_PRESETS
+
+# The fields a preset may set (they default to None), and their values when no preset sets them.
+DEFAULTS = dict(
+    patch_size=8, max_seq_len=8192, global_dim=512, global_layers=4, global_heads=8,
+    local_dim=256, local_layers=2, local_heads=4, dropout=0.0, activation="relu", init_std=0.02,
+)  # fmt: skip
 
 
 @dataclass
 class MegabyteConfig:
+    """Fields left None come from `preset_name`'s preset, else from DEFAULTS."""
+
     patch_size: int | None = None
-    """P, bytes per global patch. Defaults to patch_sizes[0], or 8."""
-    max_seq_len: int = 8192
-    """Longest sequence in bytes; a multiple of P (sizes the global position table)."""
-    global_dim: int = 512
-    """Width of the global transformer, P * D_G in the paper (projected when not divisible)."""
-    global_layers: int = 4
-    global_heads: int = 8
-    local_dim: int = 256
-    local_layers: int = 2
-    local_heads: int = 4
+    """P, bytes per global patch. Defaults to patch_sizes[0], or the preset's, or 8."""
+    max_seq_len: int | None = None
+    """Longest sequence in bytes; a multiple of P (sizes the global position table). 8192."""
+    global_dim: int | None = None
+    """Width of the global transformer, P * D_G in the paper (projected when not divisible). 512."""
+    global_layers: int | None = None
+    global_heads: int | None = None
+    local_dim: int | None = None
+    local_layers: int | None = None
+    local_heads: int | None = None
     global_byte_dim: int | None = None
     """D_G, the width of one byte's global embedding. Default: ceil(global_dim / P)."""
     patch_sizes: tuple[int, ...] | None = None
@@ -64,155 +75,169 @@ class MegabyteConfig:
     """Causal convolutions (kernels `conv_kernels`) over byte embeddings before patching."""
     conv_kernels: tuple[int, ...] = (3, 5, 7)
     qk_norm: bool = False
-    dropout: float = 0.0
+    dropout: float | None = None
     rotary: bool = False
     """Rotary positions in every stage (the local stage always uses them with cross_patch)."""
     mlp_ratio: float = 4.0
-    activation: str = "relu"
-    """MLP non-linearity: "relu" (the paper's) or "gelu"."""
+    activation: str | None = None
+    """MLP non-linearity: "relu" (the paper's, the default) or "gelu"."""
     tie_embeddings: bool = True
     """Output head shares E_local, as in the paper's softmax(E_local h_local_out)."""
-    init_std: float = 0.02
+    init_std: float | None = None
     activation_checkpointing: bool = False
     """Recompute block activations in backward, per stage, to train longer sequences."""
+    preset_name: str | None = field(default=None, compare=False)
+    """Named sizes from multibyte/model/presets.py for every field left None (recipes use it)."""
 
     def __post_init__(self) -> None:
+        if self.preset_name is not None and self.preset_name not in MEGABYTE_PRESETS:
+            raise ValueError(
+                f"MegabyteConfig.preset_name: unknown MEGABYTE preset {self.preset_name!r}; "
+                f"known: {sorted(MEGABYTE_PRESETS)}"
+            )
+        preset = MEGABYTE_PRESETS.get(self.preset_name, {})
         if self.patch_sizes is not None:
             self.patch_sizes = tuple(int(size) for size in self.patch_sizes)
             if not self.patch_sizes:
-                raise ValueError("patch_sizes must name at least one patch size")
+                raise ValueError("MegabyteConfig.patch_sizes must name at least one patch size")
             if self.patch_size is None:
                 self.patch_size = self.patch_sizes[0]
-        if self.patch_size is None:
-            self.patch_size = 8
+        for name, default in DEFAULTS.items():
+            if getattr(self, name) is None:
+                setattr(self, name, preset.get(name, default))
         self.stage_dims, self.stage_layers = tuple(self.stage_dims), tuple(self.stage_layers)
         self.stage_heads, self.conv_kernels = tuple(self.stage_heads), tuple(self.conv_kernels)
         self._validate()
 
     def _validate(self) -> None:
+        def require(condition: bool, message: str) -> None:
+            if not condition:
+                raise ValueError(f"MegabyteConfig.{message}")
+
         for name in (
             "patch_size", "max_seq_len", "global_dim", "global_layers", "global_heads",
             "local_dim", "local_layers", "local_heads", "mlp_ratio", "init_std",
         ):  # fmt: skip
-            if not getattr(self, name) > 0:
-                raise ValueError(
-                    f"MegabyteConfig.{name} must be positive, got {getattr(self, name)}"
-                )
-        if self.global_byte_dim is not None and self.global_byte_dim <= 0:
-            raise ValueError(
-                f"MegabyteConfig.global_byte_dim must be positive, got {self.global_byte_dim}"
-            )
-        sizes = self.patch_sizes or (self.patch_size,)
-        if sizes[0] != self.patch_size:
-            raise ValueError(
-                f"MegabyteConfig.patch_size={self.patch_size} != patch_sizes[0]={sizes[0]}"
-            )
+            require(getattr(self, name) > 0, f"{name} must be positive, got {getattr(self, name)}")
+        byte_dim, patch, sizes = self.global_byte_dim, self.patch_size, self.token_bytes[:-1]
+        require(byte_dim is None or byte_dim > 0, f"global_byte_dim must be positive: {byte_dim}")
+        require(sizes[0] == patch, f"patch_size={patch} != patch_sizes[0]={sizes[0]}")
         for outer, inner in zip(sizes, sizes[1:]):
-            if not (inner > 0 and outer > inner and outer % inner == 0):
-                raise ValueError(
-                    f"MegabyteConfig.patch_sizes={sizes}: each must divide the one before"
-                )
-        if sizes[-1] < 1:
-            raise ValueError(f"MegabyteConfig.patch_sizes={sizes} must be positive")
-        if self.max_seq_len % self.patch_size:
-            raise ValueError(
-                f"MegabyteConfig.max_seq_len={self.max_seq_len} is not a multiple of "
-                f"patch_size={self.patch_size}"
-            )
-        middle = len(sizes) - 1
+            divides = 0 < inner < outer and outer % inner == 0
+            require(divides, f"patch_sizes={sizes}: each must divide the one before")
+        require(
+            self.max_seq_len % patch == 0,
+            f"max_seq_len={self.max_seq_len} is not a multiple of patch_size={patch}",
+        )
         for name in ("stage_dims", "stage_layers", "stage_heads"):
             values = getattr(self, name)
-            if values and len(values) != middle:
-                raise ValueError(
-                    f"MegabyteConfig.{name} needs {middle} entries (one per middle stage)"
-                )
-            if any(v <= 0 for v in values):
-                raise ValueError(f"MegabyteConfig.{name} must be positive, got {values}")
-        for stage, (dim, heads) in enumerate(zip(self.stage_widths, self.stage_head_counts)):
-            if dim % heads:
-                name = self._stage_field(stage, "dim"), self._stage_field(stage, "heads")
-                raise ValueError(
-                    f"MegabyteConfig.{name[1]}={heads} does not divide {name[0]}={dim}"
-                )
-        local_length = sizes[-1]
-        if not 0 <= self.cross_patch <= local_length:
-            raise ValueError(
-                f"MegabyteConfig.cross_patch={self.cross_patch} must be in 0..{local_length} "
-                "(the local patch length)"
+            require(
+                not values or len(values) == len(sizes) - 1,
+                f"{name} needs {len(sizes) - 1} entries (one per middle stage)",
             )
-        rotary_stages = (
-            range(len(sizes) + 1) if self.rotary else ([len(sizes)] if self.cross_patch else [])
+            require(all(v > 0 for v in values), f"{name} must be positive, got {values}")
+        require(
+            0 <= self.cross_patch <= sizes[-1],
+            f"cross_patch={self.cross_patch} must be in 0..{sizes[-1]} (the local patch length)",
         )
-        for stage in rotary_stages:
-            if (self.stage_widths[stage] // self.stage_head_counts[stage]) % 2:
-                raise ValueError(
-                    f"MegabyteConfig.{self._stage_field(stage, 'heads')}: rotary positions need an "
-                    "even head dimension"
-                )
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"MegabyteConfig.dropout must be in [0, 1), got {self.dropout}")
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"MegabyteConfig.activation must be one of {sorted(ACTIVATIONS)}")
-        if self.conv_encoder and (not self.conv_kernels or any(k < 1 for k in self.conv_kernels)):
-            raise ValueError(
-                f"MegabyteConfig.conv_kernels must be positive, got {self.conv_kernels}"
+        for index, stage in enumerate(self.stages):
+            heads, dim = self._stage_field(index, "heads"), self._stage_field(index, "dim")
+            require(
+                stage.dim % stage.heads == 0,
+                f"{heads}={stage.heads} does not divide {dim}={stage.dim}",
             )
+            require(
+                not stage.rotary or (stage.dim // stage.heads) % 2 == 0,
+                f"{heads}: rotary positions need an even head dimension",
+            )
+        require(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
+        require(self.activation in ACTIVATIONS, f"activation must be one of {sorted(ACTIVATIONS)}")
+        require(
+            not self.conv_encoder or (self.conv_kernels and min(self.conv_kernels) >= 1),
+            f"conv_kernels must be positive, got {self.conv_kernels}",
+        )
 
     def _stage_field(self, stage: int, kind: str) -> str:
-        last = len(self.stage_widths) - 1
         if stage == 0:
             return f"global_{kind}"
-        if stage == last:
+        if stage == len(self.token_bytes) - 1:
             return f"local_{kind}"
         return f"stage_{kind}s[{stage - 1}]"
 
-    # Derived per-stage sizes; stage 0 is the global model, the last stage the local model.
     @property
     def token_bytes(self) -> tuple[int, ...]:
-        """Bytes per token at each stage: (P1, P2, ..., 1)."""
+        """Bytes per token at each stage, (P1, P2, ..., 1): the one place where `patch_size`
+        (a two-stage model, (P, 1)) and `patch_sizes` (N stages) meet."""
         return (*(self.patch_sizes or (self.patch_size,)), 1)
 
     @property
-    def stage_widths(self) -> tuple[int, ...]:
-        middle = len(self.token_bytes) - 2
-        return (self.global_dim, *(self.stage_dims or (self.local_dim,) * middle), self.local_dim)
+    def stages(self) -> tuple[StageSpec, ...]:
+        """The sizes of every stage, global first and local last: what the model, its decoder
+        and `multibyte.flops` build and count."""
+        sizes = self.token_bytes
 
-    @property
-    def stage_depths(self) -> tuple[int, ...]:
-        middle = len(self.token_bytes) - 2
-        return (
-            self.global_layers,
-            *(self.stage_layers or (self.local_layers,) * middle),
-            self.local_layers,
+        def per_stage(first: int, middle: tuple[int, ...], last: int) -> tuple[int, ...]:
+            return (first, *(middle or (last,) * (len(sizes) - 2)), last)  # middle: as local
+
+        dims = per_stage(self.global_dim, self.stage_dims, self.local_dim)
+        layers = per_stage(self.global_layers, self.stage_layers, self.local_layers)
+        heads = per_stage(self.global_heads, self.stage_heads, self.local_heads)
+        byte_dims = (
+            self.global_byte_dim or math.ceil(self.global_dim / self.patch_size),
+            *(math.ceil(dim / size) for dim, size in zip(dims[1:-1], sizes[1:-1])),
+            self.local_dim,
         )
-
-    @property
-    def stage_head_counts(self) -> tuple[int, ...]:
-        middle = len(self.token_bytes) - 2
-        return (
-            self.global_heads,
-            *(self.stage_heads or (self.local_heads,) * middle),
-            self.local_heads,
-        )
-
-    @property
-    def stage_byte_dims(self) -> tuple[int, ...]:
-        """Width of one byte's embedding at each stage (D_G for the global stage)."""
-        widths, sizes = self.stage_widths, self.token_bytes
-        first = self.global_byte_dim or math.ceil(self.global_dim / self.patch_size)
-        return (first, *(math.ceil(w / c) for w, c in zip(widths[1:-1], sizes[1:-1])), widths[-1])
+        specs: list[StageSpec] = []
+        for i, size in enumerate(sizes):
+            parent = specs[-1] if specs else None
+            length = parent.token_bytes // size if parent else self.max_seq_len // size
+            cross = self.cross_patch if i == len(sizes) - 1 else 0
+            specs.append(StageSpec(
+                token_bytes=size, length=length, dim=dims[i], layers=layers[i], heads=heads[i],
+                byte_dim=byte_dims[i], cross_patch=cross, rotary=self.rotary or cross > 0,
+                parent_dim=parent.dim if parent else 0,
+                parent_split=parent.concat_dim if parent else 0,
+            ))  # fmt: skip
+        return tuple(specs)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Every resolved field as plain data, as checkpoints store it (sizes, not the preset)."""
+        fields = asdict(self)
+        del fields["preset_name"]
+        return fields
 
     @classmethod
     def preset(cls, name: str, **overrides) -> MegabyteConfig:
         """Named sizes: the paper's (Table 15) and small/tiny variants for one GPU or a CPU."""
-        from multibyte.model.presets import MEGABYTE_PRESETS
+        return cls(preset_name=name, **overrides)
 
-        if name not in MEGABYTE_PRESETS:
-            raise ValueError(f"unknown MEGABYTE preset {name!r}; known: {sorted(MEGABYTE_PRESETS)}")
-        return replace(cls(**MEGABYTE_PRESETS[name]), **overrides)
+
+@dataclass(frozen=True)
+class StageSpec:
+    """The sizes of one stage, derived from the config in one place (`MegabyteConfig.stages`)."""
+
+    token_bytes: int  # bytes per token: P for the global model, 1 for the local model
+    length: int  # tokens the transformer sees: max_seq_len / P, or per parent token
+    dim: int
+    layers: int
+    heads: int
+    byte_dim: int  # one byte's embedding (D_G globally); a token concatenates token_bytes of them
+    cross_patch: int = 0  # keys carried over from the previous patch (the local model's r)
+    rotary: bool = False
+    parent_dim: int = 0  # width of the parent's output (0 for the global model)
+    parent_split: int = 0  # the parent's output is projected to this, then cut into `length`
+
+    @property
+    def concat_dim(self) -> int:
+        return self.token_bytes * self.byte_dim
+
+    def stack(self, config: MegabyteConfig) -> StackConfig:
+        return StackConfig(
+            dim=self.dim, layers=self.layers, heads=self.heads, mlp_ratio=config.mlp_ratio,
+            activation=config.activation, dropout=config.dropout, qk_norm=config.qk_norm,
+            rotary_max_len=self.length + self.cross_patch if self.rotary else None,
+            cross_patch=self.cross_patch, checkpoint=config.activation_checkpointing,
+        )  # fmt: skip
 
 
 class CausalConvEncoder(nn.Module):
@@ -230,102 +255,119 @@ class CausalConvEncoder(nn.Module):
         return h.transpose(1, 2)
 
 
-class Stage(nn.Module):
-    """One scale: bytes grouped into tokens of `token_bytes`, a transformer over `length` tokens.
+class PatchEmbedder(nn.Module):
+    """Bytes -> one stage's input tokens; every stage has one, so a new patch embedder is a
+    change here. Each byte gets an embedding (in the global model plus its position E_pos[t]
+    and the optional causal convolutions); a token concatenates its bytes' vectors, projected
+    to the stage width when P * D_G differs from it."""
 
-    A child stage (every stage but the global one) gets its context from the parent's output:
-    the parent vector is split into `length` slices, each mapped by one shared linear (w_GL).
-    """
-
-    def __init__(
-        self,
-        token_bytes: int,
-        byte_dim: int,
-        stack: StackConfig,
-        length: int,
-        parent: tuple[int, int, int] | None = None,
-    ) -> None:
+    def __init__(self, spec: StageSpec, positions: int = 0, conv_kernels: tuple[int, ...] = ()):
         super().__init__()
-        dim = stack.dim
-        self.token_bytes, self.length = token_bytes, length
-        self.byte_embed = nn.Embedding(VOCAB, byte_dim)
-        concat = token_bytes * byte_dim
-        self.token_proj = nn.Linear(concat, dim, bias=False) if concat != dim else nn.Identity()
-        self.pad = nn.Parameter(torch.zeros(dim))
-        self.transformer = TransformerStack(stack)
-        if parent is not None:
-            parent_dim, parent_token_bytes, parent_byte_dim = parent
-            split = parent_token_bytes * parent_byte_dim
-            self.parent_proj = (
-                nn.Linear(parent_dim, split, bias=False) if split != parent_dim else nn.Identity()
-            )
-            self.parent_to_child = nn.Linear(split // length, dim, bias=False)  # w_GL
-            self.position = nn.Embedding(length, dim)
+        self.token_bytes = spec.token_bytes
+        self.byte_embed = nn.Embedding(VOCAB, spec.byte_dim)
+        self.token_proj = (
+            nn.Linear(spec.concat_dim, spec.dim, bias=False)
+            if spec.concat_dim != spec.dim
+            else nn.Identity()
+        )
+        self.position = nn.Embedding(positions, spec.byte_dim) if positions else None
+        self.conv = CausalConvEncoder(spec.byte_dim, conv_kernels) if conv_kernels else None
+        self.context = self.conv.context if self.conv is not None else 0
 
-    def tokens(self, byte_vectors: torch.Tensor) -> torch.Tensor:
-        """[N, n * token_bytes, byte_dim] -> [N, n, dim]: concatenate each token's bytes."""
-        n = byte_vectors.shape[1] // self.token_bytes
-        return self.token_proj(byte_vectors.reshape(byte_vectors.shape[0], n, -1))
+    def forward(self, x: torch.Tensor, start: int = 0, end: int | None = None) -> torch.Tensor:
+        """Tokens of the bytes x[:, start:end] (whole tokens): [N, (end - start) / size, dim].
+        The convolutions also read up to `context` bytes before `start`."""
+        end = x.shape[1] if end is None else end
+        lo = max(0, start - self.context)
+        vectors = self.byte_embed(x[:, lo:end])
+        if self.position is not None:
+            vectors = vectors + self.position.weight[lo:end]
+        if self.conv is not None:
+            vectors = self.conv(vectors)[:, start - lo :]
+        tokens = (end - start) // self.token_bytes
+        return self.token_proj(vectors.reshape(x.shape[0], tokens, -1))
+
+
+class GlobalModel(nn.Module):
+    """The global transformer over patch embeddings: h_global_out = transformer(h_global_in),
+    where h_global_in puts the trainable pad E_global_pad before the patches, shifted by one."""
+
+    def __init__(self, spec: StageSpec, config: MegabyteConfig) -> None:
+        super().__init__()
+        self.pad = nn.Parameter(torch.zeros(spec.dim))
+        kernels = config.conv_kernels if config.conv_encoder else ()
+        self.embed = PatchEmbedder(spec, positions=config.max_seq_len, conv_kernels=kernels)
+        self.transformer = TransformerStack(spec.stack(config))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, K * P] bytes (whole patches) -> h_global_out [B, K, global_dim]."""
+        return self.transformer(shift_right(self.embed(x), self.pad))
+
+
+class LocalModel(nn.Module):
+    """The local transformer of each patch (and each middle stage of an N-stage model): its
+    inputs are the parent's output for the patch, split into one slice per position and mapped
+    by w_GL, plus the embeddings of the patch's bytes shifted by one (E_local_pad first), plus
+    positions E_local_pos."""
+
+    def __init__(self, spec: StageSpec, config: MegabyteConfig) -> None:
+        super().__init__()
+        self.length = spec.length
+        self.parent_bytes = spec.length * spec.token_bytes
+        self.pad = nn.Parameter(torch.zeros(spec.dim))
+        self.embed = PatchEmbedder(spec)
+        self.transformer = TransformerStack(spec.stack(config))
+        self.parent_proj = (
+            nn.Linear(spec.parent_dim, spec.parent_split, bias=False)
+            if spec.parent_split != spec.parent_dim
+            else nn.Identity()
+        )
+        self.parent_to_child = nn.Linear(spec.parent_split // spec.length, spec.dim, bias=False)
+        self.position = nn.Embedding(spec.length, spec.dim)
 
     def context(self, parent_out: torch.Tensor) -> torch.Tensor:
-        """[N, parent_dim] -> [N, length, dim]: the parent's slice for each child position."""
+        """[N, parent_dim] -> [N, length, dim]: w_GL applied to the parent's slice per position."""
         slices = self.parent_proj(parent_out).reshape(parent_out.shape[0], self.length, -1)
         return self.parent_to_child(slices)
+
+    def forward(self, parent_out: torch.Tensor, x: torch.Tensor, rows: int) -> torch.Tensor:
+        """parent_out [..., parent_dim], one vector per parent token of the bytes x [rows, T]
+        -> [parent tokens, length, dim]."""
+        parents = x.numel() // self.parent_bytes
+        tokens = self.embed(x.reshape(parents, self.parent_bytes))
+        h = self.context(parent_out.reshape(parents, -1)) + shift_right(tokens, self.pad)
+        return self.transformer(h + self.position.weight, rows=rows)
 
 
 class Megabyte(nn.Module):
     def __init__(self, config: MegabyteConfig) -> None:
         super().__init__()
         self.config = config
-        sizes, widths, byte_dims = config.token_bytes, config.stage_widths, config.stage_byte_dims
-        last = len(sizes) - 1
-        self.stages = nn.ModuleList()
-        for s, (size, dim) in enumerate(zip(sizes, widths)):
-            length = config.max_seq_len // size if s == 0 else sizes[s - 1] // size
-            cross = config.cross_patch if s == last else 0
-            stack = StackConfig(
-                dim=dim,
-                layers=config.stage_depths[s],
-                heads=config.stage_head_counts[s],
-                mlp_ratio=config.mlp_ratio,
-                activation=config.activation,
-                dropout=config.dropout,
-                qk_norm=config.qk_norm,
-                rotary_max_len=length + cross if (config.rotary or cross) else None,
-                cross_patch=cross,
-                checkpoint=config.activation_checkpointing,
-            )
-            parent = None if s == 0 else (widths[s - 1], sizes[s - 1], byte_dims[s - 1])
-            self.stages.append(Stage(size, byte_dims[s], stack, length, parent))
-        self.global_position = nn.Embedding(config.max_seq_len, byte_dims[0])  # E_pos, per byte
-        self.conv = (
-            CausalConvEncoder(byte_dims[0], config.conv_kernels) if config.conv_encoder else None
-        )
-        self.head = nn.Linear(widths[-1], VOCAB, bias=False)
-        self.apply(self._init_weights)
-        for stage in self.stages:
-            nn.init.normal_(stage.pad, std=config.init_std)
+        global_spec, *middle_specs, local_spec = config.stages
+        self.global_model = GlobalModel(global_spec, config)
+        self.middle_models = nn.ModuleList(LocalModel(spec, config) for spec in middle_specs)
+        self.local_model = LocalModel(local_spec, config)
+        self.head = nn.Linear(local_spec.dim, VOCAB, bias=False)
+        self._init_weights()
         if config.tie_embeddings:
-            self.head.weight = self.stages[-1].byte_embed.weight
+            self.head.weight = self.local_model.embed.byte_embed.weight
 
-    def _init_weights(self, module: nn.Module) -> None:
-        if isinstance(module, (nn.Linear, nn.Embedding, nn.Conv1d)):
-            nn.init.trunc_normal_(
-                module.weight,
-                std=self.config.init_std,
-                a=-2 * self.config.init_std,
-                b=2 * self.config.init_std,
-            )
-            if getattr(module, "bias", None) is not None:
-                nn.init.zeros_(module.bias)
+    @property
+    def stages(self) -> tuple[nn.Module, ...]:
+        """Global model, middle models (N-stage only), local model."""
+        return (self.global_model, *self.middle_models, self.local_model)
 
-    def _global_tokens(self, x: torch.Tensor, start: int, end: int) -> torch.Tensor:
-        """Patch embeddings of bytes x[:, start:end] (whole patches): [B, (end-start)/P, dim]."""
-        lo = max(0, start - self.conv.context) if self.conv is not None else start
-        vectors = self.stages[0].byte_embed(x[:, lo:end]) + self.global_position.weight[lo:end]
-        if self.conv is not None:
-            vectors = self.conv(vectors)[:, start - lo :]
-        return self.stages[0].tokens(vectors)
+    def _init_weights(self) -> None:
+        # Truncated-normal matrices, zero biases, normal pads; in the order of the code before
+        # the global/local split (compat.py), so a seed gives the same weights as it always did.
+        std = self.config.init_std
+        for module in pre_split_order(self):
+            if isinstance(module, (nn.Linear, nn.Embedding, nn.Conv1d)):
+                nn.init.trunc_normal_(module.weight, std=std, a=-2 * std, b=2 * std)
+                if getattr(module, "bias", None) is not None:
+                    nn.init.zeros_(module.bias)
+        for stage in self.stages:
+            nn.init.normal_(stage.pad, std=std)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: LongTensor [B, T] of bytes -> logits [B, T, 256]; logits[:, t] predicts x[:, t]."""
@@ -334,18 +376,11 @@ class Megabyte(nn.Module):
     def hidden(self, x: torch.Tensor) -> torch.Tensor:
         """The local model's output [B, T, local_dim], before the head (for chunked losses)."""
         batch, length = check_bytes(x, self.config.max_seq_len)
-        sizes = self.config.token_bytes
-        padded = F.pad(x, (0, -length % sizes[0]))  # pad bytes only ever feed later positions
-        global_stage = self.stages[0]
-        out = global_stage.transformer(
-            shift_right(self._global_tokens(padded, 0, padded.shape[1]), global_stage.pad)
-        )
-        for s in range(1, len(self.stages)):
-            stage = self.stages[s]
-            parents = padded.numel() // sizes[s - 1]
-            child_tokens = stage.tokens(stage.byte_embed(padded).reshape(parents, sizes[s - 1], -1))
-            h = stage.context(out.reshape(parents, -1)) + shift_right(child_tokens, stage.pad)
-            out = stage.transformer(h + stage.position.weight, rows=batch)
+        padded = F.pad(x, (0, -length % self.config.patch_size))  # pads feed later bytes only
+        out = self.global_model(padded)
+        for middle in self.middle_models:  # N-stage models only
+            out = middle(out, padded, rows=batch)
+        out = self.local_model(out, padded, rows=batch)
         return out.reshape(batch, padded.shape[1], -1)[:, :length]
 
     def generate(
@@ -371,6 +406,15 @@ class Megabyte(nn.Module):
     def decoder(self, buffer: torch.Tensor) -> MegabyteDecoder:
         return MegabyteDecoder(self, buffer)
 
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
+        # The one place old checkpoints (compat.py) are read under today's names, for
+        # `multibyte.load` and Lightning's resume alike; children load from the renamed keys.
+        for key in [key for key in state_dict if key.startswith(prefix)]:
+            renamed = prefix + upgrade_key(key[len(prefix) :], len(self.stages))
+            if renamed != key:
+                state_dict[renamed] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
 
 class MegabyteDecoder:
     """KV-cached incremental decoding over a byte buffer [B, total] that the caller fills in.
@@ -383,57 +427,56 @@ class MegabyteDecoder:
 
     def __init__(self, model: Megabyte, buffer: torch.Tensor) -> None:
         self.model, self.x = model, buffer
-        config = model.config
-        self.sizes = config.token_bytes
+        self.specs = model.config.stages
         batch, like = buffer.shape[0], model.head.weight
-        self.caches = []
-        for s, stage in enumerate(model.stages):
-            extra = config.cross_patch if s == len(model.stages) - 1 else 0
-            self.caches.append(stage.transformer.new_caches(batch, stage.length + extra, like))
-        self.global_out = like.new_zeros(batch, model.stages[0].length, config.global_dim)
-        self.context: list[torch.Tensor | None] = [None] * len(model.stages)
-        self.outputs: list[torch.Tensor | None] = [None] * len(model.stages)
+        self.caches = [
+            stage.transformer.new_caches(batch, spec.length + spec.cross_patch, like)
+            for stage, spec in zip(model.stages, self.specs)
+        ]
+        self.global_out = like.new_zeros(batch, self.specs[0].length, self.specs[0].dim)
+        self.context: list[torch.Tensor | None] = [None] * len(self.specs)
+        self.outputs: list[torch.Tensor | None] = [None] * len(self.specs)
 
     def prefill(self, t: int) -> torch.Tensor:
-        model, patch = self.model, self.sizes[0]
+        global_model, patch = self.model.global_model, self.specs[0].token_bytes
         patches = t // patch  # complete patches before t; global tokens 0..patches are needed
-        inputs = model.stages[0].pad.expand(self.x.shape[0], 1, -1)
+        inputs = global_model.pad.expand(self.x.shape[0], 1, -1)
         if patches:
-            inputs = torch.cat([inputs, model._global_tokens(self.x, 0, patches * patch)], dim=1)
-        self.global_out[:, : patches + 1] = model.stages[0].transformer(inputs, self.caches[0])
+            inputs = torch.cat([inputs, global_model.embed(self.x, 0, patches * patch)], dim=1)
+        self.global_out[:, : patches + 1] = global_model.transformer(inputs, self.caches[0])
         # Child stages replay byte by byte from the current patch; cross-patch attention chains
         # each patch to the one before, so then they replay from the start.
-        start = 0 if model.config.cross_patch else patches * patch
+        start = 0 if self.model.config.cross_patch else patches * patch
         for position in range(start, t + 1):
             self._child_step(position)
         return self._logits()
 
     def advance(self, t: int) -> torch.Tensor:
-        patch = self.sizes[0]
+        global_model, patch = self.model.global_model, self.specs[0].token_bytes
         if t % patch == 0:  # one global step per patch: the embedding of the patch just finished
-            h = self.model._global_tokens(self.x, t - patch, t)[:, 0]
-            self.global_out[:, t // patch] = self.model.stages[0].transformer.step(
-                h, self.caches[0]
-            )
+            h = global_model.embed(self.x, t - patch, t)[:, 0]
+            self.global_out[:, t // patch] = global_model.transformer.step(h, self.caches[0])
         self._child_step(t)
         return self._logits()
 
     def _child_step(self, t: int) -> None:
-        stages, sizes, last = self.model.stages, self.sizes, len(self.model.stages) - 1
+        stages, specs = self.model.stages, self.specs
         for s in range(1, len(stages)):
-            stage, size = stages[s], sizes[s]
+            stage, size = stages[s], specs[s].token_bytes
             if t % size:
                 continue
-            j = (t % sizes[s - 1]) // size
+            j = (t % specs[s - 1].token_bytes) // size
             if j == 0:  # a new parent token: fresh context (with positions added) and cache
-                parent = self.global_out[:, t // sizes[0]] if s == 1 else self.outputs[s - 1]
+                parent = (
+                    self.global_out[:, t // specs[0].token_bytes] if s == 1 else self.outputs[s - 1]
+                )
                 self.context[s] = stage.context(parent) + stage.position.weight
-                carry = self.model.config.cross_patch if s == last and t > 0 else 0
+                carry = specs[s].cross_patch if t > 0 else 0
                 for cache, block in zip(self.caches[s], stage.transformer.blocks):
                     cache.keep_last(carry, block.attn.rotary) if carry else cache.reset()
                 token = stage.pad.expand(self.x.shape[0], -1)
             else:
-                token = stage.tokens(stage.byte_embed(self.x[:, t - size : t]))[:, 0]
+                token = stage.embed(self.x, t - size, t)[:, 0]
             self.outputs[s] = stage.transformer.step(token + self.context[s][:, j], self.caches[s])
 
     def _logits(self) -> torch.Tensor:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Any
 
 import lightning as L
 import torch
 from torch import nn
 
-from multibyte.checkpoint import CHECKPOINT_FORMAT, model_spec
+from multibyte.checkpoint import CHECKPOINT_FORMAT, model_spec, upgrade_optimizer_state
 from multibyte.flops import flops_per_byte
 from multibyte.loss import cross_entropy_sum
 from multibyte.model.blocks import compile_blocks
@@ -185,6 +186,8 @@ class ByteLM(L.LightningModule):
             lr=hp.lr,
             betas=tuple(hp.betas),
         )
+        # resuming a checkpoint written before MEGABYTE's global/local split: its parameter order
+        optimizer.register_load_state_dict_pre_hook(partial(upgrade_optimizer_state, self.model))
         total = hp.total_steps or (self.trainer.max_steps if self.trainer.max_steps > 0 else 0)
         schedule = WarmupDecay(
             warmup_steps=hp.warmup_steps, total_steps=total, schedule=hp.schedule,

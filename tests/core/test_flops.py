@@ -1,6 +1,15 @@
+from dataclasses import replace
+
 import pytest
 
-from multibyte.flops import flops_per_byte, non_embedding_parameters, paper_estimate
+from multibyte.flops import (
+    MATCH_LIMITS,
+    flops_per_byte,
+    matched_baseline,
+    non_embedding_parameters,
+    paper_estimate,
+    stack_parameters,
+)
 from multibyte.model import ByteTransformerConfig, MegabyteConfig
 
 
@@ -42,3 +51,59 @@ def test_megabyte_needs_fewer_flops_than_an_equal_size_transformer():
     mega = MegabyteConfig.preset("pg19")
     baseline = ByteTransformerConfig(max_seq_len=8192, dim=2048, layers=14 + 5, heads=16)
     assert flops_per_byte(mega).train < flops_per_byte(baseline).train / 2
+
+
+# The byte transformers `make demo` trains next to the three tiny recipes (their dims and depths
+# as the quickstart's FLOPs matcher chose them before there was one matcher): the demo's
+# numbers change if these do.
+DEMO_BASELINES = {
+    "imagenet64-tiny": (12288, dict(max_seq_len=12288, activation="gelu"), (32, 1)),
+    "audio-tiny": (4096, dict(max_seq_len=16384, activation="gelu"), (32, 1)),
+    "pg19-tiny": (1024, dict(max_seq_len=1024, activation="gelu"), (32, 6)),
+}
+
+
+@pytest.mark.parametrize("preset", sorted(DEMO_BASELINES))
+def test_the_flops_matcher_keeps_the_demos_baselines(preset):
+    seq_len, overrides, (dim, layers) = DEMO_BASELINES[preset]
+    mega = MegabyteConfig.preset(preset, **overrides)
+    baseline = matched_baseline(mega, seq_len)
+    assert (baseline.dim, baseline.layers, baseline.heads) == (dim, layers, 1)
+    assert baseline.max_seq_len == seq_len and baseline.activation == "gelu"
+
+
+def test_the_flops_matcher_picks_the_closest_shape_in_its_grid():
+    mega = MegabyteConfig.preset("pg19-tiny", max_seq_len=1024)
+    target = flops_per_byte(mega, 1024).train
+    best = matched_baseline(mega, 1024, by="flops")
+    gap = abs(flops_per_byte(best, 1024).train / target - 1)
+    for dim in MATCH_LIMITS["flops"]["dims"]:
+        for layers in range(1, MATCH_LIMITS["flops"]["max_layers"] + 1):
+            other = replace(best, dim=dim, layers=layers, heads=max(1, dim // 32))
+            assert gap <= abs(flops_per_byte(other, 1024).train / target - 1)
+    wider = matched_baseline(mega, 1024, dims=(512,), max_layers=2)  # limits narrow the search
+    assert (wider.dim, wider.heads) == (512, 16) and wider.layers <= 2
+
+
+def test_the_parameter_matcher_matches_non_embedding_parameters():
+    mega = MegabyteConfig.preset("imagenet64-small")
+    baseline = matched_baseline(mega, 12288, by="params")
+    m = non_embedding_parameters(mega)
+    assert abs(non_embedding_parameters(baseline) / m - 1) < 0.02
+    assert baseline.dim % 64 == 0 and baseline.heads == baseline.dim // 64
+    assert baseline.dim >= 16 * baseline.layers  # a usual aspect ratio
+    assert baseline.dropout == mega.dropout == 0.1  # trains like the MEGABYTE it is compared to
+    # no width in steps of a head, at its nearest depth and a usual aspect ratio, is closer
+    gap = abs(non_embedding_parameters(baseline) - m)
+    for dim in range(64, 4097, 64):
+        layers = max(1, round(m / stack_parameters(dim, 1, 4.0)))
+        if dim >= 16 * layers:
+            assert abs(stack_parameters(dim, layers, 4.0) - m) >= gap, (dim, layers)
+
+
+def test_the_matcher_refuses_what_it_would_ignore():
+    mega = MegabyteConfig.preset("pg19-tiny")
+    with pytest.raises(ValueError, match="by must be one of"):
+        matched_baseline(mega, 1024, by="bytes")
+    with pytest.raises(ValueError, match="takes limits"):
+        matched_baseline(mega, 1024, by="params", dims=(64,))

@@ -56,8 +56,8 @@ def test_megabyte_decoder_runs_one_global_step_per_patch(make_megabyte):
 
         stack.step = counted_step
 
-    count("global", model.stages[0].transformer)
-    count("local", model.stages[1].transformer)
+    count("global", model.global_model.transformer)
+    count("local", model.local_model.transformer)
     model.generate(torch.zeros(1, 0, dtype=torch.long), 48, temperature=0)
     assert calls == {"global": 12, "local": 48}
 

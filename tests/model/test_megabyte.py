@@ -7,6 +7,7 @@ import torch
 
 from multibyte import bits_per_byte
 from multibyte.model import Megabyte, MegabyteConfig
+from multibyte.model.megabyte import PatchEmbedder
 
 
 @pytest.mark.parametrize("length", [1, 5, 12, 29, 48])
@@ -127,11 +128,42 @@ def test_activation_checkpointing_gives_the_same_gradients(make_megabyte):
 def test_global_width_not_divisible_by_patch_is_projected():
     config = MegabyteConfig(patch_size=12, max_seq_len=48, global_dim=40, global_heads=4,
                             local_dim=16, local_heads=2)  # fmt: skip
-    assert config.stage_byte_dims[0] == 4  # ceil(40 / 12)
+    global_stage, local_stage = config.stages
+    assert global_stage.byte_dim == 4  # D_G = ceil(40 / 12)
     model = Megabyte(config)
-    assert model.stages[0].token_proj.weight.shape == (40, 48)  # P * D_G = 48 -> 40
-    assert model.stages[1].parent_proj.weight.shape == (48, 40)
-    assert model.stages[1].parent_to_child.weight.shape == (16, 4)  # one shared w_GL per slice
+    assert model.global_model.embed.token_proj.weight.shape == (40, 48)  # P * D_G = 48 -> 40
+    assert model.local_model.parent_proj.weight.shape == (48, 40)
+    assert model.local_model.parent_to_child.weight.shape == (16, 4)  # one shared w_GL per slice
+    assert local_stage.parent_split == 48 and local_stage.length == 12
+
+
+def test_stage_specs_describe_the_model_that_is_built(variant, make_megabyte):
+    # the sizes the decoder and multibyte.flops use are those of the modules the model holds
+    _, options = variant
+    model = make_megabyte(**options)
+    specs = model.config.stages
+    assert len(specs) == len(model.stages) == len(model.config.token_bytes)
+    assert [spec.token_bytes for spec in specs] == list(model.config.token_bytes)
+    for spec, stage in zip(specs, model.stages):
+        assert stage.transformer.config.dim == spec.dim
+        assert len(stage.transformer.blocks) == spec.layers
+        assert stage.transformer.config.heads == spec.heads
+        assert stage.embed.byte_embed.embedding_dim == spec.byte_dim
+        assert stage.transformer.config.cross_patch == spec.cross_patch
+        x = torch.randint(0, 256, (2, 2 * spec.token_bytes))
+        assert stage.embed(x).shape == (2, 2, spec.dim)  # the embedder makes the stage's tokens
+    assert specs[0].length * specs[0].token_bytes == model.config.max_seq_len
+    for parent, child, stage in zip(specs, specs[1:], model.stages[1:]):
+        assert child.length * child.token_bytes == parent.token_bytes
+        assert stage.context(torch.zeros(3, parent.dim)).shape == (3, child.length, child.dim)
+
+
+def test_two_stages_are_the_global_and_local_model(make_megabyte):
+    model = make_megabyte()
+    assert model.stages == (model.global_model, model.local_model)
+    assert len(model.middle_models) == 0
+    three = make_megabyte(patch_sizes=(8, 2))
+    assert three.stages == (three.global_model, three.middle_models[0], three.local_model)
 
 
 @pytest.mark.parametrize(
@@ -173,3 +205,24 @@ def test_input_checks(make_megabyte):
         model(torch.zeros(1, 0, dtype=torch.long))
     with pytest.raises(ValueError, match="integer"):
         model(torch.zeros(1, 4))
+
+
+def test_a_new_patch_embedder_changes_training_and_decoding_alike(make_megabyte):
+    # Every stage turns bytes into tokens through its PatchEmbedder only: replace it and both
+    # the forward pass and the cached decoder use the new one.
+    class Scaled(PatchEmbedder):
+        def forward(self, x, start=0, end=None):
+            return 1.5 * super().forward(x, start, end)
+
+    model = make_megabyte(patch_sizes=(8, 2), cross_patch=2, conv_encoder=True)
+    x = torch.randint(0, 256, (2, 40), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        before = model(x)
+        for stage in model.stages:
+            stage.embed.__class__ = Scaled
+        full = model(x)
+        assert not torch.allclose(full, before, atol=1e-3)
+        decoder = model.decoder(x.clone())
+        for t in range(3, 40):
+            logits = decoder.prefill(t) if t == 3 else decoder.advance(t)
+            torch.testing.assert_close(logits, full[:, t], rtol=0, atol=1e-5)

@@ -1,0 +1,204 @@
+"""multibyte.checkpoint: export and load, refusals, and checkpoints written by earlier code."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import multibyte
+from multibyte.checkpoint import (
+    CheckpointError,
+    build_model,
+    export,
+    model_state_dict,
+    read_checkpoint,
+)
+from multibyte.model import ByteTransformer, ByteTransformerConfig, Megabyte, MegabyteConfig
+from multibyte.model.compat import upgrade_key
+from multibyte.train.module import ByteLM
+
+FIXTURES = Path(__file__).resolve().parents[1] / "data" / "checkpoints"
+OLD_CHECKPOINTS = ["two_stage", "three_stage", "two_stage_lightning"]
+
+
+def tiny_megabyte(**options) -> Megabyte:
+    fields = dict(patch_size=4, max_seq_len=32, global_dim=16, global_layers=1, global_heads=2,
+                  local_dim=8, local_layers=1, local_heads=2)  # fmt: skip
+    fields.update(options)
+    if "patch_sizes" in options:
+        del fields["patch_size"]
+    torch.manual_seed(0)
+    return Megabyte(MegabyteConfig(**fields))
+
+
+@pytest.fixture(scope="module")
+def expected():
+    return torch.load(FIXTURES / "expected.pt", weights_only=True)
+
+
+# -- export and load ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        tiny_megabyte(cross_patch=2, conv_encoder=True),
+        tiny_megabyte(patch_sizes=(8, 2), tie_embeddings=False),
+        ByteTransformer(ByteTransformerConfig(max_seq_len=32, dim=16, layers=1, heads=2)),
+    ],
+    ids=["megabyte", "three_stage", "byte_transformer"],
+)
+def test_export_then_load_gives_the_same_model_in_eval_mode(model, tmp_path):
+    export(model.train(), tmp_path / "model.ckpt", modality={"name": "image", "size": 8})
+    loaded = multibyte.load(tmp_path / "model.ckpt")
+    assert type(loaded) is type(model) and not loaded.training
+    assert loaded.config == model.config
+    assert loaded.modality == {"name": "image", "size": 8}
+    x = torch.randint(0, 256, (2, 30))
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model.eval()(x))
+    saved = read_checkpoint(tmp_path / "model.ckpt")["multibyte"]
+    assert saved["model"]["config"] == model.config.to_dict()  # plain data, all fields resolved
+
+
+def test_a_preset_is_stored_as_its_resolved_sizes(tmp_path):
+    model = Megabyte(MegabyteConfig.preset("pg19-tiny", max_seq_len=64, global_layers=1))
+    export(model, tmp_path / "model.ckpt")
+    config = read_checkpoint(tmp_path / "model.ckpt")["multibyte"]["model"]["config"]
+    assert "preset_name" not in config
+    assert config["global_dim"] == 256 and config["global_layers"] == 1
+    assert multibyte.load(tmp_path / "model.ckpt").config == model.config
+
+
+def test_lightning_and_compiled_key_prefixes_are_removed():
+    state = {"model.global_model.pad": 1, "model.local_model._orig_mod.pad": 2, "head.weight": 3}
+    cleaned = model_state_dict({"state_dict": state})
+    assert cleaned == {"global_model.pad": 1, "local_model.pad": 2, "head.weight": 3}
+
+
+# -- refusals ----------------------------------------------------------------------------------
+
+
+def test_load_refuses_a_file_that_would_run_code(tmp_path):
+    class Payload:
+        def __reduce__(self):
+            return (print, ("this must never run",))
+
+    torch.save({"multibyte": Payload(), "state_dict": {}}, tmp_path / "evil.ckpt")
+    with pytest.raises(CheckpointError, match="refusing to load .*evil.ckpt"):
+        multibyte.load(tmp_path / "evil.ckpt")
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ({"state_dict": {}}, "not a multibyte checkpoint"),
+        ([1, 2, 3], "not a multibyte checkpoint"),
+        (b"not a zip".ljust(64, b"\0"), "not a readable checkpoint"),
+    ],
+    ids=["no_entry", "not_a_dict", "garbage"],
+)
+def test_load_refuses_what_is_not_a_multibyte_checkpoint(payload, message, tmp_path):
+    path = tmp_path / "bad.ckpt"
+    if isinstance(payload, bytes):
+        path.write_bytes(payload)
+    else:
+        torch.save(payload, path)
+    with pytest.raises(CheckpointError, match=message):
+        multibyte.load(path)
+
+
+def test_load_names_a_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.ckpt"):
+        multibyte.load(tmp_path / "missing.ckpt")
+
+
+def test_unknown_model_class_and_mismatched_weights_are_refused(tmp_path):
+    with pytest.raises(CheckpointError, match="unknown model class 'GPT'"):
+        build_model({"class": "GPT", "config": {}})
+    model = tiny_megabyte()
+    export(model, tmp_path / "model.ckpt")
+    checkpoint = read_checkpoint(tmp_path / "model.ckpt")
+    del checkpoint["state_dict"]["local_model.pad"]
+    checkpoint["state_dict"]["local_model.extra"] = torch.zeros(1)
+    torch.save(checkpoint, tmp_path / "edited.ckpt")
+    with pytest.raises(CheckpointError, match="missing.*local_model.pad.*unexpected.*extra"):
+        multibyte.load(tmp_path / "edited.ckpt")
+
+
+# -- checkpoints written before the global/local split (tests/data/checkpoints) -----------------
+
+
+@pytest.mark.parametrize("name", OLD_CHECKPOINTS)
+def test_checkpoints_written_before_the_global_local_split_load_with_the_same_logits(
+    name, expected
+):
+    model = multibyte.load(FIXTURES / f"{name}.ckpt")
+    with torch.no_grad():
+        logits = model(expected["inputs"])
+    torch.testing.assert_close(logits, expected[name], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["two_stage", "three_stage"])
+def test_the_same_seed_gives_the_same_weights_as_before(name, expected):
+    spec = read_checkpoint(FIXTURES / f"{name}.ckpt")["multibyte"]["model"]
+    torch.manual_seed(expected["seed"])
+    fresh = Megabyte(MegabyteConfig(**spec["config"]))
+    saved = multibyte.load(FIXTURES / f"{name}.ckpt")  # old names, mapped on load
+    fresh_state, saved_state = fresh.state_dict(), saved.state_dict()
+    assert list(fresh_state) == list(saved_state)
+    for key, value in fresh_state.items():
+        assert torch.equal(value, saved_state[key]), key
+
+
+@pytest.mark.parametrize("name", ["two_stage", "three_stage"])
+def test_every_old_name_maps_to_exactly_one_parameter_of_today(name):
+    old = read_checkpoint(FIXTURES / f"{name}.ckpt")
+    model = build_model(old["multibyte"]["model"])
+    renamed = [upgrade_key(key, len(model.stages)) for key in old["state_dict"]]
+    assert sorted(renamed) == sorted(model.state_dict())
+    assert all(
+        upgrade_key(key, len(model.stages)) == key for key in model.state_dict()
+    )  # today's pass through
+
+
+def test_old_names_map_to_the_global_middle_and_local_models():
+    assert upgrade_key("stages.0.pad", 3) == "global_model.pad"
+    assert upgrade_key("stages.0.byte_embed.weight", 3) == "global_model.embed.byte_embed.weight"
+    assert upgrade_key("global_position.weight", 3) == "global_model.embed.position.weight"
+    assert upgrade_key("conv.convs.1.bias", 3) == "global_model.embed.conv.convs.1.bias"
+    assert upgrade_key("stages.1.token_proj.weight", 3) == "middle_models.0.embed.token_proj.weight"
+    assert upgrade_key("stages.2.parent_to_child.weight", 3) == "local_model.parent_to_child.weight"
+    assert upgrade_key("head.weight", 3) == "head.weight"
+
+
+def test_resuming_an_old_lightning_checkpoint_puts_each_moment_on_its_parameter(expected):
+    # The fixture holds AdamW's state after one step from the seed-0 weights on one batch:
+    # exp_avg = (1 - beta1) * gradient. Recompute that gradient here and check that every
+    # parameter gets its own moments back, although the old code listed them in another order.
+    checkpoint = read_checkpoint(FIXTURES / "two_stage_lightning.ckpt")
+    config = MegabyteConfig(**checkpoint["multibyte"]["model"]["config"])
+    torch.manual_seed(expected["seed"])
+    module = ByteLM(Megabyte(config), total_steps=10)
+    batch = torch.randint(0, 256, (2, 32), generator=torch.Generator().manual_seed(2))
+    (module._nats(batch) / batch.numel()).backward()
+    optimizer = module.configure_optimizers()["optimizer"]
+    optimizer.load_state_dict(checkpoint["optimizer_states"][0])
+    beta1 = optimizer.defaults["betas"][0]
+    names = {id(p): n for n, p in module.model.named_parameters()}
+    for group in optimizer.param_groups:
+        for parameter in group["params"]:
+            moment = optimizer.state[parameter]["exp_avg"]
+            torch.testing.assert_close(
+                moment, (1 - beta1) * parameter.grad, rtol=1e-4, atol=1e-9,
+                msg=lambda m, p=parameter: f"{names[id(p)]}: {m}",
+            )  # fmt: skip
+    # and a state saved by today's code loads unchanged
+    today = optimizer.state_dict()
+    again = module.configure_optimizers()["optimizer"]
+    again.load_state_dict(today)
+    for group in again.param_groups:
+        for parameter in group["params"]:
+            assert torch.equal(
+                again.state[parameter]["exp_avg"], optimizer.state[parameter]["exp_avg"]
+            )
