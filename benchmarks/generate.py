@@ -170,7 +170,7 @@ def decode_schedule(model: nn.Module) -> list[list[nn.Linear]]:
                 continue
             if s and p % sizes[s - 1] == 0:
                 layers += _linears(stage.parent_proj) + _linears(stage.parent_to_child)
-            layers += _linears(stage.token_proj) + _linears(stage.transformer)
+            layers += _linears(stage.embed.token_proj) + _linears(stage.transformer)
         rounds.append(layers + [model.head])
     return rounds
 
