@@ -71,10 +71,16 @@ def _write_atomic(path: Path, write: Callable[[Path], None], check: Callable[[Pa
         tmp.unlink(missing_ok=True)
 
 
-def _report(command: str, failures: list[str]) -> int:
-    for line in failures:
-        print(f"multibyte {command}: error: {line}", file=sys.stderr)
-    return 2 if failures else 0
+class Failures(list):
+    """Refused inputs: each is printed at once (one line) and kept for the exit status."""
+
+    def __init__(self, command: str) -> None:
+        super().__init__()
+        self.command = command
+
+    def add(self, line: str) -> None:
+        print(f"multibyte {self.command}: error: {line}", file=sys.stderr, flush=True)
+        self.append(line)
 
 
 # -- compress ----------------------------------------------------------------------------------
@@ -127,8 +133,8 @@ def _outputs(inputs: list[Path], out: Path) -> list[Path]:
     return paths
 
 
-def run_compress(args: argparse.Namespace) -> list[str]:
-    """Compress every input; returns one failure line per input that was refused."""
+def run_compress(args: argparse.Namespace, failures: Failures) -> None:
+    """Compress every input; each refused input is added to `failures`."""
     for option in ("chunk", "batch", "threads"):
         value = getattr(args, option)
         if value is not None and value < 1:
@@ -142,14 +148,14 @@ def run_compress(args: argparse.Namespace) -> list[str]:
     adapter = _adapter(model, args.modality)
     inputs = [Path(p) for p in args.inputs]
     outputs = _outputs(inputs, Path(args.out))
-    failures, work = [], []
+    work = []
     for source, target in zip(inputs, outputs):
         try:
             if not source.is_file():
                 raise CommandError("not a file" if source.exists() else "no such file")
             work.append((source, target, adapter.encode_exact(source)))
         except (ValueError, OSError) as error:
-            failures.append(f"{source}: {error}")
+            failures.add(f"{source}: {error}")
     fingerprint = model_fingerprint(model)
     for source, target, data in work:
         suffix = source.suffix if SAFE_SUFFIX.fullmatch(source.suffix) else None
@@ -163,17 +169,17 @@ def run_compress(args: argparse.Namespace) -> list[str]:
         _write_atomic(target, lambda tmp, blob=blob: tmp.write_bytes(blob), lambda tmp: None)
         rate = 8 * len(blob) / len(data) if data else float("nan")
         print(f"{source} -> {target}: {len(data)} -> {len(blob)} bytes ({rate:.3f} bits/byte)")
-    return failures
 
 
 def compress_main(argv: list[str] | None = None) -> int:
     """`multibyte compress`; exit 2 if any input was refused."""
     args = compress_parser().parse_args(argv)
+    failures = Failures("compress")
     try:
-        failures = run_compress(args)
+        run_compress(args, failures)
     except CommandError as error:
-        failures = [str(error)]
-    return _report("compress", failures)
+        failures.add(str(error))
+    return 2 if failures else 0
 
 
 # -- decompress --------------------------------------------------------------------------------
@@ -236,19 +242,19 @@ def _place(model: nn.Module, container: Container) -> None:
     model.to("cuda" if cuda else "cpu")
 
 
-def run_decompress(args: argparse.Namespace) -> list[str]:
-    """Decompress every file; returns one failure line per file that was refused."""
+def run_decompress(args: argparse.Namespace, failures: Failures) -> None:
+    """Decompress every file; each refused file is added to `failures`."""
     model = _load(args.ckpt)
     fingerprint = model_fingerprint(model)
-    failures, work, targets = [], [], {}
+    work, targets = [], {}
     for file in map(Path, args.files):
         try:
             container, adapter, target = _prepare(model, file, args, fingerprint)
         except (ValueError, OSError) as error:
-            failures.append(f"{file}: {error}")
+            failures.add(f"{file}: {error}")
             continue
         if target in targets:
-            failures.append(f"{file}: {targets[target]} is also written to {target}")
+            failures.add(f"{file}: {targets[target]} is also written to {target}")
             continue
         targets[target] = file
         work.append((file, container, adapter, target))
@@ -258,10 +264,9 @@ def run_decompress(args: argparse.Namespace) -> list[str]:
         try:
             _decompress_one(model, container, adapter, target, args, fingerprint, file.name)
         except (ValueError, OSError) as error:
-            failures.append(f"{file}: {error}")
+            failures.add(f"{file}: {error}")
             continue
         print(f"{file} -> {target}: {container.length} bytes")
-    return failures
 
 
 def _decompress_one(
@@ -300,15 +305,17 @@ def _decompress_one(
 def decompress_main(argv: list[str] | None = None) -> int:
     """`multibyte decompress`; exit 2 if any file was refused."""
     args = decompress_parser().parse_args(argv)
+    failures = Failures("decompress")
     try:
-        failures = run_decompress(args)
+        run_decompress(args, failures)
     except CommandError as error:
-        failures = [str(error)]
-    return _report("decompress", failures)
+        failures.add(str(error))
+    return 2 if failures else 0
 
 
 __all__ = [
     "CommandError",
+    "Failures",
     "compress_main",
     "compress_parser",
     "decompress_main",
