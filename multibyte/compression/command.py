@@ -159,14 +159,18 @@ def run_compress(args: argparse.Namespace, failures: Failures) -> None:
     fingerprint = model_fingerprint(model)
     for source, target, data in work:
         suffix = source.suffix if SAFE_SUFFIX.fullmatch(source.suffix) else None
-        with _bar(len(data), source.name, args.quiet) as bar:
-            blob = compress(
-                model, data, chunk=args.chunk, batch=args.batch, threads=args.threads,
-                modality=adapter.options, suffix=suffix, checkpoint=Path(args.ckpt).name,
-                fingerprint=fingerprint, progress=bar.update,
-            )  # fmt: skip
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomic(target, lambda tmp, blob=blob: tmp.write_bytes(blob), lambda tmp: None)
+        try:
+            with _bar(len(data), source.name, args.quiet) as bar:
+                blob = compress(
+                    model, data, chunk=args.chunk, batch=args.batch, threads=args.threads,
+                    modality=adapter.options, suffix=suffix, checkpoint=Path(args.ckpt).name,
+                    fingerprint=fingerprint, progress=bar.update,
+                )  # fmt: skip
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _write_atomic(target, lambda tmp, blob=blob: tmp.write_bytes(blob), lambda tmp: None)
+        except (ValueError, OSError) as error:
+            failures.add(f"{source}: {error}")
+            continue
         rate = 8 * len(blob) / len(data) if data else float("nan")
         print(f"{source} -> {target}: {len(data)} -> {len(blob)} bytes ({rate:.3f} bits/byte)")
 
@@ -258,8 +262,6 @@ def run_decompress(args: argparse.Namespace, failures: Failures) -> None:
             continue
         targets[target] = file
         work.append((file, container, adapter, target))
-    if work:
-        Path(args.out).mkdir(parents=True, exist_ok=True)
     for file, container, adapter, target in work:
         try:
             _decompress_one(model, container, adapter, target, args, fingerprint, file.name)
@@ -284,6 +286,7 @@ def _decompress_one(
             model, container, allow_mismatch=args.allow_mismatch, fingerprint=fingerprint,
             progress=bar.update,
         )  # fmt: skip
+    target.parent.mkdir(parents=True, exist_ok=True)
     if adapter is None:
         write = lambda tmp: tmp.write_bytes(data)  # noqa: E731
         read = lambda tmp: tmp.read_bytes()  # noqa: E731

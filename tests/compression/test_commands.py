@@ -132,3 +132,11 @@ def test_bad_arguments(tmp_path, capsys, ckpts, files):
         capsys, "compress", "--ckpt", ckpts.text, files.text, "--out", tmp_path, "--chunk", "65"
     )
     assert code == 2 and "--chunk 65 exceeds the model's max_seq_len 64" in err
+
+
+def test_an_output_path_that_is_a_file_is_refused(tmp_path, capsys, ckpts, files):
+    blocker = tmp_path / "taken"
+    blocker.write_text("a file where the output folder should be")
+    code, _, err = run(capsys, "compress", "--ckpt", ckpts.text, files.text, "--out", blocker)
+    assert code == 2 and err.count("\n") == 1 and f"{files.text}: " in err
+    assert blocker.read_text().startswith("a file")
