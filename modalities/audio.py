@@ -176,6 +176,61 @@ class AudioAdapter:
         opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items() if k != "name")
         return f"AudioAdapter({opts})"
 
+    # -- exact (lossless) coding --
+    # Only samples the bytes hold exactly: a mono WAV or FLAC at sample_rate whose sample format
+    # is this encoding's (PCM_16 for pcm16; 8-bit PCM for pcm8). Stereo, another rate, another
+    # sample format, lossy files and mulaw8 (no file format stores its codes) are refused.
+    EXACT_FORMATS = {".wav": "WAV", ".flac": "FLAC"}
+    EXACT_SUBTYPES = {"pcm16": ("PCM_16",), "pcm8": ("PCM_U8", "PCM_S8")}
+
+    def encode_exact(self, path: str | os.PathLike) -> bytes:
+        """The samples of a mono WAV/FLAC at this rate and sample format, as this encoding."""
+        try:
+            info = sf.info(str(path))
+        except sf.LibsndfileError as error:
+            raise ValueError(f"not a readable audio file ({error})") from error
+        if info.format not in ("WAV", "WAVEX", "FLAC"):
+            raise ValueError(f"{info.format} audio; only WAV and FLAC are coded exactly")
+        if self.encoding not in self.EXACT_SUBTYPES:
+            raise ValueError(f"no audio file stores {self.encoding} codes exactly")
+        if info.subtype not in self.EXACT_SUBTYPES[self.encoding]:
+            raise ValueError(
+                f"{info.subtype} samples; this model's {self.encoding} codes exactly "
+                f"{' or '.join(self.EXACT_SUBTYPES[self.encoding])}"
+            )
+        if info.channels != 1:
+            raise ValueError(
+                f"{info.channels} channels; only mono is coded exactly (mixing would change it)"
+            )
+        if info.samplerate != self.sample_rate:
+            raise ValueError(
+                f"{info.samplerate} Hz; this model codes exactly {self.sample_rate} Hz "
+                "(resampling would change the samples)"
+            )
+        samples, _ = sf.read(str(path), dtype="int16", always_2d=False)
+        samples = np.asarray(samples, dtype=np.int16).reshape(-1)
+        if self.encoding == "pcm16":
+            return samples.astype("<i2").tobytes()
+        return ((samples.astype(np.int32) >> 8) + 128).astype(np.uint8).tobytes()  # 8-bit PCM
+
+    def save_exact(self, data: bytes, path: str | os.PathLike) -> None:
+        """Write the samples losslessly: FLAC for a .flac path, WAV for .wav."""
+        suffix = Path(path).suffix.lower()
+        if suffix not in self.EXACT_FORMATS:
+            raise ValueError(
+                f"exact audio is written as .wav or .flac, not {suffix or 'no suffix'}"
+            )
+        if self.encoding not in self.EXACT_SUBTYPES:
+            raise ValueError(f"no audio file stores {self.encoding} codes exactly")
+        data = bytes(data)
+        if self.encoding == "pcm16":
+            samples, subtype = np.frombuffer(data, "<i2").astype(np.int16), "PCM_16"
+        else:  # 8-bit PCM, written from 16-bit values with the low byte zero: exact
+            samples = ((np.frombuffer(data, np.uint8).astype(np.int16) - 128) << 8).astype(np.int16)
+            subtype = "PCM_U8" if suffix == ".wav" else "PCM_S8"
+        fmt = self.EXACT_FORMATS[suffix]
+        sf.write(str(path), samples, self.sample_rate, subtype=subtype, format=fmt)
+
 
 def audio_files(path: str | os.PathLike) -> list[Path]:
     """A file itself, or every audio file under a folder (recursively), sorted."""

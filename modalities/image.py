@@ -146,6 +146,42 @@ class ImageAdapter:
         opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items() if k != "name")
         return f"ImageAdapter({opts})"
 
+    # -- exact (lossless) coding --
+    # Only what the bytes hold exactly: an 8-bit RGB PNG of size x size, no colour key, one frame.
+    # Anything else (another size, grey or palette, alpha, 16 bits, JPEG) is refused, not
+    # converted, so a decompressed PNG always has the input's pixels.
+
+    def encode_exact(self, path: str | os.PathLike) -> bytes:
+        """The pixels of an 8-bit RGB PNG of size x size, in this adapter's order."""
+        with Image.open(path) as image:
+            if image.format != "PNG":
+                raise ValueError(
+                    f"{image.format or 'unknown'} image; only PNG images are coded exactly"
+                )
+            tile = image.tile[0] if image.tile else None
+            rawmode = tile[3] if tile and isinstance(tile[3], str) else (tile[3][0] if tile else "")
+            if image.mode != "RGB" or rawmode != "RGB":
+                raise ValueError(
+                    f"PNG mode {image.mode} ({rawmode or 'unknown layout'}); only 8-bit RGB is "
+                    "coded exactly (convert it to 8-bit RGB first)"
+                )
+            if getattr(image, "n_frames", 1) != 1:
+                raise ValueError("animated PNG; only single images are coded exactly")
+            if "transparency" in image.info:
+                raise ValueError("PNG with a transparent colour key; it would be lost")
+            if image.size != (self.size, self.size):
+                width, height = image.size
+                raise ValueError(
+                    f"{width}x{height} image; this model codes exactly {self.size}x{self.size} "
+                    "(resizing would change the pixels)"
+                )
+            pixels = np.asarray(image, dtype=np.uint8)
+        return self.order_pixels(pixels).tobytes()
+
+    def save_exact(self, data: bytes, path: str | os.PathLike) -> None:
+        """Write the pixels as an 8-bit RGB PNG (whatever the suffix: it is the only format)."""
+        self.decode(data).save(path, format="PNG")
+
 
 def save_grid(
     adapter: ImageAdapter,

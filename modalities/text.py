@@ -70,6 +70,16 @@ class TextAdapter:
     def __repr__(self) -> str:
         return f"TextAdapter(patch_size={self.default_patch_size})"
 
+    # -- exact (lossless) coding --
+
+    def encode_exact(self, path: str | os.PathLike) -> bytes:
+        """The file's bytes, exactly (an empty file is fine: it is coded as no bytes)."""
+        return Path(path).read_bytes()
+
+    def save_exact(self, data: bytes, path: str | os.PathLike) -> None:
+        """Write the bytes as they are: `encode_exact` of the file gives `data` back."""
+        Path(path).write_bytes(bytes(data))
+
 
 def text_files(path: str | os.PathLike) -> list[Path]:
     """A file itself, or every ``.txt`` under a folder (recursively), sorted."""

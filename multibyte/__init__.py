@@ -20,11 +20,14 @@ _LAZY = {
     "ByteTransformerConfig": "multibyte.model.transformer",
     "bits_per_byte": "multibyte.metrics",
     "load": "multibyte.checkpoint",
+    "compress": "multibyte.compression",
+    "decompress": "multibyte.compression",
 }
 
 if TYPE_CHECKING:
     from multibyte import flops
     from multibyte.checkpoint import load
+    from multibyte.compression import compress, decompress
     from multibyte.metrics import bits_per_byte
     from multibyte.model.megabyte import Megabyte, MegabyteConfig
     from multibyte.model.transformer import ByteTransformer, ByteTransformerConfig
@@ -44,6 +47,8 @@ __all__ = [
     "Megabyte",
     "MegabyteConfig",
     "bits_per_byte",
+    "compress",
+    "decompress",
     "flops",
     "load",
 ]

@@ -17,9 +17,11 @@ COMMANDS: dict[str, str] = {
     "evaluate": "multibyte.evaluate:main",
     "sample": "multibyte.sample:main",
     "quickstart": "multibyte.quickstart:main",
+    "compress": "multibyte.compression.command:compress_main",
+    "decompress": "multibyte.compression.command:decompress_main",
 }
 
-USAGE = """usage: multibyte {prepare,fit,validate,test,evaluate,sample,quickstart} ...
+USAGE = """usage: multibyte COMMAND ... (one of the commands below; COMMAND --help for its options)
 
   prepare     encode raw files of one modality into webdataset shards
   fit         train a model from a recipe (LightningCLI)
@@ -27,6 +29,8 @@ USAGE = """usage: multibyte {prepare,fit,validate,test,evaluate,sample,quickstar
   test        run the test loop on a checkpoint (LightningCLI)
   evaluate    bits per byte of a checkpoint on data, in the modality's units
   sample      generate from a checkpoint
+  compress    compress files losslessly with a checkpoint (.mbz)
+  decompress  restore .mbz files with the checkpoint they were made with
   quickstart  the bundled end-to-end demo (`make demo`)
 """
 

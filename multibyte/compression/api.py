@@ -1,0 +1,266 @@
+"""`multibyte.compress(model, data)` and `multibyte.decompress(model, blob)`: bytes in, bytes out.
+
+Any model with the multibyte call contract works: `model.config.max_seq_len`, and either
+`model.decoder(buffer)` (prefill/advance, as Megabyte and ByteTransformer have) or a forward pass
+`model(x) -> logits [B, T, 256]`. The data is cut into chunks of at most `max_seq_len` bytes that
+are coded independently, `batch` of them at a time in lockstep (see `coder.run_lockstep`).
+
+A file is exact only where the model's arithmetic is: `coding_environment` records what it
+depends on, the thread count is pinned to the recorded one while coding, and decompression
+refuses another model (by weights fingerprint) or another environment (torch version, device,
+CPU capability or GPU model) before decoding, and checks the content's sha256 after.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from importlib import metadata
+from typing import Any
+
+import torch
+from torch import nn
+
+from multibyte.compression.coder import (
+    batches,
+    chunk_lengths,
+    decode_batch,
+    encode_batch,
+    model_device,
+)
+from multibyte.compression.container import (
+    CompressionError,
+    Container,
+    ContainerError,
+    pack,
+    unpack,
+)
+
+DEFAULT_BATCH = 32
+"""Chunks coded together when the caller does not say (recorded in the file either way)."""
+# Environment entries that must be equal for the model to give bit-identical logits.
+MUST_MATCH = ("torch", "constriction", "device", "device_name")
+
+
+class ModelMismatchError(CompressionError):
+    """The file was compressed with other weights than the model given to decompress it."""
+
+
+class EnvironmentMismatchError(CompressionError):
+    """The file was compressed where the model's arithmetic differs from here."""
+
+
+# -- what a file depends on --------------------------------------------------------------------
+
+
+def model_fingerprint(model: nn.Module) -> bytes:
+    """sha256 over the model class, its config and every state-dict tensor (sorted by name)."""
+    digest = hashlib.sha256(b"multibyte-model-v1\0")
+    config = getattr(model, "config", None)
+    spec = {
+        "class": type(model).__name__,
+        "config": config.to_dict() if callable(getattr(config, "to_dict", None)) else None,
+    }
+    digest.update(json.dumps(spec, sort_keys=True, default=str).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        tensor = tensor.detach().to("cpu").contiguous().reshape(-1)
+        header = [name, str(tensor.dtype), list(tensor.shape)]
+        digest.update(json.dumps(header).encode() + b"\0")
+        digest.update(tensor.view(torch.uint8).numpy().tobytes())
+    return digest.digest()
+
+
+def coding_environment(device: torch.device, threads: int) -> dict[str, Any]:
+    """What the model's logits depend on besides the weights and the input shapes."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = torch.backends.cpu.get_cpu_capability()
+    return {
+        "torch": torch.__version__,
+        "constriction": metadata.version("constriction"),
+        "device": device.type,
+        "device_name": name,
+        "threads": threads,
+    }
+
+
+@contextmanager
+def _coding(model: nn.Module, threads: int) -> Iterator[None]:
+    """Eval mode, no autograd, the recorded thread count and full-precision float32 matmuls."""
+    was_training, old_threads = model.training, torch.get_num_threads()
+    old_precision = torch.get_float32_matmul_precision()
+    old_cudnn_tf32 = torch.backends.cudnn.allow_tf32
+    device_type = model_device(model).type
+    model.eval()
+    torch.set_num_threads(threads)
+    torch.set_float32_matmul_precision("highest")  # no TF32 / bf16 passes in float32 matmuls
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        with torch.inference_mode(), torch.autocast(device_type, enabled=False):
+            yield
+    finally:
+        model.train(was_training)
+        torch.set_num_threads(old_threads)
+        torch.set_float32_matmul_precision(old_precision)
+        torch.backends.cudnn.allow_tf32 = old_cudnn_tf32
+
+
+# -- compress ----------------------------------------------------------------------------------
+
+
+def compress(
+    model: nn.Module,
+    data: bytes,
+    *,
+    chunk: int | None = None,
+    batch: int | None = None,
+    threads: int | None = None,
+    modality: dict[str, Any] | None = None,
+    suffix: str | None = None,
+    checkpoint: str | None = None,
+    fingerprint: bytes | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> bytes:
+    """Losslessly compress `data` with `model`; `decompress(model, blob)` gives it back.
+
+    chunk: bytes per independently coded chunk (default and maximum: the model's max_seq_len).
+    batch: chunks coded together in lockstep (default DEFAULT_BATCH).
+    threads: torch CPU threads while coding (default: the current count); recorded, and
+        decompression uses the same count whatever the caller's setting.
+    modality: adapter options stored for the reader (default: the model's `.modality`).
+    suffix, checkpoint: the original file suffix and the checkpoint's name, stored as given.
+    fingerprint: `model_fingerprint(model)` if already computed (skips hashing the weights).
+    progress: called with the number of bytes coded after every step.
+    """
+    data = bytes(data)
+    max_len = int(model.config.max_seq_len)
+    chunk = max_len if chunk is None else int(chunk)
+    if not 1 <= chunk <= max_len:
+        raise CompressionError(f"chunk must be in 1..{max_len} (the model's max_seq_len)")
+    batch = DEFAULT_BATCH if batch is None else int(batch)
+    threads = torch.get_num_threads() if threads is None else int(threads)
+    if batch < 1 or threads < 1:
+        raise CompressionError(f"batch and threads must be positive, got {batch} and {threads}")
+    if modality is None:
+        modality = getattr(model, "modality", None)
+    lengths = chunk_lengths(len(data), chunk)
+    streams: list[bytes] = []
+    with _coding(model, threads):
+        for group in batches(len(lengths), batch):
+            chunks = [data[i * chunk : i * chunk + lengths[i]] for i in group]
+            streams += encode_batch(model, chunks, progress)
+    meta = {
+        "modality": modality,
+        "suffix": suffix,
+        "checkpoint": checkpoint,
+        "environment": coding_environment(model_device(model), threads),
+    }
+    return pack(
+        Container(
+            model=fingerprint or model_fingerprint(model),
+            content=hashlib.sha256(data).digest(),
+            length=len(data),
+            chunk=chunk,
+            batch=batch,
+            meta=meta,
+            streams=streams,
+        )
+    )
+
+
+# -- decompress --------------------------------------------------------------------------------
+
+
+def check_compatible(
+    model: nn.Module,
+    container: Container,
+    allow_mismatch: bool = False,
+    fingerprint: bytes | None = None,
+) -> None:
+    """Refuse, before any decoding, a file that this model here cannot decode exactly."""
+    mine = fingerprint or model_fingerprint(model)
+    if container.model != mine:
+        name = container.meta.get("checkpoint")
+        made = f" (checkpoint {name!r})" if name else ""
+        raise ModelMismatchError(
+            f"compressed with another model{made}, weights sha256 {container.model.hex()[:16]}; "
+            f"this model's weights are {mine.hex()[:16]}"
+        )
+    env = container.meta.get("environment")
+    if not isinstance(env, dict) or not _positive_int(env.get("threads")):
+        raise ContainerError("corrupted: the metadata has no valid coding environment")
+    if allow_mismatch or container.length == 0:
+        return
+    here = coding_environment(model_device(model), env["threads"])
+    differ = [key for key in MUST_MATCH if env.get(key) != here[key]]
+    if differ:
+        raise EnvironmentMismatchError(
+            f"made with {_describe(env)}, but here is {_describe(here)}: the model's "
+            "probabilities are only bit-exact on the same setup, so decoding would not be "
+            "exact. Decompress it there (or allow the mismatch to try: the checksum still "
+            "refuses wrong output)"
+        )
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _describe(env: dict[str, Any]) -> str:
+    return (
+        f"torch {env.get('torch')} on {env.get('device')} ({env.get('device_name')}), "
+        f"constriction {env.get('constriction')}"
+    )
+
+
+def decode_container(
+    model: nn.Module,
+    container: Container,
+    *,
+    allow_mismatch: bool = False,
+    fingerprint: bytes | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> bytes:
+    """The original bytes of a parsed container, checked against its sha256."""
+    check_compatible(model, container, allow_mismatch, fingerprint)
+    lengths = chunk_lengths(container.length, container.chunk)
+    pieces: list[bytes] = []
+    with _coding(model, container.meta["environment"]["threads"]):
+        for group in batches(len(lengths), container.batch):
+            streams = [container.streams[i] for i in group]
+            pieces += decode_batch(model, streams, [lengths[i] for i in group], progress)
+    data = b"".join(pieces)
+    if len(data) != container.length or hashlib.sha256(data).digest() != container.content:
+        raise CompressionError(
+            "the decoded bytes do not match the file's sha256: this model or setup does not "
+            "reproduce the compressor's probabilities (nothing was written)"
+        )
+    return data
+
+
+def decompress(
+    model: nn.Module,
+    blob: bytes,
+    *,
+    allow_mismatch: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> bytes:
+    """The bytes `compress(model, data)` was given: exactly, or CompressionError."""
+    return decode_container(model, unpack(blob), allow_mismatch=allow_mismatch, progress=progress)
+
+
+__all__ = [
+    "DEFAULT_BATCH",
+    "CompressionError",
+    "EnvironmentMismatchError",
+    "ModelMismatchError",
+    "check_compatible",
+    "coding_environment",
+    "compress",
+    "decode_container",
+    "decompress",
+    "model_fingerprint",
+]

@@ -1,0 +1,329 @@
+"""`multibyte compress` and `multibyte decompress`: files through a checkpoint, losslessly.
+
+    multibyte compress --ckpt CKPT INPUT... --out OUT     OUT: a folder, or one `.mbz` file
+    multibyte decompress --ckpt CKPT FILE... --out DIR
+
+The checkpoint's modality adapter decides what is coded (`adapter.encode_exact(path)`: the
+bytes it represents exactly, or a refusal) and how it is written back (`save_exact`). A bad
+input gets one line naming it and the reason; the other inputs are still done, and the exit
+status is 2. Output files appear only complete: written under a temporary name, read back and
+compared with the decoded content, then renamed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+import modalities
+from multibyte.checkpoint import CheckpointError, load
+from multibyte.compression.api import (
+    ModelMismatchError,
+    check_compatible,
+    compress,
+    decode_container,
+    model_fingerprint,
+)
+from multibyte.compression.container import CompressionError, Container, unpack
+
+SUFFIX = ".mbz"
+SAFE_SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,16}")
+
+
+class CommandError(ValueError):
+    """A bad argument or input; the message names it."""
+
+
+# -- shared ------------------------------------------------------------------------------------
+
+
+def _load(ckpt: str, device: str = "cpu") -> nn.Module:
+    if not Path(ckpt).is_file():
+        raise CommandError(f"{ckpt}: checkpoint not found")
+    try:
+        return load(ckpt, map_location=device)
+    except (CheckpointError, FileNotFoundError, RuntimeError) as error:
+        raise CommandError(f"{ckpt}: {error}") from error
+
+
+def _bar(total: int, name: str, quiet: bool) -> Any:
+    return tqdm(total=total, unit="B", unit_scale=True, desc=name, disable=quiet, leave=False)
+
+
+def _write_atomic(path: Path, write: Callable[[Path], None], check: Callable[[Path], None]) -> None:
+    """write(tmp), check(tmp), then rename tmp to path; nothing is left at path on failure."""
+    tmp = path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix}")
+    try:
+        write(tmp)
+        check(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class Failures(list):
+    """Refused inputs: each is printed at once (one line) and kept for the exit status."""
+
+    def __init__(self, command: str) -> None:
+        super().__init__()
+        self.command = command
+
+    def add(self, line: str) -> None:
+        print(f"multibyte {self.command}: error: {line}", file=sys.stderr, flush=True)
+        self.append(line)
+
+
+# -- compress ----------------------------------------------------------------------------------
+
+
+def compress_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="multibyte compress",
+        description="Compress files losslessly with a checkpoint (one .mbz file per input).",
+    )
+    parser.add_argument("--ckpt", required=True, help="checkpoint (.ckpt or exported)")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="files to compress")
+    parser.add_argument(
+        "--out",
+        required=True,
+        help="output folder (INPUT.mbz inside), or a .mbz file for one input",
+    )
+    parser.add_argument("--modality", help="adapter name (default: the checkpoint's)")
+    parser.add_argument("--chunk", type=int, help="bytes per chunk (default: max_seq_len)")
+    parser.add_argument("--batch", type=int, help="chunks coded together (default 32)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: current)")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda; recorded")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+def _adapter(model: nn.Module, name: str | None) -> Any:
+    stored = getattr(model, "modality", None) or None
+    if name is None and stored is None:
+        raise CommandError("the checkpoint stores no modality: pass --modality")
+    options = dict(stored) if stored and name in (None, stored.get("name")) else {"name": name}
+    try:
+        adapter = modalities.get(**options)
+    except ValueError as error:
+        raise CommandError(str(error)) from error
+    if not callable(getattr(adapter, "encode_exact", None)):
+        raise CommandError(f"modality {adapter.name!r} has no exact coding (encode_exact)")
+    return adapter
+
+
+def _outputs(inputs: list[Path], out: Path) -> list[Path]:
+    if len(inputs) == 1 and out.suffix == SUFFIX and not out.is_dir():
+        return [out]
+    paths = [out / (p.name + SUFFIX) for p in inputs]
+    seen: dict[Path, Path] = {}
+    for source, target in zip(inputs, paths):
+        if target in seen:
+            raise CommandError(f"{source} and {seen[target]} would both be written to {target}")
+        seen[target] = source
+    return paths
+
+
+def run_compress(args: argparse.Namespace, failures: Failures) -> None:
+    """Compress every input; each refused input is added to `failures`."""
+    for option in ("chunk", "batch", "threads"):
+        value = getattr(args, option)
+        if value is not None and value < 1:
+            raise CommandError(f"--{option} must be positive, got {value}")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise CommandError("--device cuda: no CUDA device here")
+    model = _load(args.ckpt, args.device)
+    max_len = int(model.config.max_seq_len)
+    if args.chunk is not None and args.chunk > max_len:
+        raise CommandError(f"--chunk {args.chunk} exceeds the model's max_seq_len {max_len}")
+    adapter = _adapter(model, args.modality)
+    inputs = [Path(p) for p in args.inputs]
+    outputs = _outputs(inputs, Path(args.out))
+    work = []
+    for source, target in zip(inputs, outputs):
+        try:
+            if not source.is_file():
+                raise CommandError("not a file" if source.exists() else "no such file")
+            work.append((source, target, adapter.encode_exact(source)))
+        except (ValueError, OSError) as error:
+            failures.add(f"{source}: {error}")
+    fingerprint = model_fingerprint(model)
+    for source, target, data in work:
+        suffix = source.suffix if SAFE_SUFFIX.fullmatch(source.suffix) else None
+        try:
+            with _bar(len(data), source.name, args.quiet) as bar:
+                blob = compress(
+                    model, data, chunk=args.chunk, batch=args.batch, threads=args.threads,
+                    modality=adapter.options, suffix=suffix, checkpoint=Path(args.ckpt).name,
+                    fingerprint=fingerprint, progress=bar.update,
+                )  # fmt: skip
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _write_atomic(target, lambda tmp, blob=blob: tmp.write_bytes(blob), lambda tmp: None)
+        except (ValueError, OSError) as error:
+            failures.add(f"{source}: {error}")
+            continue
+        rate = 8 * len(blob) / len(data) if data else float("nan")
+        print(f"{source} -> {target}: {len(data)} -> {len(blob)} bytes ({rate:.3f} bits/byte)")
+
+
+def compress_main(argv: list[str] | None = None) -> int:
+    """`multibyte compress`; exit 2 if any input was refused."""
+    args = compress_parser().parse_args(argv)
+    failures = Failures("compress")
+    try:
+        run_compress(args, failures)
+    except CommandError as error:
+        failures.add(str(error))
+    return 2 if failures else 0
+
+
+# -- decompress --------------------------------------------------------------------------------
+
+
+def decompress_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="multibyte decompress",
+        description="Restore files compressed by `multibyte compress` with the same checkpoint.",
+    )
+    parser.add_argument("--ckpt", required=True, help="the checkpoint the files were made with")
+    parser.add_argument("files", nargs="+", metavar="FILE", help=".mbz files")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument(
+        "--allow-mismatch", action="store_true",
+        help="decode even where torch/device differ from the compressor's (the sha256 check "
+        "still refuses wrong output)",
+    )  # fmt: skip
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+def output_name(file: Path, container: Container) -> str:
+    """FILE.mbz -> FILE; the original suffix is appended when the name lacks it."""
+    name = file.name[: -len(SUFFIX)] if file.name.endswith(SUFFIX) else file.name
+    suffix = container.meta.get("suffix")
+    if suffix is not None and not (isinstance(suffix, str) and SAFE_SUFFIX.fullmatch(suffix)):
+        raise CompressionError(f"corrupted: the recorded suffix {suffix!r} is not a file suffix")
+    if suffix and not name.lower().endswith(suffix.lower()):
+        name += suffix
+    return name or "decompressed"
+
+
+def _prepare(model: nn.Module, file: Path, args: argparse.Namespace, fp: bytes) -> tuple:
+    """Everything checked before decoding: container, model, environment, adapter."""
+    if not file.is_file():
+        raise CommandError("not a file" if file.exists() else "no such file")
+    container = unpack(file.read_bytes())
+    _place(model, container)
+    try:
+        check_compatible(model, container, args.allow_mismatch, fp)
+    except ModelMismatchError as error:
+        raise CommandError(f"{error} ({args.ckpt})") from error
+    options = container.meta.get("modality")
+    adapter = None
+    if options is not None:
+        if not isinstance(options, dict):
+            raise CompressionError("corrupted: the recorded modality options are not an object")
+        try:
+            adapter = modalities.get(**options)
+        except ValueError as error:
+            raise CommandError(f"its modality cannot be loaded here: {error}") from error
+    return container, adapter, Path(args.out) / output_name(file, container)
+
+
+def _place(model: nn.Module, container: Container) -> None:
+    """Run the model where the file was made: CUDA if it was and there is one, else the CPU."""
+    env = container.meta.get("environment")
+    cuda = isinstance(env, dict) and env.get("device") == "cuda" and torch.cuda.is_available()
+    model.to("cuda" if cuda else "cpu")
+
+
+def run_decompress(args: argparse.Namespace, failures: Failures) -> None:
+    """Decompress every file; each refused file is added to `failures`."""
+    model = _load(args.ckpt)
+    fingerprint = model_fingerprint(model)
+    work, targets = [], {}
+    for file in map(Path, args.files):
+        try:
+            container, adapter, target = _prepare(model, file, args, fingerprint)
+        except (ValueError, OSError) as error:
+            failures.add(f"{file}: {error}")
+            continue
+        if target in targets:
+            failures.add(f"{file}: {targets[target]} is also written to {target}")
+            continue
+        targets[target] = file
+        work.append((file, container, adapter, target))
+    for file, container, adapter, target in work:
+        try:
+            _decompress_one(model, container, adapter, target, args, fingerprint, file.name)
+        except (ValueError, OSError) as error:
+            failures.add(f"{file}: {error}")
+            continue
+        print(f"{file} -> {target}: {container.length} bytes")
+
+
+def _decompress_one(
+    model: nn.Module,
+    container: Container,
+    adapter: Any,
+    target: Path,
+    args: argparse.Namespace,
+    fingerprint: bytes,
+    name: str,
+) -> None:
+    _place(model, container)
+    with _bar(container.length, name, args.quiet) as bar:
+        data = decode_container(
+            model, container, allow_mismatch=args.allow_mismatch, fingerprint=fingerprint,
+            progress=bar.update,
+        )  # fmt: skip
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if adapter is None:
+        write = lambda tmp: tmp.write_bytes(data)  # noqa: E731
+        read = lambda tmp: tmp.read_bytes()  # noqa: E731
+    else:
+        save = getattr(adapter, "save_exact", adapter.save)
+        write = lambda tmp: save(data, tmp)  # noqa: E731
+        read = adapter.encode_exact
+
+    def check(tmp: Path) -> None:
+        back = read(tmp)
+        if hashlib.sha256(back).digest() != container.content:
+            raise CompressionError(
+                "the written file does not read back as the decoded content (nothing was written)"
+            )
+
+    _write_atomic(target, write, check)
+
+
+def decompress_main(argv: list[str] | None = None) -> int:
+    """`multibyte decompress`; exit 2 if any file was refused."""
+    args = decompress_parser().parse_args(argv)
+    failures = Failures("decompress")
+    try:
+        run_decompress(args, failures)
+    except CommandError as error:
+        failures.add(str(error))
+    return 2 if failures else 0
+
+
+__all__ = [
+    "CommandError",
+    "Failures",
+    "compress_main",
+    "compress_parser",
+    "decompress_main",
+    "decompress_parser",
+    "output_name",
+    "run_compress",
+    "run_decompress",
+]

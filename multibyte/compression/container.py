@@ -1,0 +1,178 @@
+"""The `.mbz` container: one file = a header, the coded streams (one per chunk), a CRC-32.
+
+Layout (integers little-endian; "varint" is unsigned LEB128, 7 bits per byte, low bits first):
+
+    magic     4 bytes   b"\\x89MBZ"
+    version   1 byte    1: constriction's range coder, 24-bit frequencies from coder.quantize
+    model     32 bytes  sha256 fingerprint of the model's weights and config
+    content   32 bytes  sha256 of the original bytes
+    length    varint    number of original bytes
+    chunk     varint    bytes per chunk (every chunk but the last is this long)
+    batch     varint    chunks coded together in lockstep
+    meta_len  varint    byte length of the JSON that follows
+    meta      JSON      UTF-8: modality options, file suffix, coder, environment, checkpoint name
+    streams   varint    byte length of each chunk's stream, ceil(length / chunk) of them
+    payload   ...       the streams, back to back
+    crc32     4 bytes   zlib.crc32 of every byte before it
+
+`docs/compression.md` describes every field. `unpack` refuses a file that is not a container,
+has another version, is truncated, has trailing bytes, or fails the CRC.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+MAGIC = b"\x89MBZ"
+VERSION = 1
+DIGEST_BYTES = 32
+CRC_BYTES = 4
+
+
+class CompressionError(ValueError):
+    """Data that cannot be compressed or decompressed exactly; the message says why."""
+
+
+class ContainerError(CompressionError):
+    """Not a container, an unsupported version, or a damaged (truncated or corrupted) file."""
+
+
+@dataclass
+class Container:
+    """Everything an `.mbz` file holds; `streams` has one entry per chunk."""
+
+    model: bytes
+    content: bytes
+    length: int
+    chunk: int
+    batch: int
+    meta: dict[str, Any] = field(default_factory=dict)
+    streams: list[bytes] = field(default_factory=list)
+
+    @property
+    def chunks(self) -> int:
+        return math.ceil(self.length / self.chunk)
+
+    def payload_bytes(self) -> int:
+        return sum(len(s) for s in self.streams)
+
+
+def _varint(value: int) -> bytes:
+    if value < 0:
+        raise ValueError(f"varint must be non-negative, got {value}")
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+class _Reader:
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = data, 0
+
+    def take(self, n: int, what: str) -> bytes:
+        if self.pos + n > len(self.data):
+            raise ContainerError(f"damaged (truncated or corrupted): the file ends in the {what}")
+        out = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return out
+
+    def varint(self, what: str) -> int:
+        value, shift = 0, 0
+        while True:
+            byte = self.take(1, what)[0]
+            value |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                return value
+            shift += 7
+            if shift > 63:
+                raise ContainerError(f"corrupted: the {what} is not a valid number")
+
+
+def pack(container: Container) -> bytes:
+    """The file's bytes."""
+    if len(container.streams) != container.chunks:
+        raise ValueError(
+            f"{container.chunks} chunks need as many streams, got {len(container.streams)}"
+        )
+    meta = json.dumps(container.meta, sort_keys=True, separators=(",", ":")).encode()
+    parts = [
+        MAGIC,
+        bytes([VERSION]),
+        container.model,
+        container.content,
+        _varint(container.length),
+        _varint(container.chunk),
+        _varint(container.batch),
+        _varint(len(meta)),
+        meta,
+        *(_varint(len(s)) for s in container.streams),
+        *container.streams,
+    ]
+    body = b"".join(parts)
+    return body + zlib.crc32(body).to_bytes(CRC_BYTES, "little")
+
+
+def unpack(data: bytes) -> Container:
+    """Parse and check a file's bytes; raise ContainerError saying what is wrong."""
+    data = bytes(data)
+    if data[: len(MAGIC)] != MAGIC:
+        if len(data) < len(MAGIC) and MAGIC.startswith(data):
+            raise ContainerError(f"truncated: {len(data)} bytes, shorter than the header")
+        raise ContainerError("not a multibyte compressed file (wrong magic bytes)")
+    reader = _Reader(data)
+    reader.take(len(MAGIC), "magic")
+    version = reader.take(1, "version")[0]
+    if version != VERSION:
+        raise ContainerError(
+            f"container version {version} is not supported (this multibyte reads version {VERSION})"
+        )
+    model = reader.take(DIGEST_BYTES, "model fingerprint")
+    content = reader.take(DIGEST_BYTES, "content checksum")
+    length = reader.varint("length")
+    chunk = reader.varint("chunk size")
+    batch = reader.varint("batch size")
+    if chunk < 1 or batch < 1:
+        raise ContainerError(f"corrupted: chunk size {chunk} and batch {batch} must be positive")
+    meta_bytes = reader.take(reader.varint("metadata length"), "metadata")
+    count = math.ceil(length / chunk)
+    if count > len(data):  # every stream takes at least one length byte
+        raise ContainerError(f"damaged: {count} chunks cannot fit in a {len(data)}-byte file")
+    sizes = [reader.varint("stream lengths") for _ in range(count)]
+    expected = reader.pos + sum(sizes) + CRC_BYTES
+    if len(data) != expected:
+        kind = "truncated" if len(data) < expected else "corrupted"
+        raise ContainerError(
+            f"{kind}: the file has {len(data)} bytes but its header describes {expected}"
+        )
+    body, crc = data[:-CRC_BYTES], data[-CRC_BYTES:]
+    if zlib.crc32(body).to_bytes(CRC_BYTES, "little") != crc:
+        raise ContainerError("corrupted: the CRC-32 does not match (a byte changed)")
+    try:
+        meta = json.loads(meta_bytes.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ContainerError(f"corrupted: the metadata is not JSON ({error})") from error
+    if not isinstance(meta, dict):
+        raise ContainerError("corrupted: the metadata is not a JSON object")
+    streams = []
+    for size in sizes:
+        streams.append(reader.take(size, "streams"))
+    return Container(model, content, length, chunk, batch, meta, streams)
+
+
+__all__ = [
+    "CRC_BYTES",
+    "MAGIC",
+    "VERSION",
+    "CompressionError",
+    "Container",
+    "ContainerError",
+    "pack",
+    "unpack",
+]
