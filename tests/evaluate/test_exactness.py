@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from multibyte.cli import main as cli
-from multibyte.evaluate import (
+from multibyte.evaluation import (
     EvaluationError,
     basic_plan,
     ci95,
@@ -18,7 +18,7 @@ from multibyte.evaluate import (
     sliding_plan,
     strided_plan,
 )
-from multibyte.report import text_report
+from multibyte.evaluation.report import text_report
 
 LENGTHS = [1, 2, 3, 5, 31, 33, 64, 101]  # around P=4 and L=32, few of them multiples
 
@@ -179,7 +179,7 @@ def test_ci95_matches_the_ratio_estimator():
 
 
 def test_long_windows_use_the_chunked_head(monkeypatch, stand_ins):
-    import multibyte.evaluate as ev
+    import multibyte.evaluation.scoring as ev
     from multibyte.model import Megabyte
 
     torch.manual_seed(0)

@@ -8,9 +8,9 @@ import soundfile as sf
 from PIL import Image
 
 import modalities
-from modalities.prepare import main
 from modalities.text import SEPARATOR
 from multibyte.data import read_samples
+from multibyte.prepare import main
 
 
 def _manifest(out):
