@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -186,3 +188,15 @@ def test_the_checker_catches_a_cycle_hidden_in_a_function():
     modules = read_modules()
     modules["multibyte.inputs"] += "\ndef f():\n    from multibyte.prepare import main\n"
     assert any("multibyte.prepare" in c and "multibyte.inputs" in c for c in cycles(modules))
+
+
+def test_core_loads_neither_modalities_nor_lightning_at_run_time():
+    """What the parse cannot see (importlib with computed names) shows up in sys.modules."""
+    core = sorted(m for m in module_files() if layer_of(m) == CORE)
+    code = (
+        "import importlib, sys\n"
+        f"for name in {core!r}: importlib.import_module(name)\n"
+        "print(sorted(m for m in ('modalities', 'lightning') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

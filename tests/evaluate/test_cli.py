@@ -141,3 +141,21 @@ def test_empty_data_is_a_clear_error(image_ckpt, tmp_path, capsys):
     assert evaluate("--ckpt", image_ckpt, "--data", bad) == 2
     err = capsys.readouterr().err
     assert "no data to evaluate" in err and "bad.png" in err
+
+
+def test_word_counts_only_where_the_adapter_has_words(image_ckpt, image_folder, capsys):
+    assert evaluate("--ckpt", image_ckpt, "--data", image_folder, "--words") == 2
+    assert "word counts do not apply to image" in capsys.readouterr().err
+
+
+def test_raw_files_without_a_known_modality_need_modality(tmp_path, stand_ins, capsys):
+    checkpoint = stand_ins.make_ckpt(tmp_path / "bare.ckpt", None, 64)
+    blob = tmp_path / "blob.bin"
+    blob.write_bytes(bytes(range(100)))
+    assert evaluate("--ckpt", checkpoint, "--data", blob) == 2
+    assert "pass --modality" in capsys.readouterr().err
+    out = tmp_path / "r.json"
+    argv = ["--ckpt", checkpoint, "--data", blob, "--modality", "text", "--json", out]
+    assert evaluate(*argv) == 0
+    # A file named directly is text whatever its suffix: the document and its separator.
+    assert json.loads(out.read_text())["bytes"] == 100 + 2
