@@ -47,7 +47,7 @@ class TextAdapter(BaseAdapter):
     suffixes = TEXT_SUFFIXES
     flags = (
         Flag("--patch-size", "patch_size", int),
-        Flag("--enwik8", "enwik8", bool, "text: raw enwik8, 90/5/5 split", reading=True),
+        Flag("--enwik8", "enwik8", bool, "raw enwik8, its fixed 90/5/5 split", reading=True),
     )
 
     def __init__(self, patch_size: int = 8) -> None:
