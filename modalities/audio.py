@@ -199,14 +199,8 @@ class AudioAdapter(BaseAdapter):
     def units(self, path: Path) -> list[Unit]:
         """A file's clips, all in one unit: no recording leaks from train into val."""
         clips = self.clips(self.encode_file(path))
-        return [
-            Unit(
-                [
-                    Record(clip, {"clip": i, "offset": i * self.seq_len})
-                    for i, clip in enumerate(clips)
-                ]
-            )
-        ]
+        offset = self.seq_len
+        return [Unit([Record(c, {"clip": i, "offset": i * offset}) for i, c in enumerate(clips)])]
 
     # -- metrics --------------------------------------------------------------------------------
 
