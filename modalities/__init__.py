@@ -2,17 +2,20 @@
 
 Built-in names are ``text``, ``image`` and ``audio``. Third-party packages add adapters through
 the entry-point group ``multibyte.modalities``: the entry point's name is the adapter name and
-its object is a callable taking the options as keywords (usually the adapter class).
+its object is a callable taking the options as keywords (usually a ``BaseAdapter`` subclass).
+This registry is the one place where a modality is looked up by name.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Sequence
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
-from modalities.base import Adapter
+from modalities.base import Adapter, BaseAdapter, BitsMap, Flag, Prompt, Record, Unit
 
 ENTRY_POINT_GROUP = "multibyte.modalities"
 CLASH_MESSAGE = (
@@ -58,7 +61,8 @@ def available() -> list[str]:
     return sorted(set(BUILTIN) | set(_registered) | set(_entry_points()))
 
 
-def _factory(name: str) -> Callable[..., Adapter]:
+def factory(name: str) -> Callable[..., Adapter]:
+    """What builds adapter ``name`` (usually its class, whose ``flags`` a command can read)."""
     if name in _registered:
         return _registered[name]
     if name in BUILTIN:
@@ -74,9 +78,9 @@ def get(name: str, **options: Any) -> Adapter:
     """The adapter ``name`` built with ``options``; bad names or options raise ValueError."""
     if not isinstance(name, str):
         raise ValueError(f"modality name must be a string, got {name!r}")
-    factory = _factory(name)
+    build = factory(name)
     try:
-        return factory(**options)
+        return build(**options)
     except TypeError as error:
         # An unexpected keyword is a bad option, reported like the adapters' own checks.
         if "unexpected keyword" not in str(error):
@@ -84,4 +88,42 @@ def get(name: str, **options: Any) -> Adapter:
         raise ValueError(f"unknown option for modality {name!r}: {error}") from error
 
 
-__all__ = ["ENTRY_POINT_GROUP", "Adapter", "available", "get", "register"]
+def _default_adapters() -> list[Adapter]:
+    adapters = []
+    for name in available():
+        try:
+            adapters.append(get(name))
+        except (TypeError, ValueError):
+            continue  # an adapter without usable defaults cannot claim files by their names
+    return adapters
+
+
+def guess(paths: Sequence[str | os.PathLike]) -> str | None:
+    """The one modality whose adapter recognises the files under ``paths``, if exactly one does.
+
+    Files no adapter recognises are ignored; files of two modalities give None.
+    """
+    adapters = _default_adapters()
+    names = set()
+    for root in map(Path, paths):
+        files = [root] if root.is_file() else [p for p in root.rglob("*") if p.is_file()]
+        for file in files:
+            names.update(adapter.name for adapter in adapters if adapter.recognises(file))
+    return names.pop() if len(names) == 1 else None
+
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "Adapter",
+    "BaseAdapter",
+    "BitsMap",
+    "Flag",
+    "Prompt",
+    "Record",
+    "Unit",
+    "available",
+    "factory",
+    "get",
+    "guess",
+    "register",
+]

@@ -10,14 +10,26 @@ Quantization (after clipping the float waveform to [-1, 1]; NaN or Inf is an err
 
 from __future__ import annotations
 
+import io
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import soundfile as sf
 
-from modalities.base import check_choice, check_positive_int
+from modalities.base import (
+    BaseAdapter,
+    Flag,
+    Prompt,
+    Record,
+    Unit,
+    check_choice,
+    check_positive_int,
+    files_under,
+)
+from multibyte.codecs import Codec, CodecUnavailable
 
 ENCODINGS = ("pcm16", "mulaw8", "pcm8")
 BYTES_PER_SAMPLE = {"pcm16": 2, "mulaw8": 1, "pcm8": 1}
@@ -58,11 +70,20 @@ def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     return waveform, int(rate)
 
 
-class AudioAdapter:
+class AudioAdapter(BaseAdapter):
     """``(float32 waveform [n] in [-1, 1], sample_rate)`` <-> bytes at this adapter's rate."""
 
     name = "audio"
     unit = "bits/sample"
+    suffixes = AUDIO_SUFFIXES
+    flags = (
+        Flag("--sample-rate", "sample_rate", int),
+        Flag("--encoding", "encoding", str),
+        Flag("--seq-len", "seq_len", int),
+        Flag("--tail", "tail", str),
+        Flag("--patch-size", "patch_size", int),
+    )
+    prompt_fraction = 0.5  # the first half of the prompt clip
 
     def __init__(
         self,
@@ -89,6 +110,10 @@ class AudioAdapter:
     def bytes_per_sample(self) -> int:
         """Bytes per audio sample: bits/sample = bits/byte × this."""
         return BYTES_PER_SAMPLE[self.encoding]
+
+    @property
+    def bytes_per_unit(self) -> int:
+        return self.bytes_per_sample
 
     @property
     def options(self) -> dict[str, Any]:
@@ -169,12 +194,61 @@ class AudioAdapter:
         """Duration in seconds of ``num_bytes`` of audio."""
         return num_bytes / self.bytes_per_sample / self.sample_rate
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, AudioAdapter) and other.options == self.options
+    # -- inputs ---------------------------------------------------------------------------------
 
-    def __repr__(self) -> str:
-        opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items() if k != "name")
-        return f"AudioAdapter({opts})"
+    def units(self, path: Path) -> list[Unit]:
+        """A file's clips, all in one unit: no recording leaks from train into val."""
+        clips = self.clips(self.encode_file(path))
+        offset = self.seq_len
+        return [Unit([Record(c, {"clip": i, "offset": i * offset}) for i, c in enumerate(clips)])]
+
+    # -- metrics --------------------------------------------------------------------------------
+
+    def codecs(self) -> tuple[dict[str, Codec], dict[str, str]]:
+        """FLAC for pcm16; for 8-bit encodings FLAC is reported as not applicable."""
+        if self.encoding == "pcm16":
+            return {"flac": flac_codec(self.sample_rate)}, {}
+        return {}, {"flac": f"n/a: FLAC baseline is for pcm16, not {self.encoding}"}
+
+    # -- sampling -------------------------------------------------------------------------------
+
+    def read_prompt(self, path: str | os.PathLike, fraction: float) -> Prompt:
+        """The first ``fraction`` of the clip (resampled to this rate), in whole samples."""
+        whole = self.encode_file(path)
+        keep = int(len(whole) * fraction)
+        return Prompt(whole[: keep - keep % self.bytes_per_sample], whole)
+
+    def plan_sample(
+        self, prompt: Prompt, max_new_bytes: int | None, max_seq_len: int
+    ) -> tuple[Prompt, int]:
+        """A continuation of one second by default, in whole samples, within ``max_seq_len``."""
+        limit, step = max_seq_len, self.bytes_per_sample
+        data, notes = prompt.data, list(prompt.notes)
+        if len(data) > limit - step:
+            notes.append(f"prompt cut to its last {limit - step} bytes (max_seq_len {limit})")
+            data = data[len(data) - (limit - step) :]
+        new = max_new_bytes or min(limit - len(data), self.sample_rate * step)
+        new -= new % step
+        if new <= 0 or len(data) + new > limit:
+            raise ValueError(f"prompt + new bytes must fit max_seq_len {limit} and be positive")
+        return replace(prompt, data=data, notes=notes), new
+
+
+def flac_codec(sample_rate: int) -> Codec:
+    """FLAC (libsndfile's default compression) of mono pcm16 little-endian bytes."""
+
+    def compress(data: bytes) -> bytes:
+        if len(data) % 2:
+            raise CodecUnavailable(f"pcm16 needs an even number of bytes, got {len(data)}")
+        out = io.BytesIO()
+        sf.write(out, np.frombuffer(data, "<i2"), sample_rate, format="FLAC", subtype="PCM_16")
+        return out.getvalue()
+
+    def decompress(blob: bytes) -> bytes:
+        samples, _ = sf.read(io.BytesIO(blob), dtype="int16", always_2d=False)
+        return np.asarray(samples, dtype="<i2").tobytes()
+
+    return Codec("flac", compress, decompress)
 
     # -- exact (lossless) coding --
     # Only samples the bytes hold exactly: a mono WAV or FLAC at sample_rate whose sample format
@@ -234,14 +308,7 @@ class AudioAdapter:
 
 def audio_files(path: str | os.PathLike) -> list[Path]:
     """A file itself, or every audio file under a folder (recursively), sorted."""
-    path = Path(path)
-    if path.is_dir():
-        return sorted(
-            p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES
-        )
-    if path.is_file():
-        return [path]
-    raise FileNotFoundError(f"no such file or folder: {path}")
+    return files_under(path, AUDIO_SUFFIXES)
 
 
-__all__ = ["AudioAdapter", "audio_files", "mono", "read_audio", "resample"]
+__all__ = ["AudioAdapter", "audio_files", "flac_codec", "mono", "read_audio", "resample"]

@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+import io
 import math
 import os
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, features
 
-from modalities.base import check_choice, check_positive_int
+from modalities.base import (
+    BaseAdapter,
+    BitsMap,
+    Flag,
+    Prompt,
+    Record,
+    Unit,
+    check_choice,
+    check_positive_int,
+    files_under,
+)
+from modalities.imagenet64 import load_npz_batch
+from multibyte.codecs import Codec, CodecUnavailable
 
 ORDERS = ("raster", "patch")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
@@ -37,7 +51,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-class ImageAdapter:
+class ImageAdapter(BaseAdapter):
     """``PIL.Image`` <-> ``size*size*3`` bytes.
 
     ``order="raster"``: row-major pixels, each R, G, B. ``order="patch"``: p×p-pixel blocks with
@@ -47,6 +61,14 @@ class ImageAdapter:
 
     name = "image"
     unit = "bits/dim"
+    # Chrabaszcz et al.'s npz batches first, then picture files.
+    suffixes = (".npz", *IMAGE_SUFFIXES)
+    flags = (
+        Flag("--size", "size", int),
+        Flag("--order", "order", str),
+        Flag("--patch-size", "patch_size", int),
+    )
+    prompt_fraction = 0.5  # the top half of the prompt image's rows
 
     def __init__(self, size: int = 64, order: str = "raster", patch_size: int = 12) -> None:
         check_positive_int("size", size)
@@ -139,12 +161,102 @@ class ImageAdapter:
         """Write one sample as a PNG."""
         self.decode(data).save(path, format="PNG")
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, ImageAdapter) and other.options == self.options
+    # -- inputs ---------------------------------------------------------------------------------
 
-    def __repr__(self) -> str:
-        opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items() if k != "name")
-        return f"ImageAdapter({opts})"
+    def recognises(self, path: Path) -> bool:
+        return path.suffix.lower() in self.suffixes or is_npz_batch(path)
+
+    def units(self, path: Path) -> list[Unit]:
+        """One image file, or every row of an npz batch (each row a unit of its own)."""
+        if not is_npz_batch(path):
+            return [Unit([Record(self.encode_file(path))])]
+        pixels, labels = load_npz_batch(path)
+        if pixels.shape[1] != self.size:
+            # Resizing goes through the same PIL box filter as image files.
+            pixels = np.stack([self.to_pixels(Image.fromarray(p, "RGB")) for p in pixels])
+        units = []
+        for i, row in enumerate(self.order_pixels(pixels)):
+            meta: dict[str, Any] = {"index": i}
+            if labels is not None:
+                meta["label"] = int(labels[i])  # 1-based, as in the source file
+            units.append(Unit([Record(row.tobytes(), meta)], name=f"#{i}"))
+        return units
+
+    # -- metrics --------------------------------------------------------------------------------
+
+    def codecs(self) -> tuple[dict[str, Codec], dict[str, str]]:
+        """PNG (zlib level 9) and WebP lossless (quality 100 = most effort, method 6)."""
+        codecs = {"png": self._codec("png", {"format": "PNG", "compress_level": 9})}
+        notes = {}
+        if features.check("webp"):
+            webp = {"format": "WEBP", "lossless": True, "quality": 100, "method": 6, "exact": True}
+            codecs["webp"] = self._codec("webp", webp)
+        else:
+            notes["webp"] = "n/a: this Pillow has no WebP support"
+        return codecs, notes
+
+    def _codec(self, name: str, save: dict[str, Any]) -> Codec:
+        def compress(data: bytes) -> bytes:
+            if len(data) != self.seq_len:
+                raise CodecUnavailable(f"{len(data)} bytes is not one {self.size}px image")
+            # The adapter's order is undone first: the codec sees the picture, not the byte order.
+            out = io.BytesIO()
+            Image.fromarray(np.ascontiguousarray(self.unorder(data)), "RGB").save(out, **save)
+            return out.getvalue()
+
+        def decompress(blob: bytes) -> bytes:
+            with Image.open(io.BytesIO(blob)) as image:
+                pixels = np.asarray(image.convert("RGB"), dtype=np.uint8)
+            return self.order_pixels(pixels).tobytes()
+
+        return Codec(name, compress, decompress)
+
+    def bits_map(self, bits: np.ndarray) -> BitsMap:
+        """Mean bits per pixel (its R, G and B bytes summed) in image space, whatever the order."""
+        values = np.asarray(self.unorder(bits), dtype=np.float64).sum(axis=-1)
+        return BitsMap(values, "pixel_bits", "mean bits per pixel", "bits per pixel (R+G+B)")
+
+    # -- sampling -------------------------------------------------------------------------------
+
+    def read_prompt(self, path: str | os.PathLike, fraction: float) -> Prompt:
+        """The top ``fraction`` of the image's rows (whole blocks in patch order)."""
+        notes = []
+        with Image.open(path) as image:
+            image.load()
+            if image.size != (self.size, self.size):
+                notes.append(
+                    f"prompt image {path} is {image.size[0]}x{image.size[1]}; resized to "
+                    f"{self.size}x{self.size} (box filter, as the data)"
+                )
+            whole = self.encode(image)
+        rows = int(round(fraction * self.size))
+        if self.order == "patch":  # whole block rows are a prefix of the patch scan
+            rows -= rows % self.block
+        return Prompt(whole[: rows * self.size * 3], whole, notes)
+
+    def plan_sample(
+        self, prompt: Prompt, max_new_bytes: int | None, max_seq_len: int
+    ) -> tuple[Prompt, int]:
+        """Every sample is one whole image: the prompt's rows, then the rest."""
+        if self.seq_len > max_seq_len:
+            raise ValueError(
+                f"a {self.size}px image is {self.seq_len} bytes, longer than the model's "
+                f"max_seq_len {max_seq_len}"
+            )
+        if max_new_bytes is not None:
+            raise ValueError("--max-new-bytes does not apply to image: a sample is one image")
+        return prompt, self.seq_len - len(prompt.data)
+
+    def render(self, samples: Sequence[bytes], out: Path, prompt: Prompt) -> list[Path]:
+        """One PNG grid; with a prompt, its first row is the prompt image and what the model saw."""
+        columns = max(len(samples), 2)
+        if prompt.whole is not None:
+            # A prefix of either scan order is whole rows, so zero-filling the rest blacks them out.
+            seen = prompt.data + bytes(self.seq_len - len(prompt.data))
+            blank = [bytes(self.seq_len)] * (columns - 2)
+            samples = [prompt.whole, seen, *blank, *samples]
+        save_grid(self, samples, out, columns=columns)
+        return [Path(out)]
 
     # -- exact (lossless) coding --
     # Only what the bytes hold exactly: an 8-bit RGB PNG of size x size, no colour key, one frame.
@@ -204,13 +316,12 @@ def save_grid(
     Image.fromarray(grid, "RGB").save(Path(path), format="PNG")
 
 
+def is_npz_batch(path: Path) -> bool:
+    """An npz batch: the .npz suffix, or no suffix and a zip file (``train_data_batch_1``)."""
+    suffix = path.suffix.lower()
+    return suffix == ".npz" or (suffix == "" and zipfile.is_zipfile(path))
+
+
 def image_files(path: str | os.PathLike) -> list[Path]:
-    """A file itself, or every image file under a folder (recursively), sorted."""
-    path = Path(path)
-    if path.is_dir():
-        return sorted(
-            p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-        )
-    if path.is_file():
-        return [path]
-    raise FileNotFoundError(f"no such file or folder: {path}")
+    """A file itself, or every picture file under a folder (recursively), sorted."""
+    return files_under(path, IMAGE_SUFFIXES)

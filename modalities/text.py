@@ -7,11 +7,20 @@ In a prepared stream every document is followed by ``SEPARATOR``.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from modalities.base import check_positive_int, read_bytes
+from modalities.base import (
+    BaseAdapter,
+    Flag,
+    Prompt,
+    Record,
+    Unit,
+    check_positive_int,
+    files_under,
+    read_bytes,
+)
 
 # ASCII "record separator" (0x1E) then a newline. It is ordinary data, not a special token: the
 # model predicts it like any byte. 0x1E almost never occurs in real text, so it marks a document
@@ -29,12 +38,17 @@ ENWIK8_SPLITS: dict[str, tuple[float, float]] = {
 TEXT_SUFFIXES = (".txt",)
 
 
-class TextAdapter:
+class TextAdapter(BaseAdapter):
     """``str`` <-> UTF-8 bytes. Text is a stream, so ``seq_len`` is None."""
 
     name = "text"
     seq_len = None
     unit = "bits/byte"
+    suffixes = TEXT_SUFFIXES
+    flags = (
+        Flag("--patch-size", "patch_size", int),
+        Flag("--enwik8", "enwik8", bool, "raw enwik8, its fixed 90/5/5 split", reading=True),
+    )
 
     def __init__(self, patch_size: int = 8) -> None:
         check_positive_int("patch_size", patch_size)
@@ -43,6 +57,10 @@ class TextAdapter:
     @property
     def options(self) -> dict[str, Any]:
         return {"name": self.name, "patch_size": self.default_patch_size}
+
+    @property
+    def stream(self) -> bool:
+        return True
 
     def encode(self, obj: str) -> bytes:
         if not isinstance(obj, str):
@@ -64,11 +82,56 @@ class TextAdapter:
         """The stream a model sees: every document followed by ``SEPARATOR``."""
         return b"".join(bytes(d) + SEPARATOR for d in documents)
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, TextAdapter) and other.options == self.options
+    # -- inputs ---------------------------------------------------------------------------------
 
-    def __repr__(self) -> str:
-        return f"TextAdapter(patch_size={self.default_patch_size})"
+    def accepts(self, path: Path, named: bool) -> bool:
+        # A file named directly is text whatever its name (enwik8 has no extension).
+        return named or self.recognises(path)
+
+    def describe_inputs(self) -> str:
+        return ".txt (or any file named directly)"
+
+    def check_reading(
+        self, sources: Sequence[Path], val_sources: Sequence[Path], enwik8: bool = False
+    ) -> None:
+        if enwik8 and val_sources:
+            raise ValueError("--val-src does not apply to --enwik8 (it has a fixed split)")
+        if enwik8 and not all(Path(src).is_file() for src in sources):
+            raise ValueError("--enwik8 needs the raw enwik8 file, not a folder")
+
+    def units(self, path: Path, enwik8: bool = False) -> list[Unit]:
+        """A document followed by ``SEPARATOR``; raw enwik8: its three fixed splits, as they are."""
+        if enwik8:
+            data = read_bytes(path)
+            units = []
+            for split in ENWIK8_SPLITS:
+                start, stop = enwik8_range(len(data), split)
+                part = data[start:stop]
+                units.append(Unit([Record(part, {"document_bytes": len(part)})], split=split))
+            return units
+        document = self.encode_file(path)
+        return [Unit([Record(self.join([document]), {"document_bytes": len(document)})])]
+
+    def manifest_extras(self, enwik8: bool = False) -> dict[str, Any]:
+        if enwik8:
+            return {"split": "enwik8 90/5/5"}
+        return {"separator_hex": SEPARATOR.hex()}
+
+    # -- metrics --------------------------------------------------------------------------------
+
+    def count_words(self, data: bytes) -> int:
+        """Whitespace-separated words (ASCII whitespace), document separators removed first."""
+        return len(bytes(data).replace(SEPARATOR, b" ").split())
+
+    # -- sampling -------------------------------------------------------------------------------
+
+    def render(self, samples: Sequence[bytes], out: Path, prompt: Prompt) -> list[Path]:
+        """Each sample saved as raw bytes and printed."""
+        paths = super().render(samples, out, prompt)
+        for i, data in enumerate(samples):
+            print(f"--- sample {i} ---")
+            print(self.decode(data))
+        return paths
 
     # -- exact (lossless) coding --
 
@@ -83,12 +146,7 @@ class TextAdapter:
 
 def text_files(path: str | os.PathLike) -> list[Path]:
     """A file itself, or every ``.txt`` under a folder (recursively), sorted."""
-    path = Path(path)
-    if path.is_dir():
-        return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in TEXT_SUFFIXES)
-    if path.is_file():
-        return [path]
-    raise FileNotFoundError(f"no such file or folder: {path}")
+    return files_under(path, TEXT_SUFFIXES)
 
 
 def iter_documents(paths: Iterable[str | os.PathLike]) -> Iterator[tuple[Path, bytes]]:

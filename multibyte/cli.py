@@ -10,11 +10,11 @@ import sys
 
 # sub-command -> "module:function"; each function takes the remaining argv list.
 COMMANDS: dict[str, str] = {
-    "prepare": "modalities.prepare:main",
+    "prepare": "multibyte.prepare:main",
     "fit": "multibyte.train.cli:main",
     "validate": "multibyte.train.cli:main",
     "test": "multibyte.train.cli:main",
-    "evaluate": "multibyte.evaluate:main",
+    "evaluate": "multibyte.evaluation.command:main",
     "sample": "multibyte.sample:main",
     "quickstart": "multibyte.quickstart:main",
     "compress": "multibyte.compression.command:compress_main",
@@ -23,7 +23,7 @@ COMMANDS: dict[str, str] = {
 
 USAGE = """usage: multibyte COMMAND ... (one of the commands below; COMMAND --help for its options)
 
-  prepare     encode raw files of one modality into webdataset shards
+  prepare     encode raw files of one modality (any registered adapter) into webdataset shards
   fit         train a model from a recipe (LightningCLI)
   validate    run validation on a checkpoint (LightningCLI)
   test        run the test loop on a checkpoint (LightningCLI)
@@ -46,9 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     module_name, function_name = COMMANDS[command].split(":")
     try:
+        importlib.import_module("modalities")  # fails clearly on a name clash
         module = importlib.import_module(module_name)
-        if command in ("prepare", "fit", "validate", "test", "evaluate", "sample", "quickstart"):
-            importlib.import_module("modalities")  # fails clearly on a name clash
     except ModuleNotFoundError as error:
         if error.name and error.name.startswith(module_name.split(".")[0]):
             print(

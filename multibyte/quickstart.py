@@ -18,6 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from multibyte.evaluation.command import main as evaluate_main
+from multibyte.model import MegabyteConfig
+from multibyte.prepare import main as prepare_main
+from multibyte.sample import main as sample_main
+from multibyte.train.cli import main as fit_main
+
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"
 SAMPLES = ROOT / "data" / "samples"
@@ -25,15 +33,17 @@ SAMPLES = ROOT / "data" / "samples"
 
 @dataclass
 class Plan:
-    """How one modality runs in the demo."""
+    """How one bundled dataset runs in the demo (data only: the commands never branch on it)."""
 
-    name: str
+    name: str  # the modality, as `multibyte prepare` takes it
     recipe: str
     source: str  # folder under the sample pack
     prepare: list[str]
     steps: int
     quick_steps: int = 3
     sample: list[str] = field(default_factory=list)
+    quick_sample: list[str] = field(default_factory=list)  # --quick: a few bytes only
+    prompt: bool = False  # continue the first held-out input
     sample_file: str = ""
     held_out: tuple[str, ...] = ()
     """Glob patterns of the inputs kept for validation (whole photos, voices, works)."""
@@ -41,15 +51,18 @@ class Plan:
 
 PLANS = [
     Plan("image", "imagenet64-tiny.yaml", "images", ["--size", "64"], steps=250,
-         sample=["--n", "4", "--prompt-fraction", "0.5"], sample_file="samples.png",
-         held_out=("chelsea_*",)),
+         sample=["--n", "4", "--prompt-fraction", "0.5"],
+         quick_sample=["--n", "1", "--prompt-fraction", "0.98"], prompt=True,
+         sample_file="samples.png", held_out=("chelsea_*",)),
     Plan("audio", "audio-tiny.yaml", "speech", ["--sample-rate", "16000", "--encoding", "pcm16",
          "--seq-len", "4096"], steps=300,
          sample=["--n", "2", "--max-new-bytes", "8192", "--prompt-fraction", "0.03"],
-         sample_file="samples.wav", held_out=("s13.*", "s14.*", "s15.*", "s16.*")),
+         quick_sample=["--n", "2", "--max-new-bytes", "64", "--prompt-fraction", "0.001"],
+         prompt=True, sample_file="samples.wav", held_out=("s13.*", "s14.*", "s15.*", "s16.*")),
     Plan("text", "pg19-tiny.yaml", "text", [], steps=600,
-         sample=["--n", "1", "--max-new-bytes", "600", "--top-k", "20"], sample_file="sample.txt",
-         held_out=("persuasion*",)),
+         sample=["--n", "1", "--max-new-bytes", "600", "--top-k", "20"],
+         quick_sample=["--n", "1", "--max-new-bytes", "64", "--top-k", "20"],
+         sample_file="sample.txt", held_out=("persuasion*",)),
 ]  # fmt: skip
 
 
@@ -81,8 +94,6 @@ def matched_baseline(mega_config: Any, seq_len: int) -> dict[str, Any]:
 
 
 def _recipe(plan: Plan) -> dict[str, Any]:
-    import yaml
-
     return yaml.safe_load((RECIPES / plan.recipe).read_text())
 
 
@@ -132,16 +143,10 @@ def _plot_curves(curves: dict[str, dict], path: Path, title: str) -> None:
 
 
 def run_modality(plan: Plan, out: Path, samples: Path, quick: bool) -> dict[str, Any]:
-    from modalities.prepare import main as prepare
-    from multibyte.cli import main as multibyte_main
-    from multibyte.evaluate import main as evaluate
-    from multibyte.model import MegabyteConfig
-    from multibyte.sample import main as sample
-
     folder = out / plan.name
     shards = out / "shards" / plan.name
     train_files, val_files = split_inputs(plan, samples / plan.source)
-    _run("prepare", prepare, [
+    _run("prepare", prepare_main, [
         plan.name, "--src", *map(str, train_files), "--val-src", *map(str, val_files),
         "--out", str(shards), "--val-fraction", "0", "--overwrite", "--workers", "1",
         "--quiet", *plan.prepare,
@@ -152,8 +157,6 @@ def run_modality(plan: Plan, out: Path, samples: Path, quick: bool) -> dict[str,
     mega = MegabyteConfig(**recipe["model"]["model"]["init_args"]["config"])
     baseline = matched_baseline(mega, seq_len)
     # The baseline's recipe: the MEGABYTE recipe with the model swapped, written next to its run.
-    import yaml
-
     folder.mkdir(parents=True, exist_ok=True)
     baseline_recipe = folder / "bytetransformer.yaml"
     swapped = dict(recipe, model={**recipe["model"], "model": {
@@ -165,7 +168,7 @@ def run_modality(plan: Plan, out: Path, samples: Path, quick: bool) -> dict[str,
     for label, recipe_path in models.items():
         root = folder / label.lower()
         shutil.rmtree(root, ignore_errors=True)
-        _run("fit", multibyte_main, [
+        _run("fit", fit_main, [
             "--config", str(recipe_path), "--data.path", str(shards),
             "--trainer.max_steps", str(steps), "--trainer.val_check_interval", str(steps),
             "--trainer.default_root_dir", str(root), "--trainer.log_every_n_steps", "5",
@@ -175,7 +178,7 @@ def run_modality(plan: Plan, out: Path, samples: Path, quick: bool) -> dict[str,
         report_json = root / "evaluation.json"
         limit = ["--limit", "2"] if quick else []
         plots = ["--plots", str(folder / "plots")] if label == "MEGABYTE" else ["--no-codecs"]
-        _run("evaluate", evaluate, [
+        _run("evaluate", evaluate_main, [
             "--ckpt", str(checkpoint), "--data", str(shards), "--json", str(report_json),
             "--quiet", *limit, *plots,
         ])  # fmt: skip
@@ -184,17 +187,10 @@ def run_modality(plan: Plan, out: Path, samples: Path, quick: bool) -> dict[str,
         curves[label] = _curve(root)
     results["baseline_config"] = baseline
     _plot_curves(curves, folder / "training.png", f"{plan.name}: training (tiny models, CPU)")
-    sample_args = list(plan.sample)
-    if quick:  # a few bytes only
-        if plan.name == "image":
-            sample_args = ["--n", "1", "--prompt-fraction", "0.98"]
-        else:
-            sample_args[sample_args.index("--max-new-bytes") + 1] = "64"
-            if "--prompt-fraction" in sample_args:
-                sample_args[sample_args.index("--prompt-fraction") + 1] = "0.001"
-    if plan.name in ("image", "audio"):  # continue held-out photos and speech
+    sample_args = list(plan.quick_sample if quick else plan.sample)
+    if plan.prompt:  # continue held-out photos and speech
         sample_args += ["--prompt", str(val_files[0])]
-    _run("sample", sample, [
+    _run("sample", sample_main, [
         "--ckpt", results["MEGABYTE"]["checkpoint"], "--out", str(folder / plan.sample_file),
         "--seed", "0", *sample_args,
     ])  # fmt: skip

@@ -8,6 +8,9 @@ Two sources, one interface:
 - raw files or folders of the modality: encoded in memory when the run starts and split into
   train and val by `val_fraction`, exactly as `prepare` splits them.
 
+`multibyte.prepared.open_prepared` decides which of the two it is and which modality the bytes
+are (the manifest's, which must agree with `data.modality`).
+
 Resume. With raw (map-style) data, training batch number b (counted over micro-batches since
 step 0) is a pure function of (seed, b, rank), so a run resumed at step s reads exactly the
 batches the uninterrupted run read after step s. With shards, the resampled stream of a run
@@ -17,7 +20,6 @@ same bytes, but they are not the bytes the uninterrupted run would have read aft
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,8 +32,15 @@ from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from multibyte.data import ShardDataset
 from multibyte.data.batching import collate
 from multibyte.data.mapstyle import LengthBatchSampler, SequenceDataset, WindowDataset
-from multibyte.data.shards import MANIFEST, list_shards, load_manifest
+from multibyte.data.shards import MANIFEST, list_shards
 from multibyte.data.windows import as_array, pieces
+from multibyte.prepared import (
+    ModalityMismatch,
+    ModalityUnknown,
+    Prepared,
+    PreparedError,
+    open_prepared,
+)
 
 
 class ConfigError(ValueError):
@@ -122,11 +131,6 @@ class EpochedLoader(DataLoader):
         return super().__iter__()
 
 
-def is_shard_folder(path: str | os.PathLike) -> bool:
-    folder = Path(path)
-    return folder.is_dir() and ((folder / MANIFEST).is_file() or bool(list_shards(folder, "train")))
-
-
 class ByteDataModule(L.LightningDataModule):
     def __init__(
         self,
@@ -145,7 +149,8 @@ class ByteDataModule(L.LightningDataModule):
         Args:
             path: a folder of shards from `multibyte prepare`, or raw files / folders.
             modality: adapter options, e.g. {"name": "image", "size": 64, "order": "raster"}.
-                With shards, the manifest's options are used and the name must agree.
+                With shards, the manifest's options are used and the name must agree. Default:
+                the manifest's, or the modality whose adapter recognises the raw files.
             seq_len: bytes per training sequence; default the adapter's (required for text).
             batch_size: sequences per training batch (per device).
             val_batch_size: sequences per validation batch (default batch_size).
@@ -156,32 +161,17 @@ class ByteDataModule(L.LightningDataModule):
             shuffle_buffer: shard streams: samples mixed in the shuffle buffer.
         """
         super().__init__()
-        import modalities
-
         if path is None or (isinstance(path, (list, tuple)) and not path):
             raise ConfigError("data.path is required: a shard folder or raw files / folders")
         self.paths = [str(p) for p in (path if isinstance(path, (list, tuple)) else [path])]
         missing = [p for p in self.paths if not Path(p).exists()]
         if missing:
             raise ConfigError(f"data.path does not exist: {', '.join(missing)}")
-        options = dict(modality or {"name": "text"})
-        self.shards = len(self.paths) == 1 and is_shard_folder(self.paths[0])
-        if self.shards:
-            if not list_shards(self.paths[0], "train"):
-                raise ConfigError(f"data.path {self.paths[0]} holds no train-*.tar shards")
-            manifest = load_manifest(self.paths[0]) or {}
-            stored = manifest.get("options")
-            if stored:
-                if stored.get("name") != options.get("name"):
-                    raise ConfigError(
-                        f"data.modality name {options.get('name')!r} does not match the shards' "
-                        f"{stored.get('name')!r} ({self.paths[0]}/{MANIFEST})"
-                    )
-                options = stored
-        try:
-            self.adapter = modalities.get(**options)
-        except ValueError as error:
-            raise ConfigError(f"data.modality: {error}") from error
+        if not 0.0 <= val_fraction < 1.0:
+            raise ConfigError(f"data.val_fraction must be in [0, 1), got {val_fraction}")
+        self.prepared = self._open(modality, val_fraction, seed)
+        self.adapter = self.prepared.adapter
+        self.shards = self.prepared.shards
         self.seq_len = seq_len if seq_len is not None else self.adapter.seq_len
         if self.seq_len is None or self.seq_len <= 0:
             raise ConfigError(
@@ -190,14 +180,43 @@ class ByteDataModule(L.LightningDataModule):
         for name, value in (("batch_size", batch_size), ("batches_per_epoch", batches_per_epoch)):
             if value <= 0:
                 raise ConfigError(f"data.{name} must be positive, got {value}")
-        if not 0.0 <= val_fraction < 1.0:
-            raise ConfigError(f"data.val_fraction must be in [0, 1), got {val_fraction}")
         self.batch_size, self.val_batch_size = batch_size, val_batch_size or batch_size
         self.val_fraction, self.num_workers, self.seed = val_fraction, num_workers, seed
         self.batches_per_epoch, self.shuffle_buffer = batches_per_epoch, shuffle_buffer
-        self.stream = self.adapter.seq_len is None
+        self.stream = self.prepared.stream
         self.skipped: list[dict[str, str]] = []
         self._splits: dict[str, list[bytes]] | None = None
+
+    def _open(self, modality: dict[str, Any] | None, val_fraction: float, seed: int) -> Prepared:
+        """Shards or raw files, and the modality they hold, as configuration errors."""
+        try:
+            prepared = open_prepared(self.paths, modality, val_fraction=val_fraction, seed=seed)
+        except ModalityMismatch as error:
+            where = f"{error.where}/{MANIFEST}" if error.shards else error.where
+            raise ConfigError(
+                f"data.modality name {error.expected!r} does not match the "
+                f"{'shards' if error.shards else 'files'}' {error.found!r} ({where})"
+            ) from error
+        except ModalityUnknown as error:
+            raise ConfigError(
+                f"data.modality is required: {error} (no manifest, and no adapter recognises "
+                "the files)"
+            ) from error
+        except ValueError as error:
+            raise ConfigError(f"data.modality: {error}") from error
+        if prepared.shards:
+            if prepared.folder is None:
+                raise ConfigError(
+                    "data.path: training reads a folder written by `multibyte prepare`, "
+                    f"not bare .tar files: {', '.join(self.paths)}"
+                )
+            try:
+                prepared.require_split("train")
+            except PreparedError as error:
+                raise ConfigError(f"data.path: {error}") from error
+            if prepared.adapter is None:
+                raise ConfigError(f"data.modality is required: {prepared.folder} has no manifest")
+        return prepared
 
     @property
     def modality_options(self) -> dict[str, Any]:
@@ -206,10 +225,8 @@ class ByteDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.shards or self._splits is not None:
             return
-        from modalities.prepare import encode_in_memory
-
-        encoded = encode_in_memory(self.modality_options, self.paths, self.val_fraction, self.seed)
-        self.skipped = encoded.pop("skipped")
+        encoded = self.prepared.encode()
+        self.skipped = self.prepared.skipped
         for item in self.skipped:
             print(f"multibyte: skipped {item['source']}: {item['reason']}")
         self._splits = encoded

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from multibyte.cli import main as cli
-from multibyte.report import pixel_bits
+from multibyte.evaluation.report import bits_map
 
 
 def evaluate(*argv):
@@ -59,7 +59,7 @@ def test_audio_units_and_lengths_not_divisible(audio_ckpt, audio_folder, tmp_pat
 
 def test_pixel_heat_map_is_in_image_space(stand_ins):
     import modalities
-    from multibyte.evaluate import evaluate_model
+    from multibyte.evaluation import evaluate_model
 
     q = np.full(256, 1e-3)
     q[0] = 1 - 255e-3  # byte 0 is cheap, anything else costs ~10 bits
@@ -69,13 +69,13 @@ def test_pixel_heat_map_is_in_image_space(stand_ins):
         pixels[5, 2] = 255
         model = stand_ins.FixedQ(q, patch_size=12, max_seq_len=192)
         evaluation = evaluate_model(model, [adapter.encode(pixels)], adapter=adapter)
-        heat = pixel_bits(evaluation)
-        assert heat.shape == (8, 8)
-        assert np.unravel_index(heat.argmax(), heat.shape) == (5, 2)
+        heat = bits_map(evaluation)
+        assert heat.name == "pixel_bits" and heat.values.shape == (8, 8)
+        assert np.unravel_index(heat.values.argmax(), heat.values.shape) == (5, 2)
 
 
 def test_text_shards_and_the_stream(trained_text_ckpt, tmp_path, stand_ins):
-    from modalities.prepare import main as prepare
+    from multibyte.prepare import main as prepare
 
     src = tmp_path / "books"
     src.mkdir()
@@ -119,7 +119,7 @@ def test_checkpoint_of_another_modality_needs_modality(image_ckpt, audio_folder,
 
 
 def test_shards_of_another_modality_need_modality(audio_ckpt, image_folder, tmp_path, capsys):
-    from modalities.prepare import main as prepare
+    from multibyte.prepare import main as prepare
 
     shards = tmp_path / "img"
     prepare(["image", "--src", str(image_folder), "--out", str(shards), "--size", "8",
@@ -141,3 +141,21 @@ def test_empty_data_is_a_clear_error(image_ckpt, tmp_path, capsys):
     assert evaluate("--ckpt", image_ckpt, "--data", bad) == 2
     err = capsys.readouterr().err
     assert "no data to evaluate" in err and "bad.png" in err
+
+
+def test_word_counts_only_where_the_adapter_has_words(image_ckpt, image_folder, capsys):
+    assert evaluate("--ckpt", image_ckpt, "--data", image_folder, "--words") == 2
+    assert "word counts do not apply to image" in capsys.readouterr().err
+
+
+def test_raw_files_without_a_known_modality_need_modality(tmp_path, stand_ins, capsys):
+    checkpoint = stand_ins.make_ckpt(tmp_path / "bare.ckpt", None, 64)
+    blob = tmp_path / "blob.bin"
+    blob.write_bytes(bytes(range(100)))
+    assert evaluate("--ckpt", checkpoint, "--data", blob) == 2
+    assert "pass --modality" in capsys.readouterr().err
+    out = tmp_path / "r.json"
+    argv = ["--ckpt", checkpoint, "--data", blob, "--modality", "text", "--json", out]
+    assert evaluate(*argv) == 0
+    # A file named directly is text whatever its suffix: the document and its separator.
+    assert json.loads(out.read_text())["bytes"] == 100 + 2

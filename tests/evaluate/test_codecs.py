@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 
 import modalities
-from modalities.codecs import codecs_for
 from multibyte.codecs import CodecUnavailable, byte_codecs, codec_rates, compressed_bits
 from multibyte.data.shards import read_samples
-from multibyte.evaluate import evaluate_model
+from multibyte.evaluation import evaluate_model
 
 
 def image_bytes(adapter, seed=0):
@@ -43,7 +42,7 @@ def test_byte_codec_rates_are_8_times_compressed_over_raw():
 @pytest.mark.parametrize("order", ["raster", "patch"])
 def test_image_codecs_round_trip_in_either_byte_order(order):
     adapter = modalities.get("image", size=8, order=order, patch_size=12)
-    codecs, notes = codecs_for(adapter)
+    codecs, notes = adapter.codecs()
     assert {"png", "webp"} <= set(codecs) and notes == {}
     data = image_bytes(adapter)
     for codec in codecs.values():
@@ -56,20 +55,20 @@ def test_image_codecs_round_trip_in_either_byte_order(order):
 
 def test_flac_round_trips_pcm16_and_is_na_for_8_bit_audio():
     adapter = modalities.get("audio", sample_rate=8000)
-    codecs, _ = codecs_for(adapter)
+    codecs, _ = adapter.codecs()
     wave = (0.3 * np.sin(np.arange(4000) / 5)).astype(np.float32)
     data = adapter.encode((wave, 8000))
     blob = codecs["flac"].compress(data)
     assert blob[:4] == b"fLaC" and codecs["flac"].decompress(blob) == data
     assert compressed_bits(codecs["flac"], [data], check=True) == 8 * len(blob)
     for encoding in ("mulaw8", "pcm8"):
-        codecs, notes = codecs_for(modalities.get("audio", encoding=encoding))
+        codecs, notes = modalities.get("audio", encoding=encoding).codecs()
         assert "flac" not in codecs and notes["flac"].startswith("n/a")
 
 
 def test_evaluate_reports_codecs_on_exactly_the_evaluated_bytes(image_ckpt, image_folder, tmp_path):
-    from modalities.prepare import main as prepare
     from multibyte.cli import main as cli
+    from multibyte.prepare import main as prepare
 
     shards = tmp_path / "shards"
     assert prepare(
@@ -84,7 +83,7 @@ def test_evaluate_reports_codecs_on_exactly_the_evaluated_bytes(image_ckpt, imag
     evaluated = [s["bin"] for s in read_samples(shards, "train")][:3]
     assert report["bytes"] == sum(len(s) for s in evaluated) == 3 * 192
     adapter = modalities.get("image", size=8)
-    codecs = {**byte_codecs(), **codecs_for(adapter)[0]}
+    codecs = {**byte_codecs(), **adapter.codecs()[0]}
     assert set(report["codecs"]) == set(codecs)
     for name, codec in codecs.items():
         expected = compressed_bits(codec, evaluated, check=True) / report["bytes"]

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+import modalities
 from multibyte.cli import main as cli
-from multibyte.evaluate import (
+from multibyte.evaluation import (
     EvaluationError,
     basic_plan,
     ci95,
@@ -18,7 +19,7 @@ from multibyte.evaluate import (
     sliding_plan,
     strided_plan,
 )
-from multibyte.report import text_report
+from multibyte.evaluation.report import text_report
 
 LENGTHS = [1, 2, 3, 5, 31, 33, 64, 101]  # around P=4 and L=32, few of them multiples
 
@@ -57,6 +58,24 @@ def test_uniform_checkpoint_through_the_cli(uniform_text_ckpt, text_file, tmp_pa
     words = len(text_file.read_bytes().split())
     assert report["words"] == words
     assert report["word_perplexity"] == pytest.approx(2 ** (8 * len(data) / words), rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("options", "unit", "in_unit"),
+    [
+        ({"name": "text"}, "bits/byte", 8.0),
+        ({"name": "image", "size": 4}, "bits/dim", 8.0),
+        ({"name": "audio", "sample_rate": 8000, "seq_len": 32}, "bits/sample", 16.0),
+        ({"name": "audio", "encoding": "mulaw8", "seq_len": 32}, "bits/sample", 8.0),
+    ],
+)
+def test_the_unit_and_its_conversion_come_from_the_adapter(options, unit, in_unit, stand_ins):
+    adapter = modalities.get(**options)
+    sequences = random_sequences([48, 48])
+    summary = evaluate_model(stand_ins.Uniform(), sequences, adapter=adapter, codecs=False).summary
+    assert summary["bits_per_byte"] == 8.0 and summary["unit"] == unit
+    assert summary["value_in_unit"] == in_unit and summary["ci95_in_unit"] == [in_unit] * 2
+    assert summary["stream"] is adapter.stream
 
 
 def test_fixed_q_on_data_drawn_from_p_gives_the_analytic_cross_entropy(stand_ins):
@@ -179,7 +198,7 @@ def test_ci95_matches_the_ratio_estimator():
 
 
 def test_long_windows_use_the_chunked_head(monkeypatch, stand_ins):
-    import multibyte.evaluate as ev
+    import multibyte.evaluation.scoring as ev
     from multibyte.model import Megabyte
 
     torch.manual_seed(0)

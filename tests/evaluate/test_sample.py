@@ -103,3 +103,21 @@ def test_progress_generate_equals_plain_generate(trained_text_ckpt):
     plain = model.generate(prompt, 10, generator=torch.Generator().manual_seed(0))
     assert torch.equal(ours, plain)
     assert "decoder" not in vars(model)  # the per-call shadow is removed
+
+
+def test_image_samples_are_whole_images(image_ckpt, tmp_path, capsys):
+    out = tmp_path / "x.png"
+    assert sample("--ckpt", image_ckpt, "--out", out, "--max-new-bytes", "10") == 2
+    assert "--max-new-bytes does not apply to image" in capsys.readouterr().err
+    assert sample("--ckpt", image_ckpt, "--out", out, "--prompt-fraction", "1.5") == 2
+    assert "--prompt-fraction must be in [0, 1]" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_another_modality_than_the_checkpoints_is_sampled_with_a_note(image_ckpt, tmp_path, capsys):
+    out = tmp_path / "t.txt"
+    argv = ["--ckpt", image_ckpt, "--modality", "text", "--out", out, "--n", "1",
+            "--max-new-bytes", "5"]  # fmt: skip
+    assert sample(*argv) == 0
+    assert "trained on image; sampling it as text" in capsys.readouterr().err
+    assert len(out.read_bytes()) == 5

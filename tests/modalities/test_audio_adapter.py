@@ -117,3 +117,37 @@ def test_clips_and_tail():
     drop = modalities.get("audio", seq_len=8, tail="drop")
     assert drop.clips(data) == [data[0:8], data[8:16], data[16:24]]
     assert keep.seconds(524_288) == 16.384
+
+
+def test_a_files_clips_are_one_unit(tmp_path):
+    audio = modalities.get("audio", sample_rate=8000, seq_len=8)
+    sf.write(tmp_path / "a.wav", np.zeros(10, np.int16), 8000, subtype="PCM_16")
+    [unit] = audio.units(tmp_path / "a.wav")  # no clip of a recording leaks into another split
+    assert [len(r.data) for r in unit.records] == [8, 8, 4]
+    assert [r.meta for r in unit.records] == [
+        {"clip": 0, "offset": 0},
+        {"clip": 1, "offset": 8},
+        {"clip": 2, "offset": 16},
+    ]
+
+
+def test_sampling_keeps_whole_samples_and_fits_the_model(tmp_path):
+    audio = modalities.get("audio", sample_rate=8000)
+    sf.write(tmp_path / "p.wav", np.full(50, 0.25, np.float32), 8000, subtype="PCM_16")
+    prompt = audio.read_prompt(tmp_path / "p.wav", 0.33)
+    assert len(prompt.data) == 32 and len(prompt.whole) == 100  # 33 bytes rounded to samples
+    prompt, new = audio.plan_sample(prompt, None, max_seq_len=64)
+    assert (len(prompt.data), new) == (32, 32)
+    long = audio.read_prompt(tmp_path / "p.wav", 1.0)
+    cut, new = audio.plan_sample(long, None, max_seq_len=64)
+    assert cut.data == long.data[-62:] and "cut to its last 62 bytes" in cut.notes[0]
+    assert new == 2  # one sample still fits
+    with pytest.raises(ValueError, match="must fit max_seq_len 64"):
+        audio.plan_sample(long, 7, max_seq_len=64)  # 62 + 6 new bytes (7 in whole samples)
+
+
+def test_units_flac_codec_only_for_pcm16():
+    assert modalities.get("audio").bytes_per_unit == 2
+    assert modalities.get("audio", encoding="pcm8").bytes_per_unit == 1
+    assert set(modalities.get("audio").codecs()[0]) == {"flac"}
+    assert modalities.get("audio", encoding="mulaw8").codecs()[0] == {}

@@ -113,3 +113,41 @@ def test_truncated_png_raises(tmp_path):
     path.write_bytes(path.read_bytes()[:40])
     with pytest.raises(OSError):
         modalities.get("image").encode_file(path)
+
+
+def test_npz_batches_are_read_with_or_without_their_suffix(tmp_path):
+    adapter = modalities.get("image", size=2)
+    hwc = np.arange(2 * 2 * 2 * 3, dtype=np.uint8).reshape(2, 2, 2, 3)
+    np.savez(tmp_path / "batch.npz", data=hwc.transpose(0, 3, 1, 2).reshape(2, -1), labels=[3, 1])
+    (tmp_path / "batch.npz").rename(tmp_path / "train_data_batch_1")
+    path = tmp_path / "train_data_batch_1"
+    assert adapter.recognises(path) and adapter.accepts(path, named=False)
+    units = adapter.units(path)
+    assert [u.name for u in units] == ["#0", "#1"]  # every row goes to a split on its own
+    assert [u.records[0].data for u in units] == [hwc[0].tobytes(), hwc[1].tobytes()]
+    assert [u.records[0].meta for u in units] == [
+        {"index": 0, "label": 3},
+        {"index": 1, "label": 1},
+    ]
+    (tmp_path / "readme").write_text("not a zip")
+    assert not adapter.recognises(tmp_path / "readme")
+
+
+@pytest.mark.parametrize(("order", "rows"), [("raster", 3), ("patch", 2)])
+def test_prompt_keeps_whole_rows_and_samples_are_whole_images(tmp_path, order, rows):
+    adapter = modalities.get("image", size=4, order=order, patch_size=12)
+    _random_image(np.random.default_rng(0), 4).save(tmp_path / "p.png")
+    prompt = adapter.read_prompt(tmp_path / "p.png", 0.7)  # 2.8 rows -> 3, patch: whole blocks
+    assert len(prompt.data) == rows * 4 * 3 and prompt.whole.startswith(prompt.data)
+    assert adapter.plan_sample(prompt, None, max_seq_len=48) == (prompt, 48 - len(prompt.data))
+    with pytest.raises(ValueError, match="--max-new-bytes does not apply"):
+        adapter.plan_sample(prompt, 10, max_seq_len=48)
+    with pytest.raises(ValueError, match="longer than the model's max_seq_len 47"):
+        adapter.plan_sample(prompt, None, max_seq_len=47)
+
+
+def test_a_prompt_of_another_size_is_resized_with_a_note(tmp_path):
+    adapter = modalities.get("image", size=4)
+    Image.new("RGB", (8, 6), (9, 9, 9)).save(tmp_path / "big.png")
+    prompt = adapter.read_prompt(tmp_path / "big.png", 0.5)
+    assert prompt.whole == bytes([9]) * 48 and "8x6; resized to 4x4" in prompt.notes[0]

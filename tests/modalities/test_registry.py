@@ -23,15 +23,6 @@ def test_builtins_and_protocol():
     assert {"text", "image", "audio"} <= set(modalities.available())
 
 
-def test_units_and_patch_sizes():
-    assert modalities.get("text").unit == "bits/byte"
-    assert modalities.get("image").unit == "bits/dim"
-    assert modalities.get("audio").unit == "bits/sample"
-    assert modalities.get("image").default_patch_size == 12
-    assert modalities.get("audio", encoding="mulaw8").bytes_per_sample == 1
-    assert modalities.get("audio").bytes_per_sample == 2
-
-
 @pytest.mark.parametrize(
     "options",
     [

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 import modalities
+from modalities import Prompt
 from modalities.text import SEPARATOR, enwik8_range, iter_documents, read_enwik8, text_files
 
 
@@ -44,7 +45,6 @@ def test_empty_file_is_an_error(tmp_path):
 
 def test_join_puts_separator_after_every_document():
     text = modalities.get("text")
-    assert SEPARATOR == b"\x1e\n"
     assert text.join([b"ab", b"c"]) == b"ab\x1e\nc\x1e\n"
 
 
@@ -70,3 +70,42 @@ def test_enwik8_split(tmp_path):
     assert b"".join(parts) == data
     with pytest.raises(ValueError, match="split"):
         read_enwik8(path, "dev")
+
+
+def test_a_file_is_one_document_unit_followed_by_the_separator(tmp_path):
+    text = modalities.get("text")
+    (tmp_path / "book").write_bytes(b"h\xc3\xa9llo")  # named directly: read whatever its name
+    assert text.accepts(tmp_path / "book", named=True)
+    assert not text.accepts(tmp_path / "book", named=False)
+    [unit] = text.units(tmp_path / "book")
+    [record] = unit.records
+    assert record.data == b"h\xc3\xa9llo" + SEPARATOR and record.meta == {"document_bytes": 6}
+    assert unit.split is None and text.manifest_extras() == {"separator_hex": "1e0a"}
+
+
+def test_enwik8_units_are_the_fixed_split_without_separator(tmp_path):
+    text = modalities.get("text")
+    data = bytes(i % 251 for i in range(1000))
+    (tmp_path / "enwik8").write_bytes(data)
+    units = text.units(tmp_path / "enwik8", enwik8=True)
+    assert [u.split for u in units] == ["train", "val", "test"]
+    assert b"".join(u.records[0].data for u in units) == data
+    assert text.manifest_extras(enwik8=True) == {"split": "enwik8 90/5/5"}
+    with pytest.raises(ValueError, match="not a folder"):
+        text.check_reading([tmp_path], [], enwik8=True)
+    with pytest.raises(ValueError, match="--val-src does not apply"):
+        text.check_reading([tmp_path / "enwik8"], [tmp_path], enwik8=True)
+    text.check_reading([tmp_path], [tmp_path])  # without --enwik8 anything goes
+
+
+def test_words_ignore_document_separators():
+    text = modalities.get("text")
+    assert text.count_words(text.join([b"two words", b"three\tmore  words"])) == 5
+    assert text.count_words(b"a\x1e\nb") == 2  # "a<RS>\nb" would be one word with the RS
+
+
+def test_text_samples_are_printed_and_saved(tmp_path, capsys):
+    text = modalities.get("text")
+    paths = text.render([b"It was \xff", b"It is"], tmp_path / "s.txt", Prompt())
+    assert [p.read_bytes() for p in paths] == [b"It was \xff", b"It is"]
+    assert capsys.readouterr().out == "--- sample 0 ---\nIt was \ufffd\n--- sample 1 ---\nIt is\n"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from modalities.prepare import main as prepare
+from multibyte.prepare import main as prepare
 
 TINY = [
     "--model.model.init_args.config.global_dim", "64",

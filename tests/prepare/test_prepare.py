@@ -8,9 +8,9 @@ import soundfile as sf
 from PIL import Image
 
 import modalities
-from modalities.prepare import main
 from modalities.text import SEPARATOR
 from multibyte.data import read_samples
+from multibyte.prepare import main
 
 
 def _manifest(out):
@@ -184,6 +184,9 @@ def test_audio_end_to_end(tmp_path):
         (["--order", "zigzag"], "order"),
         (["--size", "0"], "size"),
         (["--sample-rate", "8000"], "--sample-rate does not apply to image"),
+        (["--enwik8"], "--enwik8 does not apply to image"),
+        (["--chunk-size", "100"], "--chunk-size does not apply to image"),
+        (["--size", "big"], "option --size='big' is not a valid int"),
         (["--workers", "0"], "--workers"),
         (["--src", "/does/not/exist"], "does not exist"),
     ],

@@ -8,6 +8,9 @@ from typing import Any
 
 import numpy as np
 
+from modalities import BitsMap
+from multibyte.evaluation.evaluation import Evaluation
+
 MODES = ("basic", "strided", "sliding")
 
 
@@ -17,6 +20,14 @@ def _fmt(value: float | None, digits: int = 4) -> str:
 
 def _ci(interval: list[float] | None) -> str:
     return "n/a" if not interval else f"[{interval[0]:.4f}, {interval[1]:.4f}]"
+
+
+def _mode_label(mode: str, summary: dict[str, Any]) -> str:
+    return {
+        "basic": f"model, basic (L={summary.get('window')})",
+        "strided": f"model, strided (offset {summary.get('offset')})",
+        "sliding": f"model, sliding (context >= {summary.get('min_context')})",
+    }[mode]
 
 
 def markdown(summary: dict[str, Any]) -> str:
@@ -30,15 +41,11 @@ def markdown(summary: dict[str, Any]) -> str:
         s = summary.get(mode)
         if not s:
             continue
-        label = {
-            "basic": f"model, basic (L={s.get('window')})",
-            "strided": f"model, strided (offset {s.get('offset')})",
-            "sliding": f"model, sliding (context >= {s.get('min_context')})",
-        }[mode]
         cost = s["cost"]["relative_bytes_processed"]
         lines.append(
-            f"| {label} | {s['bytes']} | {s['total_bits']:.1f} | {s['bits_per_byte']:.4f} | "
-            f"{s['value_in_unit']:.4f} | {_ci(s['ci95_in_unit'])} | {cost:.2f}x |"
+            f"| {_mode_label(mode, s)} | {s['bytes']} | {s['total_bits']:.1f} | "
+            f"{s['bits_per_byte']:.4f} | {s['value_in_unit']:.4f} | {_ci(s['ci95_in_unit'])} | "
+            f"{cost:.2f}x |"
         )
     factor = summary.get("bytes_per_unit", 1)
     for name, bpb in summary.get("codecs", {}).items():
@@ -83,7 +90,9 @@ def text_report(summary: dict[str, Any]) -> str:
 # -- plots -------------------------------------------------------------------------------------
 
 
-def _along_sequence(evaluation: Any, mode: str, bins: int = 256) -> tuple[np.ndarray, np.ndarray]:
+def along_sequence(
+    evaluation: Evaluation, mode: str, bins: int = 256
+) -> tuple[np.ndarray, np.ndarray]:
     """Mean bits by offset inside each CI group (sequence or stream window), binned."""
     result = evaluation.modes[mode]
     longest = max(hi - lo for ranges in evaluation.groups for lo, hi in ranges)
@@ -93,29 +102,26 @@ def _along_sequence(evaluation: Any, mode: str, bins: int = 256) -> tuple[np.nda
         for lo, hi in ranges:
             sums[: hi - lo] += result.bits[s][lo:hi]
             counts[: hi - lo] += 1
-    edges = np.linspace(0, longest, min(bins, longest) + 1).astype(int)
-    edges = np.unique(edges)
+    edges = np.unique(np.linspace(0, longest, min(bins, longest) + 1).astype(int))
     bsum = np.add.reduceat(sums, edges[:-1])
     bcount = np.add.reduceat(counts, edges[:-1])
     return (edges[:-1] + edges[1:]) / 2, bsum / np.maximum(bcount, 1)
 
 
-def pixel_bits(evaluation: Any, mode: str = "basic") -> np.ndarray | None:
-    """Mean bits per pixel (sum of its 3 channel bytes) in image space [H, W], or None."""
+def bits_map(evaluation: Evaluation, mode: str = "basic") -> BitsMap | None:
+    """The adapter's map of mean bits over its full-length samples (images: per pixel), or None."""
     adapter = evaluation.adapter
-    if getattr(adapter, "name", None) != "image":
+    if adapter is None or adapter.stream:
         return None
-    result = evaluation.modes[mode]
-    rows = [b for b in result.bits if len(b) == adapter.seq_len]
+    rows = [b for b in evaluation.modes[mode].bits if len(b) == adapter.seq_len]
     if not rows:
         return None
-    mean = np.mean(rows, axis=0)
-    # unorder undoes the patch scan, so the map is in image space whatever the byte order.
-    return np.asarray(adapter.unorder(mean), dtype=np.float64).sum(axis=-1)
+    return adapter.bits_map(np.mean(rows, axis=0))
 
 
-def save_plots(evaluation: Any, folder: str | os.PathLike) -> list[Path]:
-    """patch_position.png, along_sequence.png and (images) pixel_bits.png; returns the paths."""
+def save_plots(evaluation: Evaluation, folder: str | os.PathLike) -> list[Path]:
+    """patch_position.png, along_sequence.png and the adapter's map if it has one (images:
+    pixel_bits.png); returns the paths."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -124,6 +130,11 @@ def save_plots(evaluation: Any, folder: str | os.PathLike) -> list[Path]:
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     summary, paths = evaluation.summary, []
+
+    def save(fig: Any, name: str) -> None:
+        paths.append(out / name)
+        fig.savefig(paths[-1], dpi=100, bbox_inches="tight")
+        plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for mode in MODES:
@@ -135,34 +146,28 @@ def save_plots(evaluation: Any, folder: str | os.PathLike) -> list[Path]:
     ax.set_ylabel("mean bits")
     ax.set_title(f"loss by position inside the patch (P={summary['model']['patch_size']})")
     ax.legend()
-    paths.append(out / "patch_position.png")
-    fig.savefig(paths[-1], dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    save(fig, "patch_position.png")
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for mode in MODES:
         if summary.get(mode):
-            x, y = _along_sequence(evaluation, mode)
+            x, y = along_sequence(evaluation, mode)
             ax.plot(x, y, label=mode)
     where = "window" if summary.get("stream") else "sequence"
     ax.set_xlabel(f"byte offset in the {where}")
     ax.set_ylabel("mean bits")
     ax.set_title("loss along the sequence")
     ax.legend()
-    paths.append(out / "along_sequence.png")
-    fig.savefig(paths[-1], dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    save(fig, "along_sequence.png")
 
-    heat = pixel_bits(evaluation)
+    heat = bits_map(evaluation)
     if heat is not None:
         fig, ax = plt.subplots(figsize=(5, 4.5))
-        image = ax.imshow(heat, cmap="viridis")
-        fig.colorbar(image, ax=ax, label="bits per pixel (R+G+B)")
-        ax.set_title("mean bits per pixel")
-        paths.append(out / "pixel_bits.png")
-        fig.savefig(paths[-1], dpi=100, bbox_inches="tight")
-        plt.close(fig)
+        image = ax.imshow(heat.values, cmap="viridis")
+        fig.colorbar(image, ax=ax, label=heat.label)
+        ax.set_title(heat.title)
+        save(fig, f"{heat.name}.png")
     return paths
 
 
-__all__ = ["markdown", "pixel_bits", "save_plots", "text_report"]
+__all__ = ["MODES", "along_sequence", "bits_map", "markdown", "save_plots", "text_report"]

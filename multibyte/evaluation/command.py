@@ -1,0 +1,159 @@
+"""``multibyte evaluate``: a checkpoint on shards or raw files, printed and saved as reports."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from multibyte.checkpoint import CheckpointError, load
+from multibyte.evaluation import report
+from multibyte.evaluation.evaluation import Evaluation, evaluate_model
+from multibyte.evaluation.plans import EvaluationError
+from multibyte.evaluation.scoring import max_seq_len_of
+from multibyte.prepared import (
+    ModalityMismatch,
+    ModalityUnknown,
+    Prepared,
+    PreparedError,
+    open_prepared,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="multibyte evaluate",
+        description="Bits per byte of a checkpoint on data, in the modality's unit, with codec "
+        "baselines on the same bytes.",
+    )
+    parser.add_argument("--ckpt", required=True, help="checkpoint (.ckpt or exported)")
+    parser.add_argument(
+        "--data", required=True, nargs="+", help="a prepared shard folder, .tar shards, or raw "
+        "files/folders (encoded with the checkpoint's modality)",
+    )  # fmt: skip
+    parser.add_argument("--modality", help="override the checkpoint's modality (name)")
+    parser.add_argument("--split", default="val", help="shard split to read (default: val)")
+    parser.add_argument("--seq-len", type=int, help="window length L (default: max_seq_len)")
+    parser.add_argument("--strided", action="store_true", help="also the two-pass P/2 scoring")
+    parser.add_argument("--sliding", action="store_true", help="also sliding-window scoring")
+    parser.add_argument("--context", type=int, help="sliding: minimum context (default L/2)")
+    parser.add_argument("--limit", type=int, help="at most N sequences (streams: N windows)")
+    parser.add_argument(
+        "--words", action="store_true", help="word-level perplexity (modalities with words: text)"
+    )
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if any)")
+    parser.add_argument("--no-codecs", action="store_true", help="skip the codec baselines")
+    parser.add_argument("--json", help="write the JSON report here")
+    parser.add_argument("--markdown", help="write the Markdown table here")
+    parser.add_argument("--plots", help="write PNG plots into this folder")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def limit_sequences(
+    sequences: list[bytes], limit: int | None, window: int, stream: bool
+) -> list[bytes]:
+    """At most ``limit`` sequences (samples), or ``limit`` windows of a stream."""
+    if limit is None:
+        return sequences
+    if not stream:
+        return sequences[:limit]
+    budget, kept, total = limit * window, [], 0
+    for s in sequences:
+        if total >= budget:
+            break
+        kept.append(s[: budget - total])
+        total += len(kept[-1])
+    return kept
+
+
+def open_data(args: argparse.Namespace, trained: dict | None) -> tuple[Prepared, list[bytes]]:
+    """The data to score: the shards' ``--split``, or every raw file given."""
+    try:
+        prepared = open_prepared(args.data, trained, args.modality, val_fraction=0.0)
+    except ModalityMismatch as error:
+        held = "the shards in {} hold" if error.shards else "the data in {} looks like"
+        raise EvaluationError(
+            f"{held.format(error.where)} {error.found} but the checkpoint was trained on "
+            f"{error.expected}; pass --modality {error.found} to evaluate it anyway"
+        ) from error
+    except ModalityUnknown as error:
+        raise EvaluationError(
+            f"{error}: the checkpoint stores no modality and no adapter recognises the files; "
+            "pass --modality"
+        ) from error
+    except ValueError as error:
+        raise EvaluationError(str(error)) from error
+    try:
+        prepared.require_split(args.split)
+    except PreparedError as error:
+        raise EvaluationError(f"{error}; use --split") from error
+    # Raw files: val_fraction 0 puts every input in train, so all of them are evaluated.
+    return prepared, prepared.sequences(args.split if prepared.shards else "train")
+
+
+def run(args: argparse.Namespace) -> Evaluation:
+    """Evaluate as the command line asks; raise EvaluationError on bad input."""
+    if not Path(args.ckpt).is_file():
+        raise EvaluationError(f"checkpoint not found: {args.ckpt}")
+    for p in args.data:
+        if not Path(p).exists():
+            raise EvaluationError(f"data path not found: {p}")
+    if args.limit is not None and args.limit < 1:
+        raise EvaluationError(f"--limit must be positive, got {args.limit}")
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        model = load(args.ckpt, map_location=device)
+    except (CheckpointError, FileNotFoundError) as error:
+        raise EvaluationError(str(error)) from error
+    prepared, sequences = open_data(args, getattr(model, "modality", None))
+    window = args.seq_len or max_seq_len_of(model)
+    sequences = limit_sequences(sequences, args.limit, window, prepared.stream)
+    if not sequences:
+        skipped = prepared.skipped
+        reasons = "; ".join(f"{s['source']}: {s['reason']}" for s in skipped[:5])
+        raise EvaluationError(
+            f"no data to evaluate in {' '.join(args.data)}"
+            + (f" ({len(skipped)} inputs skipped: {reasons})" if skipped else "")
+        )
+    evaluation = evaluate_model(
+        model, sequences, adapter=prepared.adapter, stream=prepared.stream, seq_len=args.seq_len,
+        strided=args.strided, sliding=args.sliding, context=args.context,
+        batch_size=args.batch_size, device=device, codecs=not args.no_codecs,
+        words=args.words, progress=not args.quiet,
+    )  # fmt: skip
+    evaluation.summary.update(
+        checkpoint=str(args.ckpt),
+        data=[str(p) for p in args.data],
+        source="shards" if prepared.shards else "files",
+        split=args.split if prepared.shards else None,
+        skipped=prepared.skipped,
+    )
+    return evaluation
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``multibyte evaluate``: print the report; exit 2 on bad input."""
+    args = build_parser().parse_args(argv)
+    try:
+        evaluation = run(args)
+    except EvaluationError as error:
+        print(f"multibyte evaluate: error: {error}", file=sys.stderr)
+        return 2
+    summary = evaluation.summary
+    if args.plots:
+        summary["plots"] = [str(p) for p in report.save_plots(evaluation, args.plots)]
+    table = report.markdown(summary)
+    print(report.text_report(summary))
+    if args.markdown:
+        Path(args.markdown).write_text(table)
+    if args.json:
+        Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")
+    return 0
+
+
+__all__ = ["build_parser", "limit_sequences", "main", "run"]

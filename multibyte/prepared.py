@@ -1,0 +1,172 @@
+"""Opening data for training, evaluation and sampling: one answer to four questions.
+
+1. Shards or raw files? A folder written by ``multibyte prepare`` (it holds ``manifest.json``
+   or ``{split}-*.tar``), or ``.tar`` files, is shards; anything else is raw files or folders,
+   encoded in memory exactly as ``prepare`` would encode them.
+2. Which split? Shards: that split's tars. Raw files: split by ``val_fraction`` and ``seed``
+   with ``prepare``'s rule (``val_fraction=0`` puts every input in ``train``).
+3. Which modality? The caller's override (``--modality``), else the shards' manifest, else what
+   the caller expects (the checkpoint's or the recipe's options), else the one modality whose
+   adapter recognises the raw files' suffixes.
+4. Does the data agree? A manifest, or raw files whose suffixes belong to another modality than
+   the one expected, is an error (``ModalityMismatch``) unless the caller overrides it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import modalities
+from modalities import Adapter
+from multibyte.data.shards import MANIFEST, SPLITS, list_shards, load_manifest, read_samples
+from multibyte.inputs import encode_in_memory
+
+
+class PreparedError(ValueError):
+    """Data that cannot be opened as asked (a missing path or split, an unknown modality)."""
+
+
+class ModalityMismatch(PreparedError):
+    """The data holds another modality than the one expected, and nobody said to override it."""
+
+    def __init__(self, found: str, expected: str, where: str, shards: bool) -> None:
+        self.found, self.expected, self.where, self.shards = found, expected, where, shards
+        what = f"the shards in {where} hold" if shards else f"the files {where} look like"
+        super().__init__(f"{what} {found}, not {expected}")
+
+
+class ModalityUnknown(PreparedError):
+    """Neither the caller, nor a manifest, nor the files' suffixes say which modality it is."""
+
+
+def is_shards(paths: Sequence[Path]) -> bool:
+    """``.tar`` files, or one folder that ``multibyte prepare`` wrote."""
+    if paths and all(p.is_file() and p.suffix == ".tar" for p in paths):
+        return True
+    if len(paths) != 1 or not paths[0].is_dir():
+        return False
+    folder = paths[0]
+    return (folder / MANIFEST).is_file() or any(list_shards(folder, s) for s in SPLITS)
+
+
+def resolve_options(expected: dict[str, Any] | None, override: str | None) -> dict[str, Any] | None:
+    """The adapter options to use: ``expected`` unless ``override`` names another modality,
+    which then gets its defaults."""
+    if override is None or (expected and expected.get("name") == override):
+        return dict(expected) if expected else None
+    return {"name": override}
+
+
+@dataclass
+class Prepared:
+    """Opened data: its adapter, whether it is shards, and its sequences by split."""
+
+    paths: list[Path]
+    adapter: Adapter | None  # None only for bare .tar files of an unknown modality
+    shards: bool
+    stream: bool
+    manifest: dict[str, Any] | None = None
+    val_fraction: float = 0.0
+    seed: int = 0
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    _encoded: dict[str, Any] | None = None
+
+    @property
+    def folder(self) -> Path | None:
+        """The shard folder (None for raw files or bare .tar files)."""
+        return self.paths[0] if self.shards and self.paths[0].is_dir() else None
+
+    def require_split(self, split: str) -> None:
+        """Raise PreparedError unless a shard folder has ``split`` (raw files always do)."""
+        folder = self.folder
+        if folder is None or list_shards(folder, split):
+            return
+        found = [s for s in SPLITS if list_shards(folder, s)]
+        raise PreparedError(
+            f"no {split!r} shards in {folder} (splits found: {', '.join(found) or 'none'})"
+        )
+
+    def encode(self) -> dict[str, list[bytes]]:
+        """Raw files encoded and split (once; later calls reuse it). Skips land in ``skipped``."""
+        if self._encoded is None:
+            encoded = encode_in_memory(self.adapter, self.paths, self.val_fraction, self.seed)
+            self.skipped = encoded.pop("skipped")
+            self._encoded = encoded
+        return self._encoded
+
+    def sequences(self, split: str) -> list[bytes]:
+        """The non-empty sequences of ``split``; a stream is one joined sequence."""
+        if not self.shards:
+            return [s for s in self.encode().get(split, []) if s]
+        self.require_split(split)
+        source = self.folder or [str(p) for p in self.paths]
+        sequences = [s["bin"] for s in read_samples(source, split) if s.get("bin")]
+        if self.stream:  # a stream's records are consecutive chunks of it
+            sequences = [b"".join(sequences)] if sequences else []
+        return sequences
+
+
+def open_prepared(
+    paths: Sequence[str | os.PathLike],
+    expected: dict[str, Any] | None = None,
+    override: str | None = None,
+    *,
+    val_fraction: float = 0.0,
+    seed: int = 0,
+) -> Prepared:
+    """Open shards or raw files (or, with no paths, only resolve the modality).
+
+    ``expected`` are the adapter options the caller has (a checkpoint's or a recipe's);
+    ``override`` is a modality name the user gave to read the data as, whatever it holds.
+    Raises PreparedError (ModalityMismatch, ModalityUnknown) or ValueError for bad options.
+    """
+    roots = [Path(p) for p in paths]
+    for root in roots:
+        if not root.exists():
+            raise PreparedError(f"data path not found: {root}")
+    options = resolve_options(expected, override)
+    if options is not None:
+        modalities.factory(options.get("name"))  # an unknown name fails before anything else
+    shards = is_shards(roots)
+    manifest = load_manifest(roots[0]) if shards and roots[0].is_dir() else None
+    stored = (manifest or {}).get("options")
+    if stored:
+        if options is None:
+            options = stored
+        elif stored.get("name") == options.get("name"):
+            options = stored  # the bytes are laid out as the shards say
+        elif override is None:
+            raise ModalityMismatch(stored.get("name"), options.get("name"), str(roots[0]), True)
+    elif roots and not shards:
+        guessed = modalities.guess(roots)
+        if options is None and guessed is not None:
+            options = {"name": guessed}
+        elif guessed is not None and guessed != options.get("name") and override is None:
+            where = " ".join(map(str, roots))
+            raise ModalityMismatch(guessed, options.get("name"), where, False)
+    if options is None and not shards:
+        raise ModalityUnknown(
+            f"cannot tell the modality of {' '.join(map(str, roots)) or 'the data'}"
+        )
+    adapter = modalities.get(**options) if options else None
+    if manifest and "stream" in manifest:
+        stream = bool(manifest["stream"])
+    else:
+        stream = adapter is not None and adapter.stream
+    skipped = list((manifest or {}).get("skipped", []))
+    return Prepared(roots, adapter, shards, stream, manifest, val_fraction, seed, skipped)
+
+
+__all__ = [
+    "ModalityMismatch",
+    "ModalityUnknown",
+    "Prepared",
+    "PreparedError",
+    "is_shards",
+    "open_prepared",
+    "resolve_options",
+]
