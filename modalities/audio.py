@@ -233,23 +233,6 @@ class AudioAdapter(BaseAdapter):
             raise ValueError(f"prompt + new bytes must fit max_seq_len {limit} and be positive")
         return replace(prompt, data=data, notes=notes), new
 
-
-def flac_codec(sample_rate: int) -> Codec:
-    """FLAC (libsndfile's default compression) of mono pcm16 little-endian bytes."""
-
-    def compress(data: bytes) -> bytes:
-        if len(data) % 2:
-            raise CodecUnavailable(f"pcm16 needs an even number of bytes, got {len(data)}")
-        out = io.BytesIO()
-        sf.write(out, np.frombuffer(data, "<i2"), sample_rate, format="FLAC", subtype="PCM_16")
-        return out.getvalue()
-
-    def decompress(blob: bytes) -> bytes:
-        samples, _ = sf.read(io.BytesIO(blob), dtype="int16", always_2d=False)
-        return np.asarray(samples, dtype="<i2").tobytes()
-
-    return Codec("flac", compress, decompress)
-
     # -- exact (lossless) coding --
     # Only samples the bytes hold exactly: a mono WAV or FLAC at sample_rate whose sample format
     # is this encoding's (PCM_16 for pcm16; 8-bit PCM for pcm8). Stereo, another rate, another
@@ -304,6 +287,23 @@ def flac_codec(sample_rate: int) -> Codec:
             subtype = "PCM_U8" if suffix == ".wav" else "PCM_S8"
         fmt = self.EXACT_FORMATS[suffix]
         sf.write(str(path), samples, self.sample_rate, subtype=subtype, format=fmt)
+
+
+def flac_codec(sample_rate: int) -> Codec:
+    """FLAC (libsndfile's default compression) of mono pcm16 little-endian bytes."""
+
+    def compress(data: bytes) -> bytes:
+        if len(data) % 2:
+            raise CodecUnavailable(f"pcm16 needs an even number of bytes, got {len(data)}")
+        out = io.BytesIO()
+        sf.write(out, np.frombuffer(data, "<i2"), sample_rate, format="FLAC", subtype="PCM_16")
+        return out.getvalue()
+
+    def decompress(blob: bytes) -> bytes:
+        samples, _ = sf.read(io.BytesIO(blob), dtype="int16", always_2d=False)
+        return np.asarray(samples, dtype="<i2").tobytes()
+
+    return Codec("flac", compress, decompress)
 
 
 def audio_files(path: str | os.PathLike) -> list[Path]:

@@ -122,6 +122,8 @@ class Adapter(Protocol):
 
     def encode_exact(self, path: str | os.PathLike) -> bytes: ...
 
+    def save_exact(self, data: bytes, path: str | os.PathLike) -> None: ...
+
     def recognises(self, path: Path) -> bool: ...
 
     def accepts(self, path: Path, named: bool) -> bool: ...
@@ -203,6 +205,10 @@ class BaseAdapter:
     def encode_exact(self, path: str | os.PathLike) -> bytes:
         """The file's content as this adapter's bytes, losslessly; ValueError if it cannot be."""
         raise ValueError(f"exact (lossless) coding is not supported for {self.name}: {path}")
+
+    def save_exact(self, data: bytes, path: str | os.PathLike) -> None:
+        """Write bytes from ``encode_exact`` back in the file's own format (default: ``save``)."""
+        self.save(data, path)
 
     # -- inputs --------------------------------------------------------------------------------
 

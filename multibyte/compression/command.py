@@ -35,6 +35,7 @@ from multibyte.compression.api import (
     model_fingerprint,
 )
 from multibyte.compression.container import CompressionError, Container, unpack
+from multibyte.prepared import resolve_options
 
 SUFFIX = ".mbz"
 SAFE_SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,16}")
@@ -108,17 +109,13 @@ def compress_parser() -> argparse.ArgumentParser:
 
 
 def _adapter(model: nn.Module, name: str | None) -> Any:
-    stored = getattr(model, "modality", None) or None
-    if name is None and stored is None:
+    options = resolve_options(getattr(model, "modality", None) or None, name)
+    if options is None:
         raise CommandError("the checkpoint stores no modality: pass --modality")
-    options = dict(stored) if stored and name in (None, stored.get("name")) else {"name": name}
     try:
-        adapter = modalities.get(**options)
+        return modalities.get(**options)
     except ValueError as error:
         raise CommandError(str(error)) from error
-    if not callable(getattr(adapter, "encode_exact", None)):
-        raise CommandError(f"modality {adapter.name!r} has no exact coding (encode_exact)")
-    return adapter
 
 
 def _outputs(inputs: list[Path], out: Path) -> list[Path]:
@@ -291,7 +288,7 @@ def _decompress_one(
         write = lambda tmp: tmp.write_bytes(data)  # noqa: E731
         read = lambda tmp: tmp.read_bytes()  # noqa: E731
     else:
-        save = getattr(adapter, "save_exact", adapter.save)
+        save = adapter.save_exact
         write = lambda tmp: save(data, tmp)  # noqa: E731
         read = adapter.encode_exact
 
