@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from multibyte.evaluation.command import main as evaluate_main
+from multibyte.flops import matched_baseline
 from multibyte.model import MegabyteConfig
 from multibyte.prepare import main as prepare_main
 from multibyte.sample import main as sample_main
@@ -72,25 +73,6 @@ def split_inputs(plan: Plan, folder: Path) -> tuple[list[Path], list[Path]]:
     val = [p for p in files if any(p.match(pattern) for pattern in plan.held_out)]
     val = val or files[-1:]  # another pack: hold out its last file
     return [p for p in files if p not in val], val
-
-
-def matched_baseline(mega_config: Any, seq_len: int) -> dict[str, Any]:
-    """A ByteTransformer config whose training FLOPs per byte are closest to MEGABYTE's."""
-    from multibyte.flops import flops_per_byte
-    from multibyte.model import ByteTransformerConfig
-
-    target = flops_per_byte(mega_config, seq_len).train
-    best = None
-    for dim in (32, 48, 64, 96, 128, 192, 256):
-        for layers in range(1, 9):
-            config = ByteTransformerConfig(
-                max_seq_len=seq_len, dim=dim, layers=layers, heads=max(1, dim // 32),
-                activation=mega_config.activation,
-            )  # fmt: skip
-            gap = abs(flops_per_byte(config, seq_len).train / target - 1)
-            if best is None or gap < best[0]:
-                best = (gap, config)
-    return best[1].to_dict()
 
 
 def _recipe(plan: Plan) -> dict[str, Any]:
@@ -155,7 +137,7 @@ def run_modality(plan: Plan, out: Path, samples: Path, quick: bool) -> dict[str,
     seq_len = _seq_len(recipe)
     steps = plan.quick_steps if quick else plan.steps
     mega = MegabyteConfig(**recipe["model"]["model"]["init_args"]["config"])
-    baseline = matched_baseline(mega, seq_len)
+    baseline = matched_baseline(mega, seq_len, by="flops").to_dict()
     # The baseline's recipe: the MEGABYTE recipe with the model swapped, written next to its run.
     folder.mkdir(parents=True, exist_ok=True)
     baseline_recipe = folder / "bytetransformer.yaml"
