@@ -1,18 +1,10 @@
 """The benchmark harness: case registry, the one timer, the one training step, models, output.
 
-- A case is a name, its options and `run(args) -> results` (measuring; builds what it needs),
-  plus `render(results) -> markdown`; `@case(name, render, options)` registers it and
-  `python -m benchmarks run NAME` runs it.
-- `measure` is the only timer: warm-up, then repeats (several workloads interleaved, so load
-  from other processes falls on all alike), median and best, peak memory where asked.
-- `training_step` is the only training step: `multibyte.loss.next_byte_loss` (what
-  `ByteLM.training_step` calls), backward, gradient clipping, an AdamW step.
-- `run_case` adds machine, date, load and command to the results, writes `NAME.json` and
-  rewrites the case's own section of docs/benchmarks.md (`update_doc_section`).
-
-Peak memory on CPU is the resident high-water mark (`VmHWM`), reset before the measured call by
-writing "5" to /proc/self/clear_refs; where that fails, `ru_maxrss` (which only grows) is used
-and the JSON says so. On CUDA it is `torch.cuda.max_memory_allocated`.
+A case is `run(args) -> results` (it builds what it measures) with `render(results) ->
+markdown` and its options, registered by `@case(name, render, options)`; `run_case` (behind
+`python -m benchmarks run NAME`) adds machine, date, load and command to its results, writes
+`NAME.json` and rewrites the case's own section of docs/benchmarks.md. `measure` is the only
+timer, `training_step` the only training step, `build_pair` the only model builder.
 """
 
 from __future__ import annotations
@@ -24,7 +16,6 @@ import json
 import os
 import platform
 import re
-import resource
 import statistics
 import subprocess
 import sys
@@ -65,10 +56,9 @@ SMOKE_PAIR = {  # tiny, for `--smoke` runs of seconds
 
 @dataclass(frozen=True)
 class Case:
-    name: str
     run: Callable[[argparse.Namespace], dict]
     render: Callable[[dict], str]
-    options: Callable[[argparse.ArgumentParser], None] | None = None
+    options: Callable[[argparse.ArgumentParser], None] | None
 
 
 CASES: dict[str, Case] = {}
@@ -78,14 +68,13 @@ def case(name: str, render: Callable[[dict], str], options=None) -> Callable:
     """Decorator: register `run(args) -> results` as the case `name`."""
 
     def register(run: Callable[[argparse.Namespace], dict]) -> Callable:
-        CASES[name] = Case(name, run, render, options)
+        CASES[name] = Case(run, render, options)
         return run
 
     return register
 
 
-def log(message: str) -> None:
-    """Progress to stderr (stdout carries the result section)."""
+def log(message: str) -> None:  # progress to stderr: stdout carries the result section
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
@@ -100,26 +89,20 @@ def threads(count: int | None) -> Iterator[int]:
         torch.set_num_threads(before)
 
 
-# ----------------------------------------------------------------------------- measuring
-
-
-def sync() -> None:
-    """Wait for queued GPU work, so that wall-clock times are honest (no-op on CPU)."""
+def sync() -> None:  # wait for queued GPU work, so that wall-clock times are honest
     if torch.cuda.is_initialized():
         torch.cuda.synchronize()
 
 
-def _status_bytes(key: str) -> int | None:
-    try:
-        found = re.search(rf"^{key}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.M)
-    except OSError:
-        return None
-    return int(found.group(1)) * 1024 if found else None
+def _status_bytes(key: str) -> int:
+    status = Path("/proc/self/status").read_text()
+    return int(re.search(rf"^{key}:\s+(\d+) kB", status, re.M)[1]) * 1024
 
 
 @contextmanager
 def peak_memory(device: str = "cpu") -> Iterator[dict]:
-    """Yields a dict that holds, after the body, its peak memory and growth over the start."""
+    """Yields a dict that gets the body's peak memory and growth: on CPU `VmHWM`, reset by writing
+    "5" to /proc/self/clear_refs (the JSON says where it could not), on CUDA allocated bytes."""
     memory: dict = {}
     if device == "cuda":
         sync()
@@ -129,22 +112,16 @@ def peak_memory(device: str = "cpu") -> Iterator[dict]:
         sync()
         peak, method = torch.cuda.max_memory_allocated(), "torch.cuda.max_memory_allocated"
     else:
-        gc.collect()  # and hand freed heap back, so the start is not inflated by earlier work
+        gc.collect()  # and hand freed heap back (glibc), so earlier work does not inflate it
+        getattr(ctypes.CDLL(None), "malloc_trim", lambda pad: 0)(0)
         try:
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
-        except (OSError, AttributeError):
-            pass
-        try:
-            Path("/proc/self/clear_refs").write_text("5")
-            method = "VmHWM after clear_refs" if _status_bytes("VmHWM") else None
-        except OSError:
-            method = None
-        scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, else KiB
-        maxrss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale  # noqa: E731
-        start = _status_bytes("VmRSS") or maxrss()
+            Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to VmRSS
+            method = "VmHWM after clear_refs"
+        except OSError:  # not allowed here: the high-water mark since the process started
+            method = "VmHWM, not reset"
+        start = _status_bytes("VmRSS")
         yield memory
-        peak = _status_bytes("VmHWM") if method else maxrss()
-        method = method or "getrusage ru_maxrss"
+        peak = _status_bytes("VmHWM")
     memory.update(peak_bytes=peak, growth_bytes=max(peak - start, 0), method=method)
 
 
@@ -174,12 +151,9 @@ def measure(
     warmup: int = 1,
     memory: str | None = None,
 ) -> Timing | dict[str, Timing]:
-    """Time one workload, or several interleaved: the one timer of every benchmark.
-
-    Each runs `warmup` times untimed; with `memory` ("cpu" or "cuda") one more call each gives
-    its peak memory; then `repeats` timed calls (a count per workload allowed, so a cheap one
-    can be timed more often), spread evenly over one interleaved schedule.
-    """
+    """Time one workload, or several interleaved (load from other processes falls on all alike):
+    `warmup` untimed calls each, one more for peak memory with `memory` ("cpu" or "cuda"), then
+    `repeats` timed calls each (a cheap one can be timed more often), spread over one schedule."""
     fns = {"": workloads} if callable(workloads) else workloads
     counts = repeats if isinstance(repeats, dict) else dict.fromkeys(fns, repeats)
     timings = {name: Timing() for name in fns}
@@ -201,22 +175,17 @@ def measure(
 
 
 def once(fn: Callable[[], object]) -> float:
-    """Seconds of one call, untimed warm-up left to the caller (runs too long to repeat)."""
+    """Seconds of one call (for runs too long to repeat; the caller warms up)."""
     return measure(fn, repeats=1, warmup=0).best
 
 
 def integrate(
-    seconds_per_byte_at: Callable[[int], float],
-    first: int,
-    count: int,
-    points: int,
-    span: int = 1,
-    check: int = 0,
-) -> dict:
-    """Seconds to produce bytes first .. first+count-1, for runs too long to time in full:
-    `seconds_per_byte_at(t)` (measured over `span` bytes from t) at `points` positions evenly
-    spread over the range, interpolated linearly over every position. `check`: the same
-    estimate for the first `check` bytes, to compare with a direct timing."""
+    seconds_per_byte_at: Callable[[int], float], first: int, count: int, points: int,
+    span: int = 1, check: int = 0,
+) -> dict:  # fmt: skip
+    """Seconds to produce bytes first .. first+count-1 when that is too long to time: per-byte
+    seconds over `span` bytes at `points` evenly spread positions, interpolated linearly over
+    every position; `check`: the same estimate over the first `check` bytes."""
     positions = sorted({int(round(p)) for p in np.linspace(first, first + count - span, points)})
     per_byte = [seconds_per_byte_at(p) for p in positions]
     centres = [p + (span - 1) / 2 for p in positions]
@@ -246,9 +215,6 @@ def matvec_bandwidth(size: int = 8192) -> dict:
             "bytes_per_s": 4 * size * size / timing.median, "timing": timing.to_dict()}  # fmt: skip
 
 
-# ----------------------------------------------------------------------------- models, step
-
-
 def random_bytes(batch: int, length: int, seed: int = 2, device: str = "cpu") -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
     return torch.randint(0, 256, (batch, length), generator=generator).to(device)
@@ -256,7 +222,7 @@ def random_bytes(batch: int, length: int, seed: int = 2, device: str = "cpu") ->
 
 def megabyte_config(shape: dict | MegabyteConfig, length: int, **options) -> MegabyteConfig:
     """A MEGABYTE config holding `length` bytes (max_seq_len rounded up to whole patches)."""
-    config = replace(shape if isinstance(shape, MegabyteConfig) else MegabyteConfig(**shape))
+    config = shape if isinstance(shape, MegabyteConfig) else MegabyteConfig(**shape)
     config = replace(config, **options)
     return replace(config, max_seq_len=-(-length // config.patch_size) * config.patch_size)
 
@@ -276,24 +242,21 @@ def matched_transformer(config: MegabyteConfig, head_dim: int = 64) -> dict:
 
 
 def build_pair(
-    config: MegabyteConfig,
-    transformer: dict | None = None,
-    only: Sequence[str] = ("megabyte", "byte_transformer"),
-    head_dim: int = 64,
-) -> dict[str, nn.Module]:
+    config: MegabyteConfig, transformer: dict | None = None,
+    only: Sequence[str] = ("megabyte", "byte_transformer"), head_dim: int = 64,
+) -> dict[str, nn.Module]:  # fmt: skip
     """The one model builder: MEGABYTE of `config` and a ByteTransformer of shape `transformer`
     (default: `matched_transformer`) with the same length, activation, dropout and activation
     checkpointing; `only` the names asked for, each from seed 0."""
-    shape = transformer or matched_transformer(config, head_dim)
     baseline = ByteTransformerConfig(
         max_seq_len=config.max_seq_len, activation=config.activation, dropout=config.dropout,
-        activation_checkpointing=config.activation_checkpointing, **shape,
+        activation_checkpointing=config.activation_checkpointing,
+        **(transformer or matched_transformer(config, head_dim)),
     )  # fmt: skip
-    builders = {"megabyte": lambda: Megabyte(config), "byte_transformer": lambda: ByteTransformer(baseline)}  # fmt: skip  # noqa: E501
     models = {}
     for name in only:
         torch.manual_seed(0)
-        models[name] = builders[name]()
+        models[name] = Megabyte(config) if name == "megabyte" else ByteTransformer(baseline)
     return models
 
 
@@ -325,9 +288,8 @@ def linears(module: nn.Module | None) -> list[nn.Linear]:
 
 
 def megabyte_stages(model: Megabyte) -> list[dict]:
-    """Per stage, outermost first: bytes per token and the linear layers of its transformer, of
-    its token embedding and of its context from the parent (w_GL; none for the global stage).
-    The one place where the benchmarks reach inside the model's stages."""
+    """The one place where the benchmarks reach inside the stages: per stage, bytes per token and
+    the linear layers of its transformer, its token embedding and its context (w_GL)."""
     return [
         {"token_bytes": size, "transformer": linears(stage.transformer),
          "token": linears(stage.token_proj),
@@ -340,10 +302,9 @@ def megabyte_stages(model: Megabyte) -> list[dict]:
 def training_step(
     model: nn.Module, x: torch.Tensor, autocast: torch.dtype | None = None
 ) -> Callable[[], torch.Tensor]:
-    """The training step every benchmark times, as training takes it: `next_byte_loss` (what
-    `ByteLM.training_step` returns: head and loss fused in chunks), backward, gradient norm
-    clipped to 1 (every recipe's setting) and AdamW with ByteLM's defaults. Returns a callable:
-    one step on `x` per call."""
+    """The step every benchmark times, as training takes it: `next_byte_loss` (what
+    `ByteLM.training_step` returns), backward, gradient norm clipped to 1 (every recipe's
+    setting), AdamW with ByteLM's defaults. Each call of the result is one step on `x`."""
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4, betas=(0.9, 0.98), weight_decay=0.1)
 
@@ -357,9 +318,6 @@ def training_step(
         return loss.detach()
 
     return step
-
-
-# ----------------------------------------------------------------------------- output
 
 
 def si(value: float, unit: str = "", digits: int = 3) -> str:
@@ -391,45 +349,28 @@ def update_doc_section(section: str, body: str, path: Path = DOC) -> Path:
     return path
 
 
-def machine_line(m: dict) -> str:
-    memory = f"{m['memory_bytes'] / 2**30:.0f} GiB RAM" if m["memory_bytes"] else None
-    parts = [m["cpu"], f"{m['usable_cores']} cores", memory, f"torch {m['torch']}",
-             f"torch default {m['torch_threads']} threads", f"GPU {m['gpu']}" if m["gpu"] else "no GPU used"]  # fmt: skip  # noqa: E501
-    return ", ".join(p for p in parts if p)
+def describe_machine() -> dict:
+    """CPU model, cores, memory, torch version and threads, GPU if any (Linux: /proc)."""
+    cpu = [x for x in Path("/proc/cpuinfo").read_text().splitlines() if x.startswith("model name")]
+    memory = [x for x in Path("/proc/meminfo").read_text().splitlines() if "MemTotal" in x]
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"cpu": cpu[0].split(":", 1)[1].strip() if cpu else platform.machine(),
+            "cores": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0)),
+            "memory_bytes": int(memory[0].split()[1]) * 1024, "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
+            "gpu": gpu}  # fmt: skip
 
 
 def header(r: dict) -> str:
     """The first lines of every section: machine, date, load, the command that reproduces it."""
-    load, name = r["load_average_1min"], r["output"]
-    when = f"Run {r['date']}" + (f"; 1-minute load average {load['start']:.2f} at start, "
-                                 f"{load['end']:.2f} at end" if load["start"] is not None else "")  # fmt: skip  # noqa: E501
-    return (f"Machine: {machine_line(r['machine'])}. {when}.\n\nReproduce: `{r['command']}` "
-            f"(writes `runs/benchmarks/{name}.json`, or `$OUT/{name}.json`).\n")  # fmt: skip
-
-
-def describe_machine() -> dict:
-    """CPU model, cores, memory, torch version and threads, GPU if any."""
-    info = {"cpu": platform.processor() or platform.machine(), "memory_bytes": None}
-    for path, key in (("/proc/cpuinfo", "model name"), ("/proc/meminfo", "MemTotal")):
-        try:
-            line = next(x for x in Path(path).read_text().splitlines() if x.startswith(key))
-        except (OSError, StopIteration):
-            continue
-        if key == "MemTotal":
-            info["memory_bytes"] = int(line.split()[1]) * 1024
-        else:
-            info["cpu"] = line.split(":", 1)[1].strip()
-    return info | {
-        "cores": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0))
-        if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(), "platform": platform.platform(),
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }  # fmt: skip
-
-
-def load_average() -> float | None:
-    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    m, load, name = r["machine"], r["load_average_1min"], r["output"]
+    machine = [m["cpu"], f"{m['usable_cores']} cores", f"{m['memory_bytes'] / 2**30:.0f} GiB RAM",
+               f"torch {m['torch']}", f"torch default {m['torch_threads']} threads",
+               f"GPU {m['gpu']}" if m["gpu"] else "no GPU used"]  # fmt: skip
+    return (f"Machine: {', '.join(machine)}. Run {r['date']}; 1-minute load average "
+            f"{load['start']:.2f} at start, {load['end']:.2f} at end.\n\nReproduce: "
+            f"`{r['command']}` (writes `runs/benchmarks/{name}.json`, or `$OUT/{name}.json`)."
+            "\n")  # fmt: skip
 
 
 def run_case(name: str, argv: Sequence[str] = ()) -> dict:
@@ -445,48 +386,44 @@ def run_case(name: str, argv: Sequence[str] = ()) -> dict:
         bench.options(parser)
     args = parser.parse_args(argv)
     gpu = getattr(args, "gpu", False)
-    output, kept, skip = f"gpu_{name}" if gpu else name, [], False
-    for arg in argv:  # the command that reproduces the run: its options but where output goes
+    command, skip = ["python -m benchmarks run", name], False
+    for arg in argv:  # what reproduces the run: its options, not where its output goes
         if not skip and arg != "--no-doc" and not arg.startswith(("--out", "--doc")):
-            kept.append(arg)
+            command.append(arg)
         skip = arg in ("--out", "--doc")
-    results = {
-        "benchmark": name, "output": output, "command": " ".join(["python -m benchmarks run", name, *kept]),  # noqa: E501
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": describe_machine(), "load_average_1min": {"start": load_average()},
-    }  # fmt: skip
-    results.update(bench.run(args))
-    results["load_average_1min"]["end"] = load_average()
+    results = {"benchmark": name, "output": f"gpu_{name}" if gpu else name,
+               "command": " ".join(command), "machine": describe_machine(),
+               "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+               "load_average_1min": {"start": os.getloadavg()[0]}}  # fmt: skip
+    results |= bench.run(args)
+    results["load_average_1min"]["end"] = os.getloadavg()[0]
     body = header(results) + "\n" + bench.render(results)
     out = Path(args.out or os.environ.get("OUT") or REPO / "runs" / "benchmarks")
-    path = out if out.suffix == ".json" else out / f"{output}.json"
+    path = out if out.suffix == ".json" else out / f"{results['output']}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2) + "\n")
     print(f"{body}\nwrote {path}")
     doc = args.doc or (None if args.smoke or gpu else DOC)
     if doc and not args.no_doc:
-        print(f"updated {update_doc_section(output, body, Path(doc))}")
+        print(f"updated {update_doc_section(results['output'], body, Path(doc))}")
     return results
 
 
 def cli(argv: Sequence[str] | None = None) -> int:
-    """`python -m benchmarks list`, `... run CASE [options]`, `... run all [--smoke ...]`."""
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks", description=__doc__.split("\n")[0]
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("list", help="the registered cases")
-    runner = commands.add_parser("run", help="run a case (`run CASE --help`: its options)")
-    runner.add_argument("case", choices=[*CASES, "all"])
-    runner.add_argument("options", nargs=argparse.REMAINDER)
-    args = parser.parse_args(argv)
-    if args.command == "list":
+    """`python -m benchmarks list`, `... run CASE [--smoke] [options]`, `... run all [...]`."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["list"]:
         print("\n".join(CASES))
-    elif args.case != "all":
-        run_case(args.case, args.options)
-    else:  # one process per case: peak memory and glibc settings stay each case's own
-        for name in CASES:
-            command = [sys.executable, "-m", "benchmarks", "run", name, *args.options]
-            if code := subprocess.run(command, cwd=REPO).returncode:
-                return code
+        return 0
+    if len(argv) < 2 or argv[0] != "run" or argv[1] not in [*CASES, "all"]:
+        usage = f"run {{{','.join(CASES)},all}} [--smoke] [options] (CASE --help: its options)"
+        print(f"usage: python -m benchmarks list | {usage}", file=sys.stderr)
+        return 2
+    if argv[1] != "all":
+        run_case(argv[1], argv[2:])
+        return 0
+    for name in CASES:  # one process per case: peak memory and glibc settings stay its own
+        command = [sys.executable, "-m", "benchmarks", "run", name, *argv[2:]]
+        if code := subprocess.run(command).returncode:
+            return code
     return 0

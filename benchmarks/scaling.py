@@ -1,13 +1,9 @@
 """scaling (issue 6): the longest sequence that trains (one training step at batch 1, activation
-checkpointing on) within a memory budget, for an audio-tiny MEGABYTE and a ByteTransformer with
-the closest non-embedding parameter count.
-
-Each attempt runs in its own subprocess (`python -m benchmarks.scaling NAME T`), so running out
-of memory cannot kill the benchmark: the parent polls the child's resident size and kills it
-above the budget or past the time limit (then time, not memory, stopped it, and the table says
-so); the child reports its own peak and step time. T doubles until an attempt fails or the
-range ends. `--gpu`: attempts on CUDA in bf16 autocast, peak `max_memory_allocated`, no budget
-unless `--budget-gb` is given (CUDA running out of memory ends the scan).
+checkpointing on) within a memory budget, for an audio-tiny MEGABYTE and the ByteTransformer
+with the closest non-embedding parameter count. T doubles until an attempt fails. Each attempt
+is a subprocess (`python -m benchmarks.scaling NAME T`), so running out of memory cannot kill
+the benchmark: the parent kills it above the budget or the time limit (then time, not memory,
+stopped it, and the table says so). `--gpu`: on CUDA, bf16; out of memory ends the scan.
 """
 
 from __future__ import annotations
@@ -22,52 +18,41 @@ from pathlib import Path
 import torch
 
 from benchmarks import harness as h
-from multibyte.flops import non_embedding_parameters
 
-LABELS = {
-    "megabyte": "MEGABYTE (audio-tiny: P=32, global 256x2, local 96x2)",
-    "byte_transformer": "ByteTransformer (closest non-emb. params)",
-}
+LABELS = {"megabyte": "MEGABYTE (audio-tiny: P=32, global 256x2, local 96x2)",
+          "byte_transformer": "ByteTransformer (closest non-emb. params)"}  # fmt: skip
 
 
 def attempt(name: str, seq_len: int, smoke: bool, gpu: bool) -> dict:
     """In the child: one training step of model `name` at T = seq_len; peak memory and time."""
     shape = (
-        h.SMOKE_PAIR["megabyte"] | dict(patch_size=8) if smoke else h.recipe("audio-tiny")["config"]
+        h.SMOKE_PAIR["megabyte"] | {"patch_size": 8} if smoke else h.recipe("audio-tiny")["config"]
     )  # noqa: E501
     config = h.megabyte_config(shape, seq_len, activation="gelu", activation_checkpointing=True)
     device = "cuda" if gpu and torch.cuda.is_available() else "cpu"
     model = h.build_pair(config, only=[name], head_dim=16 if smoke else 64)[name].to(device)
-    step = h.training_step(model, h.random_bytes(1, seq_len, device=device),
-                         torch.bfloat16 if device == "cuda" else None)  # fmt: skip
+    x = h.random_bytes(1, seq_len, device=device)
+    step = h.training_step(model, x, torch.bfloat16 if device == "cuda" else None)
     with h.peak_memory(device) as memory:
-        seconds = h.measure(step, repeats=1, warmup=0).best
+        seconds = h.once(step)
     return {"seq_len": seq_len, "seconds": seconds, **memory, "device": device,
-            "config": model.config.to_dict(),
-            "non_embedding_parameters": non_embedding_parameters(model.config)}  # fmt: skip
+            "config": model.config.to_dict()}  # fmt: skip
 
 
-def _rss(pid: int) -> int:
-    try:
-        found = re.search(r"^VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text(), re.M)
-    except OSError:
-        return 0
-    return int(found.group(1)) * 1024 if found else 0
-
-
-def run_attempt(name: str, seq_len: int, budget: float | None, limit_s: float, smoke: bool,
-                gpu: bool) -> dict:  # fmt: skip
+def run_attempt(name: str, seq_len: int, budget: float | None, args) -> dict:
+    """One attempt in a child process, killed over the (host) memory budget or time limit."""
     command = [sys.executable, "-m", "benchmarks.scaling", name, str(seq_len)]
-    command += ["--smoke"] * smoke + ["--gpu"] * gpu
+    command += ["--smoke"] * args.smoke + ["--gpu"] * args.gpu
     child = subprocess.Popen(command, cwd=h.REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True)  # fmt: skip
-    start, peak, why = time.monotonic(), 0, None
+    start, peak, why, status = time.monotonic(), 0, None, Path(f"/proc/{child.pid}/status")
     while child.poll() is None:
-        peak = max(peak, _rss(child.pid))
-        if budget and peak > budget and not gpu:  # host memory: GPU attempts are not polled
+        found = re.search(r"^VmRSS:\s+(\d+) kB", status.read_text(errors="ignore"), re.M)
+        peak = max(peak, int(found[1]) * 1024 if found else 0)
+        if budget and peak > budget and not args.gpu:  # GPU memory is the child's to report
             why = "over memory budget (killed)"
-        elif time.monotonic() - start > limit_s:
-            why = f"over the {limit_s:.0f} s time limit (killed)"
+        elif time.monotonic() - start > args.time_limit:
+            why = f"over the {args.time_limit:.0f} s time limit (killed)"
         if why:
             child.kill()
             break
@@ -78,37 +63,30 @@ def run_attempt(name: str, seq_len: int, budget: float | None, limit_s: float, s
     result = {"seq_len": seq_len, "ok": why is None, "why": why,
               "wall_s": time.monotonic() - start, "polled_peak_rss_bytes": peak}  # fmt: skip
     if why is None:
-        result.update(json.loads(out.strip().splitlines()[-1]))
+        result |= json.loads(out.strip().splitlines()[-1])
         if budget and result["peak_bytes"] > budget:
             result.update(ok=False, why="over memory budget (peak after the step)")
     return result
 
 
 def render(r: dict) -> str:
-    rows = []
-    for name, attempts in r["attempts"].items():
-        for a in attempts:
-            peak = a.get("peak_bytes") or a["polled_peak_rss_bytes"]
-            rows.append([LABELS[name] if a is attempts[0] else "", f"{a['seq_len']:,}",
-                         "yes" if a["ok"] else a["why"], f"{peak / 2**30:.2f}",
-                         f"{a.get('seconds', a['wall_s']):.1f}"])  # fmt: skip
-    longest = "; ".join(
-        f"{LABELS[n].split(' (')[0]} **{v['seq_len'] or 0:,}** (stopped by: {v['stopped_by']})"
-        for n, v in r["longest"].items()
-    )
-    cuda, budget = r["device"] == "cuda", r["budget_bytes"]
-    return "\n".join([
-        f"Batch 1, the {h.STEP}, {'bf16 on CUDA' if cuda else 'fp32'}, activation checkpointing "
-        "on, one subprocess per attempt; memory budget "
-        + (f"{budget / 1e9:.0f} GB" if budget else "the device's own") + ", "
-        f"{r['attempt_time_limit_s']:.0f} s per attempt.", "",
-        h.markdown_table(["model", "T (bytes)", "trains", "peak GiB", "step s"], rows), "",
-        f"Longest T within the budget: {longest}.",
-    ])  # fmt: skip
+    rows = [[LABELS[name] if a is attempts[0] else "", f"{a['seq_len']:,}",
+             "yes" if a["ok"] else a["why"],
+             f"{(a.get('peak_bytes') or a['polled_peak_rss_bytes']) / 2**30:.2f}",
+             f"{a.get('seconds', a['wall_s']):.1f}"]
+            for name, attempts in r["attempts"].items() for a in attempts]  # fmt: skip
+    longest = "; ".join(f"{h.LABELS[n]} **{v['seq_len'] or 0:,}** (stopped by: {v['stopped_by']})"
+                        for n, v in r["longest"].items())  # fmt: skip
+    budget = f"{r['budget_bytes'] / 1e9:.0f} GB" if r["budget_bytes"] else "the device's own"
+    return (f"Batch 1, the {h.STEP}, {'bf16 on CUDA' if r['device'] == 'cuda' else 'fp32'}, "
+            f"activation checkpointing on, one subprocess per attempt; memory budget {budget}, "
+            f"{r['attempt_time_limit_s']:.0f} s per attempt.\n\n"
+            + h.markdown_table(["model", "T (bytes)", "trains", "peak GiB", "step s"], rows)
+            + f"\n\nLongest T within the budget: {longest}.")  # fmt: skip
 
 
 def options(parser) -> None:
-    parser.add_argument("--budget-gb", type=float, help="memory budget (20; GPU: none)")
+    parser.add_argument("--budget-gb", type=float, help="memory budget (20; with --gpu: none)")
     parser.add_argument("--time-limit", type=float, default=240.0, help="seconds per attempt")
     parser.add_argument("--megabyte-range", type=int, nargs=2, default=(65536, 1048576))
     parser.add_argument("--transformer-range", type=int, nargs=2, default=(4096, 65536))
@@ -119,28 +97,23 @@ def options(parser) -> None:
 def run(args) -> dict:
     ranges = {"megabyte": args.megabyte_range, "byte_transformer": args.transformer_range}
     if args.smoke:
-        ranges = {"megabyte": (64, 64), "byte_transformer": (64, 64)}
+        ranges, args.time_limit = {"megabyte": (64, 64), "byte_transformer": (64, 64)}, 60.0
     budget = args.budget_gb * 1e9 if args.budget_gb else (None if args.gpu else 20e9)
-    limit = 60.0 if args.smoke else args.time_limit
     attempts, longest = {}, {}
     for name, (seq_len, stop) in ranges.items():
         attempts[name] = []
         while seq_len <= stop:
             h.log(f"{name}: T={seq_len:,}")
-            attempts[name].append(
-                result := run_attempt(name, seq_len, budget, limit, args.smoke, args.gpu)
-            )  # noqa: E501
+            attempts[name].append(result := run_attempt(name, seq_len, budget, args))
             h.log(f"  {'ok' if result['ok'] else result['why']}, {result['wall_s']:.1f} s")
-            if not result["ok"]:
-                break
-            seq_len *= 2
-        ok = [a for a in attempts[name] if a["ok"]]
-        failed = [a for a in attempts[name] if not a["ok"]]
-        longest[name] = {"seq_len": ok[-1]["seq_len"] if ok else None,
-                         "peak_bytes": ok[-1]["peak_bytes"] if ok else None,
-                         "stopped_by": failed[0]["why"] if failed else "reached the largest T tried"}  # fmt: skip  # noqa: E501
-    return {"budget_bytes": budget, "attempt_time_limit_s": limit, "ranges": ranges,
-            "attempts": attempts, "longest": longest, "gpu": args.gpu,
+            seq_len = seq_len * 2 if result["ok"] else stop + 1
+        ok = [a["seq_len"] for a in attempts[name] if a["ok"]]
+        why = (
+            "reached the largest T tried" if attempts[name][-1]["ok"] else attempts[name][-1]["why"]
+        )  # noqa: E501
+        longest[name] = {"seq_len": ok[-1] if ok else None, "stopped_by": why}
+    return {"budget_bytes": budget, "attempt_time_limit_s": args.time_limit, "ranges": ranges,
+            "attempts": attempts, "longest": longest,
             "device": "cuda" if args.gpu and torch.cuda.is_available() else "cpu"}  # fmt: skip
 
 

@@ -1,12 +1,9 @@
 """train_step: bytes/s, model FLOP/s and peak memory of the training step, MEGABYTE against the
 equal-parameter ByteTransformer at T = 1K, 8K and 64K (batch 1, fp32, steps interleaved),
-against ceilings measured in the same run (fp32 2048² matmul, fp32 8192² mat-vec bandwidth).
-
-The ByteTransformer is not timed beyond T = 8192 (minutes per step here): its step time is
-estimated from its FLOPs at the rate it reached at 8192. `--compile` adds MEGABYTE with
-`torch.compile`d blocks against eager at T = 8192. `--gpu`: the imagenet64-small recipe model
-(its batch, T = 12,288, bf16 autocast, compiled as the recipe says) against a matched
-ByteTransformer, MFU against 989 TFLOP/s, and the SDPA kernels one step runs.
+against ceilings measured in the same run (fp32 2048² matmul, fp32 8192² mat-vec bandwidth);
+the ByteTransformer beyond 8K is estimated from its FLOPs. `--compile`: MEGABYTE with compiled
+blocks against eager at 8K. `--gpu`: the imagenet64-small recipe model (bf16, compiled as the
+recipe says) against a matched ByteTransformer, MFU against 989 TFLOP/s, SDPA kernels.
 """
 
 from __future__ import annotations
@@ -14,7 +11,6 @@ from __future__ import annotations
 from dataclasses import replace
 
 import torch
-from torch import nn
 
 from benchmarks import harness as h
 from multibyte.flops import flops_per_byte
@@ -60,8 +56,7 @@ def add_fractions(rows: dict[str, dict[str, dict]], ceiling: float) -> dict[str,
 def run_cpu(args) -> dict:
     sizes = SMOKE if args.smoke else FULL
     seq_lens, reps, longest = sizes["seq_lens"], sizes["repeats"], sizes["baseline_max_len"]
-    models = h.equal_pair(max(seq_lens), args.smoke)
-    rows: dict[str, dict] = {}
+    models, rows = h.equal_pair(max(seq_lens), args.smoke), {}
     with h.threads(args.train_threads) as used:
         h.log(f"ceilings ({used} threads)")
         before, matvec = h.matmul_flops(sizes["matmul"]), h.matvec_bandwidth(sizes["matvec"])
@@ -76,13 +71,11 @@ def run_cpu(args) -> dict:
             compiled = h.equal_pair(max(seq_lens), args.smoke)["megabyte"]
             compile_blocks(compiled)
             pair = {"megabyte": models["megabyte"], "megabyte_compiled": compiled}
-            counts = dict.fromkeys(pair, reps["megabyte"])
-            rows[f"{seq_len}/compile"] = train_rows(pair, seq_len, 1, counts)
+            rows[f"{seq_len}/compile"] = train_rows(pair, seq_len, 1, dict.fromkeys(pair, reps["megabyte"]))  # fmt: skip  # noqa: E501
         after = h.matmul_flops(sizes["matmul"])
     ceiling = max(before["flops_per_s"], after["flops_per_s"])
     ratios = add_fractions(rows, ceiling)
-    rate = rows[str(longest)]["byte_transformer"]["model_flops_per_s"]
-    skipped = {}
+    rate, skipped = rows[str(longest)]["byte_transformer"]["model_flops_per_s"], {}
     for seq_len in (t for t in seq_lens if t > longest):
         flops = flops_per_byte(models["byte_transformer"].config, seq_len).train
         skipped[str(seq_len)] = {"train_flops_per_byte": flops, "estimated_step_s": flops * seq_len / rate}  # fmt: skip  # noqa: E501
@@ -91,10 +84,11 @@ def run_cpu(args) -> dict:
             "models": {name: h.describe_model(model) for name, model in models.items()},
             "ceiling": {"flops_per_s": ceiling, "what": what, "before": before, "after": after,
                         "matvec": matvec},
-            "train": rows, "baseline_not_timed": skipped, "ratios_megabyte_vs_transformer": ratios}  # fmt: skip  # noqa: E501
+            "train": rows, "baseline_not_timed": skipped, "ratios_megabyte_vs_transformer": ratios,
+            }  # fmt: skip
 
 
-def sdpa_ops(model: nn.Module, x: torch.Tensor, autocast: torch.dtype | None) -> dict:
+def sdpa_ops(model: torch.nn.Module, x: torch.Tensor, autocast: torch.dtype | None) -> dict:
     """The SDPA kernels one training step runs (profiler op names such as
     `aten::_scaled_dot_product_flash_attention`), with call counts."""
     from torch.profiler import ProfilerActivity, profile
@@ -108,8 +102,8 @@ def sdpa_ops(model: nn.Module, x: torch.Tensor, autocast: torch.dtype | None) ->
 
 
 def run_gpu(smoke: bool) -> dict:
-    """The imagenet64-small recipe model on CUDA (with `smoke`: tiny, on the CPU where there
-    is no CUDA, so that gpu.sh's Python is tested here)."""
+    """The imagenet64-small recipe model on CUDA (with `smoke`: tiny, and on the CPU where
+    there is no CUDA, so that gpu.sh's Python is tested here)."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     spec = h.recipe("imagenet64-small")
     config, batch = spec["config"], spec["batch_size"]
@@ -161,22 +155,23 @@ def render(r: dict) -> str:
     if "matvec" in c:
         out[0] += (f" fp32 mat-vec read bandwidth {h.si(c['matvec']['bytes_per_s'], 'B/s')} "
                    f"({c['matvec']['size']}² `torch.mv`).")  # fmt: skip
-    out += ["", f"The {h.STEP}, batch {r['batch']}; median step; peak memory over one step "
-            "(and its growth over the size before it).", "",
-            train_table(r["train"], "of matmul" if cpu else "of peak")]  # fmt: skip
+    out.append(f"The {h.STEP}, batch {r['batch']}; median step; peak memory over one step (and "
+               "its growth over the size before it).")  # fmt: skip
+    out.append(train_table(r["train"], "of matmul" if cpu else "of peak"))
     for key, skip in r["baseline_not_timed"].items():
+        flops = h.si(skip["train_flops_per_byte"], "FLOP")
         out[-1] += (f"\n| {key} | ByteTransformer | not timed | ~{skip['estimated_step_s']:,.0f}"
-                    f" (est.) | {h.si(skip['train_flops_per_byte'], 'FLOP')} | – | – | – |")  # fmt: skip
+                    f" (est.) | {flops} | – | – | – |")  # fmt: skip
     if r["ratios_megabyte_vs_transformer"]:
         each = (f"T={k}: **{v:.1f}×**" for k, v in r["ratios_megabyte_vs_transformer"].items())
-        out += ["", f"MEGABYTE ÷ ByteTransformer bytes/s: {', '.join(each)}."]
+        out.append(f"MEGABYTE ÷ ByteTransformer bytes/s: {', '.join(each)}.")
     if r["baseline_not_timed"]:
-        out += ["", "ByteTransformer beyond the longest timed T: not timed (step time estimated "
-                "from its FLOPs at the rate it reached at the longest timed T)."]  # fmt: skip
+        out.append("ByteTransformer beyond the longest timed T: not timed (step time estimated "
+                   "from its FLOPs at the rate it reached at the longest timed T).")  # fmt: skip
     if "sdpa_ops" in r:
         ops = ", ".join(f"`{k}` {v}" for k, v in r["sdpa_ops"].items()) or "none (math fallback)"
-        out += ["", f"SDPA ops in one MEGABYTE training step: {ops}."]
-    return "\n".join(out)
+        out.append(f"SDPA ops in one MEGABYTE training step: {ops}.")
+    return "\n\n".join(out)
 
 
 def options(parser) -> None:
@@ -188,6 +183,6 @@ def options(parser) -> None:
 @h.case("train_step", render, options)
 def run(args) -> dict:
     if args.gpu and (args.compile or args.train_threads):
-        raise SystemExit("train_step --gpu compiles as its recipe says and takes neither "
+        raise SystemExit("train_step --gpu compiles as its recipe says; it takes neither "
                          "--compile nor --train-threads")  # fmt: skip
     return run_gpu(args.smoke) if args.gpu else run_cpu(args)

@@ -30,9 +30,8 @@ def positive(*values) -> bool:
 def run(name: str, tmp_path: Path, *extra: str) -> dict:
     """Run a case at smoke sizes; it must write its JSON and only its own doc section."""
     doc = tmp_path / "benchmarks.md"
-    doc.write_text(
-        "# Benchmarks\n\nprose\n\n<!-- benchmark:other:begin -->\nkept\n<!-- benchmark:other:end -->\n"
-    )  # noqa: E501
+    other = "<!-- benchmark:other:begin -->\nkept\n<!-- benchmark:other:end -->\n"
+    doc.write_text(f"# Benchmarks\n\nprose\n\n{other}")
     returned = h.run_case(name, ["--smoke", "--out", str(tmp_path), "--doc", str(doc), *extra])
     output = f"gpu_{name}" if "--gpu" in extra else name
     written = json.loads((tmp_path / f"{output}.json").read_text())
@@ -40,9 +39,8 @@ def run(name: str, tmp_path: Path, *extra: str) -> dict:
     text = doc.read_text()
     assert text.startswith("# Benchmarks\n\nprose\n") and "\nkept\n" in text
     section = text.split(f"<!-- benchmark:{output}:begin -->\n")[1].split("<!-- benchmark:")[0]
-    assert (
-        section.startswith("Machine: ") and f"`python -m benchmarks run {name} --smoke" in section
-    )  # noqa: E501
+    assert section.startswith("Machine: ")
+    assert f"Reproduce: `python -m benchmarks run {name} --smoke" in section
     assert written["load_average_1min"]["end"] is not None and written["machine"]["cpu"]
     return written
 
@@ -91,21 +89,24 @@ def test_generate_smoke(tmp_path):
     kinds = {key.split("/")[0] for key in rows}
     assert {"megabyte_cached", "megabyte_uncached", "byte_transformer_cached"} <= kinds
     assert ("megabyte_pytorch" in kinds) == result["megabyte_pytorch_installed"]
-    for floor in result["memory_floor_batch1"].values():
-        assert positive(floor["ratio"], floor["weight_bytes_per_byte"], floor["batch_speedup"])
-        assert positive(floor["ratio_to_linears_alone"], floor["linears_alone_batch_ceiling"])
-    lean = result["megabyte_lean_step"]
+    floors = result["floors"]  # both models on one thread, then MEGABYTE on torch's default
+    assert len(floors) == 2 + (torch.get_num_threads() != result["threads"])
+    assert [f["model"] for f in floors[:2]] == ["megabyte", "byte_transformer"]
+    assert [f["threads"] for f in floors[:2]] == [result["threads"]] * 2
+    if torch.get_num_threads() != result["threads"]:
+        assert floors[2]["model"] == "megabyte" and floors[2]["threads"] == torch.get_num_threads()
+    for f in floors:
+        assert positive(f["matvec_bytes_per_s"], f["weight_bytes_per_byte"], f["floor_s_per_byte"])
+        assert positive(f["measured_s_per_byte"], f["linears_alone_s_per_step"])
+        assert positive(f["batch_speedup"], f["linears_alone_batch_speedup"])
+    assert len(result["short_comparisons"]) == (
+        len(floors) - 1 if "megabyte_pytorch" in kinds else 0
+    )
+    lean = result["lean_step"]
     assert positive(
         lean["step_s_per_byte"], lean["forward_s_per_byte"], lean["ops_per_step"]["linear"]
-    )  # noqa: E501
-    assert lean["ops_per_step"]["cat"] == 0  # cached decoding writes caches in place
-    default = result["megabyte_default_threads"]  # None when torch's default is the 1 thread used
-    assert (default is None) == (torch.get_num_threads() == result["threads"])
-    if default is not None:
-        assert default["threads"] == torch.get_num_threads()
-        assert positive(
-            default["ratio"], default["batch_speedup"], *default["bytes_per_s"].values()
-        )  # noqa: E501
+    )
+    assert lean["ops_per_step"]["cat"] == 0  # cached decoding writes its caches in place
 
 
 def test_data_smoke(tmp_path):
@@ -186,27 +187,24 @@ def test_integrate_interpolates_linearly_between_measured_positions():
 
 
 def test_update_doc_section_replaces_only_its_own_section(tmp_path):
+    def section(name: str, body: str) -> str:
+        return f"<!-- benchmark:{name}:begin -->\n{body}\n<!-- benchmark:{name}:end -->\n"
+
     doc = tmp_path / "b.md"
-    doc.write_text("# T\n\nbefore\n<!-- benchmark:x:begin -->\nold\n<!-- benchmark:x:end -->\n"
-                   "between\n<!-- benchmark:y:begin -->\nother\n<!-- benchmark:y:end -->\nafter\n")  # fmt: skip  # noqa: E501
+    doc.write_text(f"# T\n\nbefore\n{section('x', 'old')}between\n{section('y', 'other')}after\n")
     h.update_doc_section("x", "new", path=doc)
-    assert doc.read_text() == (
-        "# T\n\nbefore\n<!-- benchmark:x:begin -->\nnew\n<!-- benchmark:x:end -->\n"
-        "between\n<!-- benchmark:y:begin -->\nother\n<!-- benchmark:y:end -->\nafter\n")  # fmt: skip
+    expected = f"# T\n\nbefore\n{section('x', 'new')}between\n{section('y', 'other')}after\n"
+    assert doc.read_text() == expected
     h.update_doc_section("z", "added", path=doc)
-    assert doc.read_text().endswith(
-        "after\n\n<!-- benchmark:z:begin -->\nadded\n<!-- benchmark:z:end -->\n"
-    )  # noqa: E501
+    assert doc.read_text() == expected + "\n" + section("z", "added")
 
 
 def test_the_equal_pair_has_equal_non_embedding_parameters():
     megabyte = h.megabyte_config(h.PAIR["megabyte"], 8192)
     transformer = ByteTransformerConfig(max_seq_len=8192, **h.PAIR["byte_transformer"])
-    assert non_embedding_parameters(megabyte) == non_embedding_parameters(transformer) == 14_155_776  # noqa: E501
-    assert (
-        megabyte.max_seq_len == 8192
-        and h.megabyte_config(h.PAIR["megabyte"], 8207).max_seq_len == 8208
-    )  # noqa: E501
+    counts = {non_embedding_parameters(megabyte), non_embedding_parameters(transformer)}
+    assert counts == {14_155_776}
+    assert h.megabyte_config(h.PAIR["megabyte"], 8207).max_seq_len == 8208  # whole patches
 
 
 @pytest.mark.parametrize("shape", [dict(global_dim=256, local_dim=128), {}])
