@@ -7,6 +7,7 @@ checked against its first 128 bytes timed directly; cached step times at start, 
 
 from __future__ import annotations
 
+import argparse
 import os
 
 import torch
@@ -91,13 +92,13 @@ def render(r: dict) -> str:
     ])  # fmt: skip
 
 
-def options(parser) -> None:
+def options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train-threads", type=int, help="torch threads for training (torch's)")
     parser.add_argument("--generate-threads", type=int, default=1, help="for generation (1)")
 
 
 @h.case("core", render, options)
-def run(args) -> dict:
+def run(args: argparse.Namespace) -> dict:
     s = SMOKE if args.smoke else FULL
     models = h.equal_pair(max(s["seq_len"], s["prompt"] + s["new_bytes"]), args.smoke)
     with h.threads(args.train_threads) as train_threads:

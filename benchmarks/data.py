@@ -6,6 +6,7 @@ in this process) against what the imagenet64-tiny recipe's training step consume
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -94,12 +95,12 @@ def render(r: dict) -> str:
             + h.markdown_table(["figure", "measured", "target", "met"], rows))  # fmt: skip
 
 
-def options(parser) -> None:
+def options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, help="prepare's --workers (default: its own)")
 
 
 @h.case("data", render, options)
-def run(args) -> dict:
+def run(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-data-") as tmp:
         prepared = prepare(Path(tmp), 200 if args.smoke else 20_000, args.workers)
         h.log(f"prepare: {prepared['job_images_per_s']:,.0f} images/s (job)")

@@ -7,6 +7,7 @@ glibc's allocator thresholds (set through `mallopt` for the rest of the process,
 
 from __future__ import annotations
 
+import argparse
 import ctypes
 import resource
 from functools import partial
@@ -148,7 +149,7 @@ def render(r: dict) -> str:
 
 
 @h.case("diagnostics", render)
-def run(args) -> dict:
+def run(args: argparse.Namespace) -> dict:
     s = SMOKE if args.smoke else FULL
     model = h.equal_pair(s["seq_len"], args.smoke)["megabyte"]
     step = h.training_step(model, h.random_bytes(1, s["seq_len"], seed=1))

@@ -1,13 +1,12 @@
-"""scaling (issue 6): the longest sequence that trains (one training step at batch 1, activation
-checkpointing on) within a memory budget, for an audio-tiny MEGABYTE and the ByteTransformer
-with the closest non-embedding parameter count. T doubles until an attempt fails. Each attempt
-is a subprocess (`python -m benchmarks.scaling NAME T`), so running out of memory cannot kill
-the benchmark: the parent kills it above the budget or the time limit (then time, not memory,
-stopped it, and the table says so). `--gpu`: on CUDA, bf16; out of memory ends the scan.
+"""scaling (issue 6): the longest T that trains (one training step, batch 1, activation
+checkpointing) within a memory budget, audio-tiny MEGABYTE and the matched ByteTransformer; T
+doubles until an attempt fails. Each attempt is a subprocess (`python -m benchmarks.scaling NAME
+T`) that the parent kills over the budget or the time limit (the table says which stopped it).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import subprocess
@@ -39,7 +38,7 @@ def attempt(name: str, seq_len: int, smoke: bool, gpu: bool) -> dict:
             "config": model.config.to_dict()}  # fmt: skip
 
 
-def run_attempt(name: str, seq_len: int, budget: float | None, args) -> dict:
+def run_attempt(name: str, seq_len: int, budget: float | None, args: argparse.Namespace) -> dict:
     """One attempt in a child process, killed over the (host) memory budget or time limit."""
     command = [sys.executable, "-m", "benchmarks.scaling", name, str(seq_len)]
     command += ["--smoke"] * args.smoke + ["--gpu"] * args.gpu
@@ -85,7 +84,7 @@ def render(r: dict) -> str:
             + f"\n\nLongest T within the budget: {longest}.")  # fmt: skip
 
 
-def options(parser) -> None:
+def options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budget-gb", type=float, help="memory budget (20; with --gpu: none)")
     parser.add_argument("--time-limit", type=float, default=240.0, help="seconds per attempt")
     parser.add_argument("--megabyte-range", type=int, nargs=2, default=(65536, 1048576))
@@ -94,7 +93,7 @@ def options(parser) -> None:
 
 
 @h.case("scaling", render, options)
-def run(args) -> dict:
+def run(args: argparse.Namespace) -> dict:
     ranges = {"megabyte": args.megabyte_range, "byte_transformer": args.transformer_range}
     if args.smoke:
         ranges, args.time_limit = {"megabyte": (64, 64), "byte_transformer": (64, 64)}, 60.0

@@ -1,13 +1,13 @@
 """train_step: bytes/s, model FLOP/s and peak memory of the training step, MEGABYTE against the
-equal-parameter ByteTransformer at T = 1K, 8K and 64K (batch 1, fp32, steps interleaved),
-against ceilings measured in the same run (fp32 2048² matmul, fp32 8192² mat-vec bandwidth);
-the ByteTransformer beyond 8K is estimated from its FLOPs. `--compile`: MEGABYTE with compiled
-blocks against eager at 8K. `--gpu`: the imagenet64-small recipe model (bf16, compiled as the
-recipe says) against a matched ByteTransformer, MFU against 989 TFLOP/s, SDPA kernels.
+equal-parameter ByteTransformer at T = 1K, 8K, 64K (batch 1, fp32, interleaved; the baseline
+beyond 8K estimated from its FLOPs), against the fp32 matmul and mat-vec of the same run.
+`--compile`: MEGABYTE with compiled blocks at 8K. `--gpu`: the imagenet64-small recipe model
+(bf16, compiled as the recipe says) against a matched ByteTransformer, MFU, SDPA kernels.
 """
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import replace
 
 import torch
@@ -53,7 +53,7 @@ def add_fractions(rows: dict[str, dict[str, dict]], ceiling: float) -> dict[str,
             for key, t in rows.items() if "byte_transformer" in t}  # fmt: skip
 
 
-def run_cpu(args) -> dict:
+def run_cpu(args: argparse.Namespace) -> dict:
     sizes = SMOKE if args.smoke else FULL
     seq_lens, reps, longest = sizes["seq_lens"], sizes["repeats"], sizes["baseline_max_len"]
     models, rows = h.equal_pair(max(seq_lens), args.smoke), {}
@@ -174,14 +174,14 @@ def render(r: dict) -> str:
     return "\n\n".join(out)
 
 
-def options(parser) -> None:
+def options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train-threads", type=int, help="torch threads (default: torch's)")
     parser.add_argument("--compile", action="store_true", help="also MEGABYTE compiled, T=8192")
     parser.add_argument("--gpu", action="store_true", help="imagenet64-small on CUDA (gpu.sh)")
 
 
 @h.case("train_step", render, options)
-def run(args) -> dict:
+def run(args: argparse.Namespace) -> dict:
     if args.gpu and (args.compile or args.train_threads):
         raise SystemExit("train_step --gpu compiles as its recipe says; it takes neither "
                          "--compile nor --train-threads")  # fmt: skip
