@@ -320,6 +320,7 @@ def options(parser: argparse.ArgumentParser) -> None:
 
 @h.case("generate", render, options)
 def run(args: argparse.Namespace) -> dict:
-    if args.gpu and (args.no_lucidrains or args.generate_threads != 1):
-        raise SystemExit("generate --gpu takes neither --no-lucidrains nor --generate-threads")
-    return run_gpu(args.smoke) if args.gpu else run_cpu(args)
+    if not args.gpu:
+        return run_cpu(args)
+    with h.threads(args.generate_threads):  # megabyte-pytorch does not run on the GPU
+        return run_gpu(args.smoke)

@@ -176,13 +176,14 @@ def render(r: dict) -> str:
 
 def options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train-threads", type=int, help="torch threads (default: torch's)")
-    parser.add_argument("--compile", action="store_true", help="also MEGABYTE compiled, T=8192")
-    parser.add_argument("--gpu", action="store_true", help="imagenet64-small on CUDA (gpu.sh)")
+    device = parser.add_mutually_exclusive_group()  # --gpu compiles as its recipe says
+    device.add_argument("--compile", action="store_true", help="also MEGABYTE compiled, T=8192")
+    device.add_argument("--gpu", action="store_true", help="imagenet64-small on CUDA (gpu.sh)")
 
 
 @h.case("train_step", render, options)
 def run(args: argparse.Namespace) -> dict:
-    if args.gpu and (args.compile or args.train_threads):
-        raise SystemExit("train_step --gpu compiles as its recipe says; it takes neither "
-                         "--compile nor --train-threads")  # fmt: skip
-    return run_gpu(args.smoke) if args.gpu else run_cpu(args)
+    if not args.gpu:
+        return run_cpu(args)
+    with h.threads(args.train_threads):
+        return run_gpu(args.smoke)
