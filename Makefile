@@ -31,12 +31,7 @@ demo: $(STAMP)
 	$(BIN)/multibyte quickstart
 
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks.core
-	$(BIN)/python -m benchmarks.train_step --compile
-	$(BIN)/python -m benchmarks.generate
-	$(BIN)/python -m benchmarks.data
-	$(BIN)/python -m benchmarks.scaling
-	$(BIN)/python -m benchmarks.diagnostics
+	$(BIN)/python -m benchmarks run all
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

@@ -1,282 +1,121 @@
-"""Scaling benchmark (issue 6): the longest sequence that trains (forward + backward at batch 1,
-activation checkpointing on, chunked loss) within a memory budget, for MEGABYTE and a
-ByteTransformer with the closest non-embedding parameter count.
-
-    python -m benchmarks.scaling                  # audio-tiny-like MEGABYTE, 20 GB budget
-    python -m benchmarks.scaling --budget-gb 8    # another budget
-    python -m benchmarks.scaling --smoke          # tiny sizes, seconds; leaves the doc alone
-
-Each attempt runs in its own subprocess (`--attempt`), so running out of memory cannot kill the
-benchmark: the parent polls the child's resident size and kills it above the budget; the child
-reports its own peak (`VmHWM`) and step time. T doubles from `start` until an attempt fails
-(over budget, killed, or over the per-attempt time limit: then time, not memory, is what stops
-it, and the table says so) or `max` is reached.
+"""scaling (issue 6): the longest T that trains (one training step, batch 1, activation
+checkpointing) within a memory budget, audio-tiny MEGABYTE and the matched ByteTransformer; T
+doubles until an attempt fails. Each attempt is a subprocess (`python -m benchmarks.scaling NAME
+T`) that the parent kills over the budget or the time limit (the table says which stopped it).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
-from benchmarks.common import (
-    REPO,
-    SMOKE_MEGABYTE,
-    common_args,
-    describe_machine,
-    finish,
-    header,
-    log,
-    markdown_table,
-    utc_now,
-)
+import torch
 
-NAME = "scaling"
-COMMAND = "python -m benchmarks.scaling"
+from benchmarks import harness as h
 
-# audio-tiny (recipes/audio-tiny.yaml) with a long max_seq_len: P=32, global 256x2, local 96x2.
-MEGABYTE = dict(
-    patch_size=32,
-    global_dim=256,
-    global_layers=2,
-    global_heads=4,
-    local_dim=96,
-    local_layers=2,
-    local_heads=4,
-    activation="gelu",
-)
-SMOKE_SCALING = dict(SMOKE_MEGABYTE, patch_size=8, activation="gelu")
+LABELS = {"megabyte": "MEGABYTE (audio-tiny: P=32, global 256x2, local 96x2)",
+          "byte_transformer": "ByteTransformer (closest non-emb. params)"}  # fmt: skip
 
 
-def build(name: str, seq_len: int, smoke: bool):
-    from benchmarks.train_step import closest_transformer
-    from multibyte.flops import non_embedding_parameters
-    from multibyte.model import ByteTransformer, ByteTransformerConfig, Megabyte, MegabyteConfig
-
-    megabyte = MegabyteConfig(
-        max_seq_len=seq_len,
-        activation_checkpointing=True,
-        **(SMOKE_SCALING if smoke else MEGABYTE),
-    )
-    if name == "megabyte":
-        return Megabyte(megabyte)
-    shape = closest_transformer(non_embedding_parameters(megabyte), head_dim=16 if smoke else 64)
-    return ByteTransformer(
-        ByteTransformerConfig(
-            max_seq_len=seq_len, activation="gelu", activation_checkpointing=True, **shape
-        )
-    )
-
-
-def attempt(name: str, seq_len: int, smoke: bool, gpu: bool = False) -> dict:
-    """In the child: one training step at T=seq_len; its peak memory (resident, or allocated
-    GPU memory with `gpu`: bf16 autocast on CUDA) and time."""
-    import torch
-
-    from multibyte.flops import non_embedding_parameters
-    from multibyte.loss import cross_entropy_sum
-
-    torch.manual_seed(0)
+def attempt(name: str, seq_len: int, smoke: bool, gpu: bool) -> dict:
+    """In the child: one training step of model `name` at T = seq_len; peak memory and time."""
+    shape = (
+        h.SMOKE_PAIR["megabyte"] | {"patch_size": 8} if smoke else h.recipe("audio-tiny")["config"]
+    )  # noqa: E501
+    config = h.megabyte_config(shape, seq_len, activation="gelu", activation_checkpointing=True)
     device = "cuda" if gpu and torch.cuda.is_available() else "cpu"
-    model = build(name, seq_len, smoke).train().to(device)
-    x = torch.randint(0, 256, (1, seq_len), device=device)
-    start = time.perf_counter()
-    with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
-        loss = cross_entropy_sum(model.hidden(x), model.head, x) / seq_len
-    loss.backward()
-    if device == "cuda":
-        torch.cuda.synchronize()
-        peak = torch.cuda.max_memory_allocated()
-    seconds = time.perf_counter() - start
-    if device == "cpu":
-        status = Path("/proc/self/status").read_text()
-        peak = int(re.search(r"^VmHWM:\s+(\d+) kB", status, re.M).group(1)) * 1024
-    return {
-        "seq_len": seq_len,
-        "seconds": seconds,
-        "peak_rss_bytes": peak,
-        "loss": loss.item(),
-        "config": model.config.to_dict(),
-        "non_embedding_parameters": non_embedding_parameters(model.config),
-        "device": device,
-        "peak_is": "cuda max_memory_allocated" if device == "cuda" else "VmHWM",
-    }
+    model = h.build_pair(config, only=[name], head_dim=16 if smoke else 64)[name].to(device)
+    x = h.random_bytes(1, seq_len, device=device)
+    step = h.training_step(model, x, torch.bfloat16 if device == "cuda" else None)
+    with h.peak_memory(device) as memory:
+        seconds = h.once(step)
+    return {"seq_len": seq_len, "seconds": seconds, **memory, "device": device,
+            "config": model.config.to_dict()}  # fmt: skip
 
 
-def _rss(pid: int) -> int:
-    try:
-        text = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return 0
-    match = re.search(r"^VmRSS:\s+(\d+) kB", text, re.M)
-    return int(match.group(1)) * 1024 if match else 0
-
-
-def run_attempt(
-    name: str, seq_len: int, budget: float, limit_s: float, smoke: bool, gpu: bool = False
-) -> dict:
-    command = (
-        [sys.executable, "-m", "benchmarks.scaling", "--attempt", name, "--seq-len", str(seq_len)]
-        + (["--smoke"] if smoke else [])
-        + (["--gpu"] if gpu else [])
-    )
-    child = subprocess.Popen(
-        command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    start, peak, why = time.monotonic(), 0, None
+def run_attempt(name: str, seq_len: int, budget: float | None, args: argparse.Namespace) -> dict:
+    """One attempt in a child process, killed over the (host) memory budget or time limit."""
+    command = [sys.executable, "-m", "benchmarks.scaling", name, str(seq_len)]
+    command += ["--smoke"] * args.smoke + ["--gpu"] * args.gpu
+    child = subprocess.Popen(command, cwd=h.REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)  # fmt: skip
+    start, peak, why, status = time.monotonic(), 0, None, Path(f"/proc/{child.pid}/status")
     while child.poll() is None:
-        peak = max(peak, _rss(child.pid))
-        if peak > budget and not gpu:
+        found = re.search(r"^VmRSS:\s+(\d+) kB", status.read_text(errors="ignore"), re.M)
+        peak = max(peak, int(found[1]) * 1024 if found else 0)
+        if budget and peak > budget and not args.gpu:  # GPU memory is the child's to report
             why = "over memory budget (killed)"
-        elif time.monotonic() - start > limit_s:
-            why = f"over the {limit_s:.0f} s time limit (killed)"
+        elif time.monotonic() - start > args.time_limit:
+            why = f"over the {args.time_limit:.0f} s time limit (killed)"
         if why:
             child.kill()
             break
         time.sleep(0.1)
     out, err = child.communicate()
-    wall = time.monotonic() - start
     if why is None and child.returncode != 0:
         why = f"failed (exit {child.returncode}): " + (err.strip().splitlines() or ["?"])[-1]
-    result = {
-        "seq_len": seq_len,
-        "ok": why is None,
-        "why": why,
-        "wall_s": wall,
-        "polled_peak_rss_bytes": peak,
-    }
+    result = {"seq_len": seq_len, "ok": why is None, "why": why,
+              "wall_s": time.monotonic() - start, "polled_peak_rss_bytes": peak}  # fmt: skip
     if why is None:
-        result.update(json.loads(out.strip().splitlines()[-1]))
-        if result["peak_rss_bytes"] > budget:
+        result |= json.loads(out.strip().splitlines()[-1])
+        if budget and result["peak_bytes"] > budget:
             result.update(ok=False, why="over memory budget (peak after the step)")
     return result
 
 
-def scan(
-    name: str, start: int, stop: int, budget: float, limit_s: float, smoke: bool, gpu: bool
-) -> list:
-    results, seq_len = [], start
-    while seq_len <= stop:
-        log(f"{name}: T={seq_len:,}")
-        result = run_attempt(name, seq_len, budget, limit_s, smoke, gpu)
-        log(
-            f"  {'ok' if result['ok'] else result['why']}, {result['wall_s']:.1f} s, peak "
-            f"{max(result.get('peak_rss_bytes', 0), result['polled_peak_rss_bytes']) / 2**30:.2f} GiB"  # noqa: E501
-        )  # noqa: E501
-        results.append(result)
-        if not result["ok"]:
-            break
-        seq_len *= 2
-    return results
+def render(r: dict) -> str:
+    rows = [[LABELS[name] if a is attempts[0] else "", f"{a['seq_len']:,}",
+             "yes" if a["ok"] else a["why"],
+             f"{(a.get('peak_bytes') or a['polled_peak_rss_bytes']) / 2**30:.2f}",
+             f"{a.get('seconds', a['wall_s']):.1f}"]
+            for name, attempts in r["attempts"].items() for a in attempts]  # fmt: skip
+    longest = "; ".join(f"{h.LABELS[n]} **{v['seq_len'] or 0:,}** (stopped by: {v['stopped_by']})"
+                        for n, v in r["longest"].items())  # fmt: skip
+    budget = f"{r['budget_bytes'] / 1e9:.0f} GB" if r["budget_bytes"] else "the device's own"
+    return (f"Batch 1, the {h.STEP}, {'bf16 on CUDA' if r['device'] == 'cuda' else 'fp32'}, "
+            f"activation checkpointing on, one subprocess per attempt; memory budget {budget}, "
+            f"{r['attempt_time_limit_s']:.0f} s per attempt.\n\n"
+            + h.markdown_table(["model", "T (bytes)", "trains", "peak GiB", "step s"], rows)
+            + f"\n\nLongest T within the budget: {longest}.")  # fmt: skip
 
 
-def run(smoke: bool, budget_gb: float, limit_s: float, ranges: dict, gpu: bool = False) -> dict:
-    machine = describe_machine()
-    budget = budget_gb * 1e9
-    scans = {
-        name: scan(name, lo, hi, budget, limit_s, smoke, gpu) for name, (lo, hi) in ranges.items()
-    }
-    longest = {}
-    for name, results in scans.items():
-        ok = [r for r in results if r["ok"]]
-        failed = [r for r in results if not r["ok"]]
-        longest[name] = {
-            "seq_len": ok[-1]["seq_len"] if ok else None,
-            "peak_rss_bytes": ok[-1]["peak_rss_bytes"] if ok else None,
-            "stopped_by": failed[0]["why"] if failed else "reached the largest T tried",
-        }
-    return {
-        "benchmark": NAME,
-        "command": COMMAND,
-        "date": utc_now(),
-        "machine": machine,
-        "budget_bytes": budget,
-        "attempt_time_limit_s": limit_s,
-        "ranges": ranges,
-        "attempts": scans,
-        "longest": longest,
-        "gpu": gpu,
-    }
-
-
-LABELS = {
-    "megabyte": "MEGABYTE (audio-tiny: P=32, global 256x2, local 96x2)",
-    "byte_transformer": "ByteTransformer (closest non-emb. params)",
-}
-
-
-def render(results: dict) -> str:
-    out = [
-        header(results["machine"], results["command"]),
-        f"Batch 1, fp32 forward + backward of the chunked loss, activation checkpointing on, one "
-        f"subprocess per attempt; memory budget {results['budget_bytes'] / 1e9:.0f} GB resident, "
-        f"{results['attempt_time_limit_s']:.0f} s per attempt.",
-        "",
-    ]
-    rows = []
-    for name, attempts in results["attempts"].items():
-        for a in attempts:
-            peak = a.get("peak_rss_bytes") or a["polled_peak_rss_bytes"]
-            rows.append(
-                [
-                    LABELS[name] if a is attempts[0] else "",
-                    f"{a['seq_len']:,}",
-                    "yes" if a["ok"] else a["why"],
-                    f"{peak / 2**30:.2f}",
-                    f"{a.get('seconds', a['wall_s']):.1f}",
-                ]
-            )
-    out.append(markdown_table(["model", "T (bytes)", "trains", "peak RSS GiB", "step s"], rows))
-    out += [
-        "",
-        "Longest T within the budget: "
-        + "; ".join(
-            f"{LABELS[n].split(' (')[0]} **{(v['seq_len'] or 0):,}** (stopped by: {v['stopped_by']})"  # noqa: E501
-            for n, v in results["longest"].items()
-        )
-        + ".",
-    ]
-    return "\n".join(out)
-
-
-def main(argv: Sequence[str] | None = None) -> dict | None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    common_args(parser)
-    parser.add_argument("--budget-gb", type=float, default=20.0, help="resident memory budget")
+def options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--budget-gb", type=float, help="memory budget (20; with --gpu: none)")
     parser.add_argument("--time-limit", type=float, default=240.0, help="seconds per attempt")
     parser.add_argument("--megabyte-range", type=int, nargs=2, default=(65536, 1048576))
     parser.add_argument("--transformer-range", type=int, nargs=2, default=(4096, 65536))
-    parser.add_argument(
-        "--gpu",
-        action="store_true",
-        help="attempts on CUDA in bf16 autocast (peak: max_memory_allocated)",
-    )
-    parser.add_argument("--attempt", help=argparse.SUPPRESS)
-    parser.add_argument("--seq-len", type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.attempt:
-        print(json.dumps(attempt(args.attempt, args.seq_len, args.smoke, args.gpu)))
-        return None
-    ranges = (
-        {"megabyte": (64, 64), "byte_transformer": (64, 64)}
-        if args.smoke
-        else {
-            "megabyte": tuple(args.megabyte_range),
-            "byte_transformer": tuple(args.transformer_range),
-        }
-    )
-    limit = 60.0 if args.smoke else args.time_limit
-    results = run(args.smoke, args.budget_gb, limit, ranges, args.gpu)
-    finish(NAME, results, render, args)
-    return results
+    parser.add_argument("--gpu", action="store_true", help="attempts on CUDA, bf16 autocast")
 
 
-if __name__ == "__main__":
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    main()
+@h.case("scaling", render, options)
+def run(args: argparse.Namespace) -> dict:
+    ranges = {"megabyte": args.megabyte_range, "byte_transformer": args.transformer_range}
+    if args.smoke:
+        ranges, args.time_limit = {"megabyte": (64, 64), "byte_transformer": (64, 64)}, 60.0
+    budget = args.budget_gb * 1e9 if args.budget_gb else (None if args.gpu else 20e9)
+    attempts, longest = {}, {}
+    for name, (seq_len, stop) in ranges.items():
+        attempts[name] = []
+        while seq_len <= stop:
+            h.log(f"{name}: T={seq_len:,}")
+            attempts[name].append(result := run_attempt(name, seq_len, budget, args))
+            h.log(f"  {'ok' if result['ok'] else result['why']}, {result['wall_s']:.1f} s")
+            seq_len = seq_len * 2 if result["ok"] else stop + 1
+        ok = [a["seq_len"] for a in attempts[name] if a["ok"]]
+        why = (
+            "reached the largest T tried" if attempts[name][-1]["ok"] else attempts[name][-1]["why"]
+        )  # noqa: E501
+        longest[name] = {"seq_len": ok[-1] if ok else None, "stopped_by": why}
+    return {"budget_bytes": budget, "attempt_time_limit_s": args.time_limit, "ranges": ranges,
+            "attempts": attempts, "longest": longest,
+            "device": "cuda" if args.gpu and torch.cuda.is_available() else "cpu"}  # fmt: skip
+
+
+if __name__ == "__main__":  # one attempt, in the child: NAME T [--smoke] [--gpu]
+    name, seq_len = sys.argv[1], int(sys.argv[2])
+    print(json.dumps(attempt(name, seq_len, "--smoke" in sys.argv, "--gpu" in sys.argv)))

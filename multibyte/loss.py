@@ -4,6 +4,9 @@ At long sequences the float32 logits [B, T, 256] are the largest activation of a
 million bytes). Here the head and the loss run one chunk of positions at a time, and each chunk
 is recomputed in the backward pass instead of being stored, so at most one chunk of logits
 exists at any time.
+
+`next_byte_loss` is the training objective itself: `ByteLM.training_step` and every benchmark's
+training step call it, so a bytes/s figure always means the same step.
 """
 
 from __future__ import annotations
@@ -46,3 +49,19 @@ def cross_entropy_sum(
         else:
             total = total + _chunk_loss(*piece)
     return total
+
+
+def next_byte_nats(
+    model: nn.Module, batch: torch.Tensor, chunk_size: int | None = 8192
+) -> torch.Tensor:
+    """Summed next-byte cross-entropy of `model` on `batch` [B, T] in nats: its `hidden(batch)`
+    through its `head`, fused and chunked (`cross_entropy_sum`). Validation accumulates this."""
+    return cross_entropy_sum(model.hidden(batch), model.head, batch, chunk_size)
+
+
+def next_byte_loss(
+    model: nn.Module, batch: torch.Tensor, chunk_size: int | None = 8192
+) -> torch.Tensor:
+    """The training loss: mean nats per byte over every byte of `batch`. This is what
+    `multibyte.train.ByteLM.training_step` optimizes and what every benchmark's step runs."""
+    return next_byte_nats(model, batch, chunk_size) / batch.numel()

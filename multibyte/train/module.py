@@ -12,7 +12,7 @@ from torch import nn
 
 from multibyte.checkpoint import CHECKPOINT_FORMAT, model_spec, upgrade_optimizer_state
 from multibyte.flops import flops_per_byte
-from multibyte.loss import cross_entropy_sum
+from multibyte.loss import next_byte_loss, next_byte_nats
 from multibyte.model.blocks import compile_blocks
 from multibyte.train.data import ConfigError
 
@@ -106,8 +106,7 @@ class ByteLM(L.LightningModule):
     # -- steps -----------------------------------------------------------------------------
 
     def _nats(self, batch: torch.Tensor) -> torch.Tensor:
-        hidden = self.model.hidden(batch)
-        return cross_entropy_sum(hidden, self.model.head, batch, self.hparams.loss_chunk)
+        return next_byte_nats(self.model, batch, self.hparams.loss_chunk)
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         micro_batch = self.global_step * self.trainer.accumulate_grad_batches + (
@@ -117,7 +116,7 @@ class ByteLM(L.LightningModule):
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         self._update_flops(batch)
-        loss = self._nats(batch) / batch.numel()
+        loss = next_byte_loss(self.model, batch, self.hparams.loss_chunk)
         if not torch.isfinite(loss):
             last = getattr(self.trainer.checkpoint_callback, "last_model_path", "") or "none yet"
             raise FloatingPointError(

@@ -1,6 +1,6 @@
 import torch
 
-from multibyte.loss import cross_entropy_sum
+from multibyte.loss import cross_entropy_sum, next_byte_loss, next_byte_nats
 from multibyte.model import Megabyte, MegabyteConfig
 
 
@@ -22,3 +22,16 @@ def test_chunked_loss_equals_the_plain_loss_and_its_gradients():
         loss.backward()
         for name, parameter in model.named_parameters():
             assert torch.allclose(parameter.grad, expected[name], atol=1e-10), (chunk, name)
+
+
+def test_next_byte_loss_is_the_mean_cross_entropy_of_the_logits():
+    torch.manual_seed(0)
+    config = MegabyteConfig(patch_size=4, max_seq_len=32, global_dim=32, global_heads=2,
+                            local_dim=16, local_heads=2)  # fmt: skip
+    model = Megabyte(config).double()
+    x = torch.randint(0, 256, (2, 30))
+    expected = torch.nn.functional.cross_entropy(model(x).reshape(-1, 256), x.reshape(-1))
+    for chunk in (7, None):
+        assert torch.allclose(next_byte_loss(model, x, chunk), expected, rtol=1e-12)
+        total = next_byte_nats(model, x, chunk)
+        assert torch.allclose(total, expected * x.numel(), rtol=1e-12)

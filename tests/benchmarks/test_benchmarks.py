@@ -1,0 +1,227 @@
+"""The benchmark harness and every case at smoke sizes (seconds), so that none of them rots."""
+
+import json
+import platform
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # `benchmarks` lives at the repo root and is not installed
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks import core, data, diagnostics, generate, scaling, train_step  # noqa: E402, F401
+from benchmarks import harness as h  # noqa: E402
+from multibyte.flops import non_embedding_parameters  # noqa: E402
+from multibyte.model import ByteTransformerConfig, Megabyte, MegabyteConfig  # noqa: E402
+
+TINY = dict(patch_size=4, max_seq_len=16, global_dim=32, global_layers=1, global_heads=2,
+            local_dim=16, local_layers=1, local_heads=2)  # fmt: skip
+
+
+def positive(*values) -> bool:
+    return all(isinstance(v, (int, float)) and v > 0 for v in values)
+
+
+def run(name: str, tmp_path: Path, *extra: str) -> dict:
+    """Run a case at smoke sizes; it must write its JSON and only its own doc section."""
+    doc = tmp_path / "benchmarks.md"
+    other = "<!-- benchmark:other:begin -->\nkept\n<!-- benchmark:other:end -->\n"
+    doc.write_text(f"# Benchmarks\n\nprose\n\n{other}")
+    returned = h.run_case(name, ["--smoke", "--out", str(tmp_path), "--doc", str(doc), *extra])
+    output = f"gpu_{name}" if "--gpu" in extra else name
+    written = json.loads((tmp_path / f"{output}.json").read_text())
+    assert written == json.loads(json.dumps(returned))
+    text = doc.read_text()
+    assert text.startswith("# Benchmarks\n\nprose\n") and "\nkept\n" in text
+    section = text.split(f"<!-- benchmark:{output}:begin -->\n")[1].split("<!-- benchmark:")[0]
+    assert section.startswith("Machine: ")
+    assert f"Reproduce: `python -m benchmarks run {name} --smoke" in section
+    assert written["load_average_1min"]["end"] is not None and written["machine"]["cpu"]
+    return written
+
+
+def check_train_rows(rows: dict) -> None:
+    for per_len in rows.values():
+        for t in per_len.values():
+            assert positive(t["bytes_per_s"], t["model_flops_per_s"], t["fraction_of_ceiling"])
+            assert positive(t["step"]["median_s"], t["step"]["best_s"], t["memory"]["peak_bytes"])
+
+
+def test_cases_are_registered_and_listed(capsys):
+    assert set(h.CASES) == {"core", "train_step", "generate", "data", "scaling", "diagnostics"}
+    assert h.cli(["list"]) == 0
+    assert set(capsys.readouterr().out.split()) == set(h.CASES)
+
+
+def test_train_step_smoke(tmp_path):
+    result = run("train_step", tmp_path)
+    assert positive(result["ceiling"]["flops_per_s"], result["ceiling"]["matvec"]["bytes_per_s"])
+    assert list(result["train"]) == ["32", "64"] and set(result["train"]["32"]) == set(h.PAIR)
+    check_train_rows(result["train"])
+    assert positive(result["baseline_not_timed"]["64"]["estimated_step_s"])
+    assert positive(result["ratios_megabyte_vs_transformer"]["32"])
+
+
+def test_core_smoke(tmp_path):
+    result = run("core", tmp_path)
+    check_train_rows(result["train"])
+    assert set(result["generate"]) == {"megabyte_cached/1", "byte_transformer_cached/1",
+                                       "megabyte_uncached/1"}  # fmt: skip
+    assert all(positive(g["bytes_per_s"], g["seconds"]) for g in result["generate"].values())
+    check = result["generate"]["megabyte_uncached/1"]["check"]
+    assert positive(check["measured_seconds"], check["integrated_seconds"])
+    for profile in result["decoder_step_ms"].values():
+        assert len(profile) == 3 and positive(*profile.values())
+    assert set(result["ratios"]) == set(core.TARGETS)
+    for ratio in result["ratios"].values():
+        assert positive(ratio["value"]) and ratio["met"] == (ratio["value"] >= ratio["target"])
+
+
+def test_generate_smoke(tmp_path):
+    result = run("generate", tmp_path)
+    rows = result["generate"]
+    assert all(positive(g["bytes_per_s"], g["ms_per_step"]) for g in rows.values())
+    kinds = {key.split("/")[0] for key in rows}
+    assert {"megabyte_cached", "megabyte_uncached", "byte_transformer_cached"} <= kinds
+    assert ("megabyte_pytorch" in kinds) == result["megabyte_pytorch_installed"]
+    floors = result["floors"]  # both models on one thread, then MEGABYTE on torch's default
+    assert len(floors) == 2 + (torch.get_num_threads() != result["threads"])
+    assert [f["model"] for f in floors[:2]] == ["megabyte", "byte_transformer"]
+    assert [f["threads"] for f in floors[:2]] == [result["threads"]] * 2
+    if torch.get_num_threads() != result["threads"]:
+        assert floors[2]["model"] == "megabyte" and floors[2]["threads"] == torch.get_num_threads()
+    for f in floors:
+        assert positive(f["matvec_bytes_per_s"], f["weight_bytes_per_byte"], f["floor_s_per_byte"])
+        assert positive(f["measured_s_per_byte"], f["linears_alone_s_per_step"])
+        assert positive(f["batch_speedup"], f["linears_alone_batch_speedup"])
+    assert len(result["short_comparisons"]) == (
+        len(floors) - 1 if "megabyte_pytorch" in kinds else 0
+    )
+    lean = result["lean_step"]
+    assert positive(
+        lean["step_s_per_byte"], lean["forward_s_per_byte"], lean["ops_per_step"]["linear"]
+    )
+    assert lean["ops_per_step"]["cat"] == 0  # cached decoding writes its caches in place
+
+
+def test_data_smoke(tmp_path):
+    result = run("data", tmp_path)
+    assert result["prepare"]["images"] == 200 and result["prepare"]["skipped"] == 0
+    assert positive(result["prepare"]["job_images_per_s"], result["reader"]["bytes_per_s"])
+    assert positive(result["consumption"]["bytes_per_s"], result["reader_vs_consumption"])
+
+
+def test_scaling_smoke(tmp_path):
+    result = run("scaling", tmp_path)
+    for name in h.PAIR:
+        assert result["longest"][name]["seq_len"] == 64
+        (attempt,) = result["attempts"][name]
+        assert attempt["ok"] and positive(attempt["seconds"], attempt["peak_bytes"])
+
+
+def test_diagnostics_smoke(tmp_path):
+    # In a child process: its allocator part changes glibc's thresholds for the whole process.
+    doc = tmp_path / "benchmarks.md"
+    command = [sys.executable, "-m", "benchmarks", "run", "diagnostics", "--smoke",
+               "--out", str(tmp_path), "--doc", str(doc)]  # fmt: skip
+    subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
+    assert "<!-- benchmark:diagnostics:begin -->" in doc.read_text()
+    result = json.loads((tmp_path / "diagnostics.json").read_text())
+    shares = result["step_profile_shares"]
+    assert sum(shares.values()) == pytest.approx(1.0) and shares["matmul"] > 0
+    assert positive(*result["matmul_shapes"]["shapes"].values(), result["matmul_shapes"]["square"])
+    assert [len(result["relu"][k]) for k in ("in_place", "out_of_place")] == [2, 2]
+    if platform.libc_ver()[0] == "glibc":  # mallopt exists: the A/B must have run
+        assert set(result["allocator"]) == {"default", "raised_thresholds"}
+    if hasattr(torch.ops.mkl, "_mkl_linear"):  # an MKL build of torch
+        assert positive(result["packed_linear"]["speedup"])
+
+
+def test_gpu_cases_run_on_cpu_at_smoke_sizes(tmp_path):
+    result = run("train_step", tmp_path, "--gpu")
+    check_train_rows(result["train"])
+    assert result["sdpa_ops"] and result["device"] == "cpu (smoke)"
+    result = run("generate", tmp_path, "--gpu")
+    assert set(result["generate"]) == {f"{n}_cached/{b}" for n in h.PAIR for b in (1, 8)}
+    assert all(positive(g["bytes_per_s"]) for g in result["generate"].values())
+    assert subprocess.run(["bash", "-n", str(ROOT / "benchmarks" / "gpu.sh")]).returncode == 0
+
+
+def test_the_benchmarks_step_is_the_one_training_takes():
+    from multibyte.train import ByteLM
+
+    torch.manual_seed(0)
+    model = Megabyte(MegabyteConfig(**TINY))
+    x = h.random_bytes(2, 16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # self.log outside a Trainer
+        expected = ByteLM(model).training_step(x, 0).detach()
+    before = [p.detach().clone() for p in model.parameters()]
+    assert torch.equal(h.training_step(model, x)(), expected)
+    assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters()))  # AdamW ran
+
+
+def test_measure_interleaves_warms_up_and_measures_memory():
+    calls = []
+    timings = h.measure({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
+                        repeats={"a": 3, "b": 1}, warmup=1, memory="cpu")  # fmt: skip
+    assert calls == ["a", "a", "b", "b", "a", "a", "b", "a"]  # warm-up + memory, then spread
+    assert [len(timings[k].seconds) for k in "ab"] == [3, 1]
+    assert timings["a"].best <= timings["a"].median and positive(timings["b"].memory["peak_bytes"])
+
+
+def test_integrate_interpolates_linearly_between_measured_positions():
+    # measured over bytes t, t+1: the cost at their centre t + 0.5; constant beyond the ends
+    result = h.integrate(
+        lambda t: 1e-3 * (t + 0.5), first=10, count=100, points=5, span=2, check=20
+    )
+    expected = [1e-3 * min(max(t, 10.5), 108.5) for t in range(10, 110)]
+    assert result["positions"] == [10, 34, 59, 84, 108]
+    assert result["seconds"] == pytest.approx(sum(expected))
+    assert result["check"]["integrated_seconds"] == pytest.approx(sum(expected[:20]))
+
+
+def test_update_doc_section_replaces_only_its_own_section(tmp_path):
+    def section(name: str, body: str) -> str:
+        return f"<!-- benchmark:{name}:begin -->\n{body}\n<!-- benchmark:{name}:end -->\n"
+
+    doc = tmp_path / "b.md"
+    doc.write_text(f"# T\n\nbefore\n{section('x', 'old')}between\n{section('y', 'other')}after\n")
+    h.update_doc_section("x", "new", path=doc)
+    expected = f"# T\n\nbefore\n{section('x', 'new')}between\n{section('y', 'other')}after\n"
+    assert doc.read_text() == expected
+    h.update_doc_section("z", "added", path=doc)
+    assert doc.read_text() == expected + "\n" + section("z", "added")
+
+
+def test_the_equal_pair_has_equal_non_embedding_parameters():
+    megabyte = h.megabyte_config(h.PAIR["megabyte"], 8192)
+    transformer = ByteTransformerConfig(max_seq_len=8192, **h.PAIR["byte_transformer"])
+    counts = {non_embedding_parameters(megabyte), non_embedding_parameters(transformer)}
+    assert counts == {14_155_776}
+    assert h.megabyte_config(h.PAIR["megabyte"], 8207).max_seq_len == 8208  # whole patches
+
+
+@pytest.mark.parametrize("shape", [dict(global_dim=256, local_dim=128), {}])
+def test_matched_transformer_is_within_ten_percent(shape):
+    config = MegabyteConfig(**(h.PAIR["megabyte"] | shape))
+    match, m = h.matched_transformer(config), non_embedding_parameters(config)
+    assert abs(match["layers"] * 12 * match["dim"] ** 2 - m) / m < 0.1
+    assert match["dim"] % 64 == 0 and match["dim"] >= 16 * match["layers"]
+
+
+def test_weight_bytes_per_byte_counts_the_global_model_once_per_patch():
+    model = Megabyte(MegabyteConfig(**TINY))
+    schedule = generate.decode_schedule(model)
+    assert len(schedule) == 4  # one patch of P bytes
+    global_layers = set(h.megabyte_stages(model)[0]["transformer"])
+    assert [len(global_layers & set(step)) for step in schedule] == [4, 0, 0, 0]
+    # per byte: global stack 12·32² once per 4 bytes, w_GL (8 -> 16) once per patch,
+    # local stack 12·16² and the 16 x 256 head every byte; 4 bytes per fp32 weight
+    weights = 12 * 32 * 32 / 4 + 8 * 16 / 4 + 12 * 16 * 16 + 16 * 256
+    assert generate.weight_bytes_per_byte(model) == 4 * weights
