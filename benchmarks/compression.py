@@ -33,7 +33,7 @@ from modalities.codecs import codecs_for
 from multibyte.checkpoint import load
 from multibyte.codecs import byte_codecs, compressed_bits
 from multibyte.compression import DEFAULT_BATCH, compress, decompress, unpack
-from multibyte.evaluate import evaluate_model
+from multibyte.evaluation import evaluate_model
 
 
 def build_parser() -> argparse.ArgumentParser:

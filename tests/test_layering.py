@@ -34,7 +34,6 @@ LAYERS = {
     "modalities": MODALITIES,
     "multibyte.train": WORKFLOWS,
     "multibyte.evaluation": WORKFLOWS,
-    "multibyte.evaluate": WORKFLOWS,
     "multibyte.sample": WORKFLOWS,
     "multibyte.prepare": WORKFLOWS,
     "multibyte.prepared": WORKFLOWS,

@@ -8,7 +8,7 @@ import torch
 import multibyte
 from multibyte.compression import unpack
 from multibyte.compression.coder import chunk_lengths, code_lengths_bits, run_lockstep
-from multibyte.evaluate import evaluate_model
+from multibyte.evaluation import evaluate_model
 
 
 def test_payload_within_one_percent_of_evaluate(helpers):
