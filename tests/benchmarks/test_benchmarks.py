@@ -111,6 +111,16 @@ def test_generate_smoke(tmp_path):
     assert lean["ops_per_step"]["cat"] == 0  # cached decoding writes its caches in place
 
 
+def test_decode_smoke(tmp_path):
+    result = run("decode", tmp_path, "--no-lucidrains")
+    b1, b8 = result["sizes"]["batches"]
+    keys = {f"{kind}/{b}" for kind in ("eager", "compiled") for b in (b1, b8)}
+    assert set(result["seconds"]) == keys and positive(*result["seconds"].values())
+    assert set(result["compile_s"]) == {str(b1), str(b8)} or set(result["compile_s"]) == {b1, b8}
+    assert positive(result["floor_s_per_byte"], *result["linears_alone_s_per_step"].values())
+    assert "Torch-Compiled Region" in result["profile"]  # the profiled steps ran compiled
+
+
 def test_data_smoke(tmp_path):
     result = run("data", tmp_path)
     assert result["prepare"]["images"] == 200 and result["prepare"]["skipped"] == 0
