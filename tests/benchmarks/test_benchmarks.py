@@ -54,7 +54,13 @@ def check_train_rows(rows: dict) -> None:
 
 def test_cases_are_registered_and_listed(capsys):
     assert set(h.CASES) == {
-        "core", "train_step", "generate", "decode", "data", "scaling", "diagnostics"
+        "core",
+        "train_step",
+        "generate",
+        "decode",
+        "data",
+        "scaling",
+        "diagnostics",
     }
     assert h.cli(["list"]) == 0
     assert set(capsys.readouterr().out.split()) == set(h.CASES)
