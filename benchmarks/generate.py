@@ -324,3 +324,126 @@ def run(args: argparse.Namespace) -> dict:
         return run_cpu(args)
     with h.threads(args.generate_threads):  # megabyte-pytorch does not run on the GPU
         return run_gpu(args.smoke)
+
+
+# -- decode: the compiled decode step against the eager one and the targets (issue 14) ----------
+
+DECODE_FULL = dict(prompt=16, new_bytes=2048, batches=(1, 8), short=(16, 256), repeats=3,
+                   matvec=8192, lucidrains=FULL["lucidrains"], profile_steps=64)  # fmt: skip
+DECODE_SMOKE = dict(prompt=4, new_bytes=24, batches=(1, 2), short=(4, 12), repeats=1,
+                    matvec=256, lucidrains=SMOKE["lucidrains"], profile_steps=8)  # fmt: skip
+
+
+@torch.inference_mode()
+def step_profile(model: nn.Module, steps: int) -> str:
+    """torch.profiler table (self CPU time) of `steps` compiled cached steps at batch 1."""
+    from torch.profiler import profile
+
+    buffer = h.random_bytes(1, model.config.max_seq_len, seed=5)
+    decoder = model.decoder(buffer, compile=True)
+    decoder.prefill(16 % model.config.max_seq_len)
+    for t in range(17, 17 + 2 * model.config.patch_size):  # every step kind compiled
+        decoder.advance(t)
+    start = 17 + 2 * model.config.patch_size
+    with profile() as profiler:
+        for t in range(start, min(start + steps, model.config.max_seq_len)):
+            decoder.advance(t)
+    return profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=14)
+
+
+def run_decode(args: argparse.Namespace) -> dict:
+    """Eager and compiled cached generation interleaved in one run, batch 1 and 8, with the
+    memory floor, the linears alone and megabyte-pytorch on 256 bytes after 16 as references."""
+    s = DECODE_SMOKE if args.smoke else DECODE_FULL
+    prompt, new, (b1, b8) = s["prompt"], s["new_bytes"], s["batches"]
+    model = h.equal_pair(prompt + new, args.smoke)["megabyte"].eval()
+    with h.threads(args.generate_threads) as used:
+        bandwidth_before = h.matvec_bandwidth(s["matvec"])["bytes_per_s"]
+        inputs = {b: h.random_bytes(b, prompt) for b in (b1, b8)}
+        compile_s = {}
+        for b in (b1, b8):  # the first compiled call compiles every step kind for batch b
+            h.log(f"compiling the decode step, batch {b}")
+            model.generate(inputs[b], 1)  # eager warm-up, so the compiled figure is compile only
+            eager_one = h.once(lambda b=b: model.generate(inputs[b], 2 * model.config.patch_size))
+            compiled_one = h.once(
+                lambda b=b: model.generate(inputs[b], 2 * model.config.patch_size, compile=True)
+            )
+            compile_s[b] = compiled_one - eager_one
+        h.log("eager and compiled generation, interleaved")
+        workloads = {f"{kind}/{b}": partial(model.generate, inputs[b], new,
+                                            compile=kind == "compiled")
+                     for b in (b1, b8) for kind in ("eager", "compiled")}  # fmt: skip
+        timings = h.measure(workloads, s["repeats"])
+        seconds = {key: t.median for key, t in timings.items()}
+        alone = {b: linears_alone(model, b) for b in (b1, b8)}
+        bandwidth = max(bandwidth_before, h.matvec_bandwidth(s["matvec"])["bytes_per_s"])
+        h.log("256 bytes after 16: eager, compiled, megabyte-pytorch, interleaved")
+        short_prompt, short_new = s["short"]
+        short_model = h.equal_pair(short_prompt + short_new, args.smoke)["megabyte"].eval()
+        x = h.random_bytes(1, short_prompt)
+        short = {"eager": partial(short_model.generate, x, short_new),
+                 "compiled": partial(short_model.generate, x, short_new, compile=True)}  # fmt: skip
+        theirs = None if args.no_lucidrains else lucidrains_model(
+            s["lucidrains"], short_model.config.patch_size, short_prompt + short_new)  # fmt: skip
+        if theirs is not None:
+            short["megabyte_pytorch"] = partial(torch.no_grad()(theirs.generate), prime=x)
+        short_s = {k: t.median for k, t in h.measure(short, s["repeats"] + 2).items()}
+        h.log("profile of the compiled step")
+        table = step_profile(model, s["profile_steps"])
+    weights = weight_bytes_per_byte(model)
+    return {"threads": used, "sizes": s, "compile_s": compile_s, "seconds": seconds,
+            "matvec_bytes_per_s": bandwidth, "weight_bytes_per_byte": weights,
+            "floor_s_per_byte": weights / bandwidth, "linears_alone_s_per_step": alone,
+            "short_seconds": short_s, "megabyte_pytorch_installed": theirs is not None,
+            "profile": table}  # fmt: skip
+
+
+def render_decode(r: dict) -> str:
+    s, (b1, b8) = r["sizes"], r["sizes"]["batches"]
+    new, floor_ms = s["new_bytes"], 1e3 * r["floor_s_per_byte"]
+    per_byte = {k: 1e3 * v / new for k, v in r["seconds"].items()}  # ms per step
+    rows = []
+    for b in (b1, b8):
+        for kind in ("eager", "compiled"):
+            ms = per_byte[f"{kind}/{b}"]
+            rows.append([f"MEGABYTE cached, {kind}", b, f"{b * 1e3 / ms:,.0f}", f"{ms:.3f}",
+                         f"{ms / floor_ms:.2f}×" if b == b1 else "–",
+                         f"{r['compile_s'][b]:.0f}" if kind == "compiled" else "–"])  # fmt: skip
+    out = [f"{new:,} bytes after a {s['prompt']}-byte prompt, temperature 1, {r['threads']} "
+           f"thread(s), median of {s['repeats']} interleaved runs (eager and compiled, batch "
+           f"{b1} and {b8}). Floor: {r['weight_bytes_per_byte'] / 1e6:.2f} MB of weights per "
+           f"byte ÷ {r['matvec_bytes_per_s'] / 1e9:.1f} GB/s fp32 mat-vec (same run) = "
+           f"{floor_ms:.3f} ms/byte; the linear layers alone take "
+           f"{1e3 * r['linears_alone_s_per_step'][b1]:.3f} ms/byte.",
+           h.markdown_table(["decoder", "batch", "bytes/s", "ms/step", "÷ floor",
+                             "compile s"], rows)]  # fmt: skip
+    best = {b: min(per_byte[f"eager/{b}"], per_byte[f"compiled/{b}"]) for b in (b1, b8)}
+    short, (sp, sn) = r["short_seconds"], s["short"]
+    targets = [["batch-1 time per byte ÷ memory floor", "≤ 1.25×",
+                f"{per_byte[f'compiled/{b1}'] / floor_ms:.2f}× compiled, "
+                f"{per_byte[f'eager/{b1}'] / floor_ms:.2f}× eager"],
+               [f"batch {b8} ÷ batch {b1} bytes/s", "≥ 5×",
+                f"{b8 * per_byte[f'compiled/{b1}'] / per_byte[f'compiled/{b8}']:.1f}× compiled, "
+                f"{b8 * per_byte[f'eager/{b1}'] / per_byte[f'eager/{b8}']:.1f}× eager, "
+                f"{b8 * best[b1] / best[b8]:.1f}× best of each (linears alone allow "
+                f"{b8 * r['linears_alone_s_per_step'][b1] / r['linears_alone_s_per_step'][b8]:.1f}×)"]]  # fmt: skip  # noqa: E501
+    if "megabyte_pytorch" in short:
+        targets.append([f"{sn} bytes after {sp}, ÷ megabyte-pytorch", "≥ 30×",
+                        f"{short['megabyte_pytorch'] / short['compiled']:.1f}× compiled, "
+                        f"{short['megabyte_pytorch'] / short['eager']:.1f}× eager "
+                        f"({sn / short['compiled']:,.0f} and {sn / short['eager']:,.0f} against "
+                        f"{sn / short['megabyte_pytorch']:,.1f} bytes/s)"])  # fmt: skip
+    else:
+        out.append("megabyte-pytorch is not installed (`pip install -e .[bench]`): no ratio.")
+    out.append(h.markdown_table(["target", "goal", "measured (same run)"], targets))
+    out.append(f"Profile of {s['profile_steps']} compiled steps at batch {b1} (self CPU time):"
+               f"\n\n```\n{r['profile'].strip()}\n```")  # fmt: skip
+    return "\n\n".join(out)
+
+
+def decode_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--generate-threads", type=int, default=1, help="torch threads (1)")
+    parser.add_argument("--no-lucidrains", action="store_true", help="skip megabyte-pytorch")
+
+
+h.case("decode", render_decode, decode_options)(run_decode)

@@ -42,6 +42,8 @@ DEFAULT_BATCH = 32
 """Chunks coded together when the caller does not say (recorded in the file either way)."""
 # Environment entries that must be equal for the model to give bit-identical logits.
 MUST_MATCH = ("torch", "constriction", "device", "device_name")
+STEPS = {False: "eager", True: "compiled"}
+"""`environment["decode_step"]`: which decode step made the logits (files without it: eager)."""
 
 
 class ModelMismatchError(CompressionError):
@@ -72,7 +74,7 @@ def model_fingerprint(model: nn.Module) -> bytes:
     return digest.digest()
 
 
-def coding_environment(device: torch.device, threads: int) -> dict[str, Any]:
+def coding_environment(device: torch.device, threads: int, compile: bool = False) -> dict[str, Any]:
     """What the model's logits depend on besides the weights and the input shapes."""
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
@@ -84,6 +86,7 @@ def coding_environment(device: torch.device, threads: int) -> dict[str, Any]:
         "device": device.type,
         "device_name": name,
         "threads": threads,
+        "decode_step": STEPS[compile],
     }
 
 
@@ -123,6 +126,7 @@ def compress(
     checkpoint: str | None = None,
     fingerprint: bytes | None = None,
     progress: Callable[[int], None] | None = None,
+    compile: bool = False,
 ) -> bytes:
     """Losslessly compress `data` with `model`; `decompress(model, blob)` gives it back.
 
@@ -134,6 +138,9 @@ def compress(
     suffix, checkpoint: the original file suffix and the checkpoint's name, stored as given.
     fingerprint: `model_fingerprint(model)` if already computed (skips hashing the weights).
     progress: called with the number of bytes coded after every step.
+    compile: run the model's compiled decode step (`model.decoder(buffer, compile=True)`),
+        faster on long inputs after tens of seconds of compiling; its floats differ from the
+        eager step's, so it is recorded and decompression runs the same step.
     """
     data = bytes(data)
     max_len = int(model.config.max_seq_len)
@@ -151,12 +158,12 @@ def compress(
     with _coding(model, threads):
         for group in batches(len(lengths), batch):
             chunks = [data[i * chunk : i * chunk + lengths[i]] for i in group]
-            streams += encode_batch(model, chunks, progress)
+            streams += encode_batch(model, chunks, progress, compile)
     meta = {
         "modality": modality,
         "suffix": suffix,
         "checkpoint": checkpoint,
-        "environment": coding_environment(model_device(model), threads),
+        "environment": coding_environment(model_device(model), threads, compile),
     }
     return pack(
         Container(
@@ -179,8 +186,13 @@ def check_compatible(
     container: Container,
     allow_mismatch: bool = False,
     fingerprint: bytes | None = None,
+    compile: bool | None = None,
 ) -> None:
-    """Refuse, before any decoding, a file that this model here cannot decode exactly."""
+    """Refuse, before any decoding, a file that this model here cannot decode exactly.
+
+    compile: the decode step the caller asks for (None: the file's); another one than the
+    file's is refused, as another environment is.
+    """
     mine = fingerprint or model_fingerprint(model)
     if container.model != mine:
         name = container.meta.get("checkpoint")
@@ -192,8 +204,17 @@ def check_compatible(
     env = container.meta.get("environment")
     if not isinstance(env, dict) or not _positive_int(env.get("threads")):
         raise ContainerError("corrupted: the metadata has no valid coding environment")
+    step = env.get("decode_step", STEPS[False])
+    if step not in STEPS.values():
+        raise ContainerError(f"corrupted: unknown decode step {step!r} in the metadata")
     if allow_mismatch or container.length == 0:
         return
+    if compile is not None and STEPS[compile] != step:
+        raise EnvironmentMismatchError(
+            f"made with the {step} decode step, but the {STEPS[compile]} one was asked for: "
+            "their probabilities differ in the last bits, so decoding would not be exact. "
+            f"Decompress it with compile={step == STEPS[True]}"
+        )
     here = coding_environment(model_device(model), env["threads"])
     differ = [key for key in MUST_MATCH if env.get(key) != here[key]]
     if differ:
@@ -223,15 +244,22 @@ def decode_container(
     allow_mismatch: bool = False,
     fingerprint: bytes | None = None,
     progress: Callable[[int], None] | None = None,
+    compile: bool | None = None,
 ) -> bytes:
-    """The original bytes of a parsed container, checked against its sha256."""
-    check_compatible(model, container, allow_mismatch, fingerprint)
+    """The original bytes of a parsed container, checked against its sha256.
+
+    compile: the decode step to run; None (the default) runs the one the file records.
+    """
+    check_compatible(model, container, allow_mismatch, fingerprint, compile)
+    env = container.meta["environment"]
+    if compile is None:
+        compile = env.get("decode_step", STEPS[False]) == STEPS[True]
     lengths = chunk_lengths(container.length, container.chunk)
     pieces: list[bytes] = []
-    with _coding(model, container.meta["environment"]["threads"]):
+    with _coding(model, env["threads"]):
         for group in batches(len(lengths), container.batch):
             streams = [container.streams[i] for i in group]
-            pieces += decode_batch(model, streams, [lengths[i] for i in group], progress)
+            pieces += decode_batch(model, streams, [lengths[i] for i in group], progress, compile)
     data = b"".join(pieces)
     if len(data) != container.length or hashlib.sha256(data).digest() != container.content:
         raise CompressionError(
@@ -247,9 +275,16 @@ def decompress(
     *,
     allow_mismatch: bool = False,
     progress: Callable[[int], None] | None = None,
+    compile: bool | None = None,
 ) -> bytes:
-    """The bytes `compress(model, data)` was given: exactly, or CompressionError."""
-    return decode_container(model, unpack(blob), allow_mismatch=allow_mismatch, progress=progress)
+    """The bytes `compress(model, data)` was given: exactly, or CompressionError.
+
+    compile: None runs the decode step the file records (eager or compiled); True or False
+    insists on one, and a file made with the other is refused.
+    """
+    return decode_container(
+        model, unpack(blob), allow_mismatch=allow_mismatch, progress=progress, compile=compile
+    )
 
 
 __all__ = [

@@ -88,17 +88,29 @@ def run_lockstep(
     lengths: Sequence[int],
     choose: Choose,
     progress: Callable[[int], None] | None = None,
+    compile: bool = False,
 ) -> None:
     """Step every row (chunk) of one batch through the model in lockstep.
 
     Uses `model.decoder(buffer)` (prefill at 0, advance after) when the model has one, else a
     full forward pass per step. Rows that are finished (shorter chunks) stay in the batch as
     padding: their logits are computed and ignored, and their bytes stay 0, on both sides.
+    `compile`: the decoder's compiled step (`model.decoder(buffer, compile=True)`), whose
+    floats differ from the eager step's, so both sides must make the same choice.
     """
     rows, steps = len(lengths), max(lengths)
     device = model_device(model)
     buffer = torch.zeros(rows, steps, dtype=torch.long, device=device)
-    decoder = model.decoder(buffer) if callable(getattr(model, "decoder", None)) else None
+    has_decoder = callable(getattr(model, "decoder", None))
+    if compile and not has_decoder:
+        raise CodingError("a compiled decode step needs a model with a cached decoder")
+    if compile:
+        try:
+            decoder = model.decoder(buffer, compile=True)
+        except ValueError as error:  # a configuration the compiled step does not support
+            raise CodingError(f"cannot compile this model's decode step: {error}") from error
+    else:
+        decoder = model.decoder(buffer) if has_decoder else None
     for t in range(steps):
         if decoder is None:
             logits = model(buffer[:, : t + 1])[:, t]
@@ -120,6 +132,7 @@ def encode_batch(
     model: nn.Module,
     chunks: Sequence[bytes],
     progress: Callable[[int], None] | None = None,
+    compile: bool = False,
 ) -> list[bytes]:
     """Range-code each chunk of one batch; returns one stream (little-endian u32 words) each."""
     family = _family()
@@ -133,7 +146,7 @@ def encode_batch(
             encoders[r].encode(data[r, t : t + 1], family, weights[r : r + 1])
         return data[:, t]
 
-    run_lockstep(model, [len(c) for c in chunks], choose, progress)
+    run_lockstep(model, [len(c) for c in chunks], choose, progress, compile)
     return [encoder.get_compressed().astype("<u4").tobytes() for encoder in encoders]
 
 
@@ -142,8 +155,9 @@ def decode_batch(
     streams: Sequence[bytes],
     lengths: Sequence[int],
     progress: Callable[[int], None] | None = None,
+    compile: bool = False,
 ) -> list[bytes]:
-    """Invert `encode_batch`: the chunks of `lengths` bytes coded in `streams`."""
+    """Invert `encode_batch` (with the same `compile`): the chunks of `lengths` bytes."""
     family = _family()
     decoders = []
     for stream in streams:
@@ -161,7 +175,7 @@ def decode_batch(
                 raise CodingError(f"chunk {r} of this batch does not decode: {error}") from error
         return out[:, t]
 
-    run_lockstep(model, lengths, choose, progress)
+    run_lockstep(model, lengths, choose, progress, compile)
     return [out[r, :n].astype(np.uint8).tobytes() for r, n in enumerate(lengths)]
 
 

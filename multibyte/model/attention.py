@@ -13,10 +13,15 @@ class KVCache:
     Decoding appends in place, so no tensor is reallocated per step; `reset` just rewinds.
     """
 
-    def __init__(self, batch: int, heads: int, max_len: int, head_dim: int, device, dtype) -> None:
+    def __init__(
+        self, batch: int, heads: int, max_len: int, head_dim: int, device, dtype, zeroed=False
+    ) -> None:
         shape = (batch, heads, max_len, head_dim)
-        self.keys = torch.empty(shape, device=device, dtype=dtype)  # read only below length
-        self.values = torch.empty(shape, device=device, dtype=dtype)
+        # Eager decoding reads only below `length`; a static step reads every position under a
+        # mask, and masked garbage (NaN * 0) would leak into it, so it asks for zeros.
+        allocate = torch.zeros if zeroed else torch.empty
+        self.keys = allocate(shape, device=device, dtype=dtype)
+        self.values = allocate(shape, device=device, dtype=dtype)
         self.length = 0
 
     def reset(self) -> None:
@@ -166,6 +171,27 @@ class CausalSelfAttention(nn.Module):
             q, k = self.rotary(q, cache.length), self.rotary(k, cache.length)
         keys, values = cache.append(k, v)
         y = F.scaled_dot_product_attention(q, keys, values)  # [batch, heads, 1, head_dim]
+        return F.linear(y.view(batch, dim), self.proj.weight)
+
+    def static_step(
+        self, x: torch.Tensor, cache: KVCache, position: torch.Tensor, visible: torch.Tensor
+    ) -> torch.Tensor:
+        """`step` with fixed shapes for a compiled graph: the new key and value are written at
+        `position` (a LongTensor [1]) and the query attends to every cache slot under the mask
+        `visible` [1, capacity] (slots <= position), so no shape depends on the step."""
+        batch, dim = x.shape
+        q, k, v = (
+            F.linear(x, self.qkv.weight).view(batch, 3, self.heads, 1, self.head_dim).unbind(1)
+        )
+        if self.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
+        if self.rotary is not None:
+            cos = self.rotary.cos[position].to(q.dtype)  # [1, head_dim / 2]
+            sin = self.rotary.sin[position].to(q.dtype)
+            q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
+        cache.keys.index_copy_(2, position, k)
+        cache.values.index_copy_(2, position, v)
+        y = F.scaled_dot_product_attention(q, cache.keys, cache.values, attn_mask=visible)
         return F.linear(y.view(batch, dim), self.proj.weight)
 
     def _with_previous_patch(

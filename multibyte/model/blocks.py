@@ -77,6 +77,16 @@ class Block(nn.Module):
         h = mlp.activation(F.linear(h, mlp.up.weight, mlp.up.bias))
         return x + F.linear(h, mlp.down.weight, mlp.down.bias)
 
+    def static_step(
+        self, x: torch.Tensor, cache: KVCache, position: torch.Tensor, visible: torch.Tensor
+    ) -> torch.Tensor:
+        """`step` with fixed shapes (see `CausalSelfAttention.static_step`)."""
+        x = x + self.attn.static_step(_layer_norm(x, self.attn_norm), cache, position, visible)
+        h = _layer_norm(x, self.mlp_norm)
+        mlp = self.mlp
+        h = mlp.activation(F.linear(h, mlp.up.weight, mlp.up.bias))
+        return x + F.linear(h, mlp.down.weight, mlp.down.bias)
+
 
 def _layer_norm(x: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
     return F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
@@ -112,11 +122,25 @@ class TransformerStack(nn.Module):
             x = block.step(x, cache)
         return _layer_norm(x, self.norm)
 
-    def new_caches(self, batch: int, max_len: int, like: torch.Tensor) -> list[KVCache]:
-        """Empty per-layer caches for `batch` sequences of up to `max_len` positions."""
+    def static_step(
+        self, x: torch.Tensor, caches: list[KVCache], position: torch.Tensor
+    ) -> torch.Tensor:
+        """`step` for a compiled graph: the new position is `position`, a LongTensor [1] (not
+        the caches' Python-side lengths), every shape is fixed by the caches' capacity."""
+        slots = torch.arange(caches[0].keys.shape[2], device=x.device)
+        visible = (slots <= position)[None]  # [1, capacity]: the one query row
+        for block, cache in zip(self.blocks, caches):
+            x = block.static_step(x, cache, position, visible)
+        return _layer_norm(x, self.norm)
+
+    def new_caches(
+        self, batch: int, max_len: int, like: torch.Tensor, zeroed: bool = False
+    ) -> list[KVCache]:
+        """Per-layer caches for `batch` sequences of up to `max_len` positions (zero-filled when
+        `zeroed`, as `static_step` needs)."""
         head_dim = self.config.dim // self.config.heads
         return [
-            KVCache(batch, self.config.heads, max_len, head_dim, like.device, like.dtype)
+            KVCache(batch, self.config.heads, max_len, head_dim, like.device, like.dtype, zeroed)
             for _ in self.blocks
         ]
 

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from multibyte.model.attention import KVCache
 from multibyte.model.blocks import (
     ACTIVATIONS,
     VOCAB,
@@ -21,7 +22,7 @@ from multibyte.model.blocks import (
     check_bytes,
     shift_right,
 )
-from multibyte.model.generation import generate_bytes
+from multibyte.model.generation import compiled_step, generate_bytes
 
 
 @dataclass
@@ -120,23 +121,28 @@ class ByteTransformer(nn.Module):
         use_cache: bool = True,
         generator: torch.Generator | None = None,
         progress: Callable[[int], None] | None = None,
+        compile: bool = False,
     ) -> torch.Tensor:
         """Sample `max_new_bytes` after `prompt` [B, T0] -> [B, T0 + max_new_bytes]."""
         return generate_bytes(
-            self, prompt, max_new_bytes, temperature, top_k, top_p, use_cache, generator, progress
-        )
+            self, prompt, max_new_bytes, temperature, top_k, top_p, use_cache, generator,
+            progress, compile,
+        )  # fmt: skip
 
-    def decoder(self, buffer: torch.Tensor) -> ByteTransformerDecoder:
-        return ByteTransformerDecoder(self, buffer)
+    def decoder(self, buffer: torch.Tensor, compile: bool = False) -> ByteTransformerDecoder:
+        """The KV-cached decoder of `buffer`; `compile=True`: its steps are compiled graphs."""
+        return (CompiledByteTransformerDecoder if compile else ByteTransformerDecoder)(self, buffer)
 
 
 class ByteTransformerDecoder:
     """KV-cached decoding: one step per byte through every layer."""
 
+    zeroed_caches = False
+
     def __init__(self, model: ByteTransformer, buffer: torch.Tensor) -> None:
         self.model, self.x = model, buffer
         self.caches = model.transformer.new_caches(
-            buffer.shape[0], model.config.max_seq_len, model.head.weight
+            buffer.shape[0], model.config.max_seq_len, model.head.weight, self.zeroed_caches
         )
 
     def prefill(self, t: int) -> torch.Tensor:
@@ -150,3 +156,32 @@ class ByteTransformerDecoder:
         if model.position is not None:
             h = h + model.position.weight[t]
         return F.linear(model.transformer.step(h, self.caches), model.head.weight)
+
+
+class CompiledByteTransformerDecoder(ByteTransformerDecoder):
+    """`advance` as one compiled graph with static caches (`byte_transformer_static_step`);
+    the prefill stays eager."""
+
+    zeroed_caches = True
+
+    def __init__(self, model: ByteTransformer, buffer: torch.Tensor) -> None:
+        super().__init__(model, buffer)
+        self.step = compiled_step(byte_transformer_static_step)
+
+    def advance(self, t: int) -> torch.Tensor:
+        position = torch.tensor([t], device=self.x.device)
+        return self.step(self.model, torch.get_num_threads(), self.x, position, self.caches)
+
+
+def byte_transformer_static_step(
+    model: ByteTransformer,
+    threads: int,  # noqa: ARG001 (a compiled graph's kernels are built for one thread count)
+    x: torch.Tensor,
+    position: torch.Tensor,
+    caches: list[KVCache],
+) -> torch.Tensor:
+    """`ByteTransformerDecoder.advance(t)` with fixed shapes, t = `position` [1]."""
+    h = F.embedding(x.index_select(1, position - 1)[:, 0], model.embed.weight)
+    if model.position is not None:
+        h = h + model.position.weight[position]
+    return F.linear(model.transformer.static_step(h, caches, position), model.head.weight)

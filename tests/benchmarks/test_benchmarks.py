@@ -53,7 +53,15 @@ def check_train_rows(rows: dict) -> None:
 
 
 def test_cases_are_registered_and_listed(capsys):
-    assert set(h.CASES) == {"core", "train_step", "generate", "data", "scaling", "diagnostics"}
+    assert set(h.CASES) == {
+        "core",
+        "train_step",
+        "generate",
+        "decode",
+        "data",
+        "scaling",
+        "diagnostics",
+    }
     assert h.cli(["list"]) == 0
     assert set(capsys.readouterr().out.split()) == set(h.CASES)
 
@@ -107,6 +115,16 @@ def test_generate_smoke(tmp_path):
         lean["step_s_per_byte"], lean["forward_s_per_byte"], lean["ops_per_step"]["linear"]
     )
     assert lean["ops_per_step"]["cat"] == 0  # cached decoding writes its caches in place
+
+
+def test_decode_smoke(tmp_path):
+    result = run("decode", tmp_path, "--no-lucidrains")
+    b1, b8 = result["sizes"]["batches"]
+    keys = {f"{kind}/{b}" for kind in ("eager", "compiled") for b in (b1, b8)}
+    assert set(result["seconds"]) == keys and positive(*result["seconds"].values())
+    assert set(result["compile_s"]) == {str(b1), str(b8)} or set(result["compile_s"]) == {b1, b8}
+    assert positive(result["floor_s_per_byte"], *result["linears_alone_s_per_step"].values())
+    assert "Torch-Compiled Region" in result["profile"]  # the profiled steps ran compiled
 
 
 def test_data_smoke(tmp_path):

@@ -44,7 +44,8 @@ def test_fields(model, data, blob):
     assert (container.length, container.chunk, container.batch) == (150, 50, 2)
     assert len(container.streams) == 3 and all(len(s) % 4 == 0 for s in container.streams)
     env = container.meta["environment"]
-    assert set(env) == {"torch", "constriction", "device", "device_name", "threads"}
+    assert set(env) == {"torch", "constriction", "device", "device_name", "threads", "decode_step"}
+    assert env["decode_step"] == "eager"  # the default
     assert container.meta["checkpoint"] == "tiny.ckpt"
     assert container.meta["modality"] is None  # a bare model has no .modality
     assert int.from_bytes(blob[-4:], "little") == zlib.crc32(blob[:-4])

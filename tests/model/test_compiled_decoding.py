@@ -1,0 +1,79 @@
+"""The compiled decode step (static caches, one graph per step kind) equals eager decoding."""
+
+import pytest
+import torch
+from torch._dynamo.utils import counters
+
+from multibyte.model import Megabyte, MegabyteConfig
+from multibyte.model.megabyte import step_kind
+
+# Compiling takes seconds per graph here, so each model is built (and compiled) once.
+TINY = dict(max_seq_len=48, global_dim=32, global_layers=2, global_heads=4, local_dim=16,
+            local_layers=2, local_heads=2)  # fmt: skip
+COMBINED = dict(patch_sizes=(8, 2), conv_encoder=True, qk_norm=True, rotary=True)
+
+
+@pytest.fixture(scope="module")
+def megabytes():
+    torch.manual_seed(0)
+    plain = Megabyte(MegabyteConfig(patch_size=4, **TINY)).eval()
+    return {"plain": plain, "combined": Megabyte(MegabyteConfig(**TINY, **COMBINED)).eval()}
+
+
+def generate(model, prompt, new, **options):
+    return model.generate(prompt, new, generator=torch.Generator().manual_seed(11), **options)
+
+
+@pytest.mark.parametrize(("name", "batch", "prompt_len"), [("plain", 2, 5), ("combined", 1, 0)])
+def test_compiled_generation_equals_uncached(megabytes, name, batch, prompt_len):
+    model = megabytes[name]
+    prompt = torch.randint(0, 256, (batch, prompt_len), generator=torch.Generator().manual_seed(7))
+    compiled = generate(model, prompt, 48 - prompt_len, compile=True)
+    assert torch.equal(compiled, generate(model, prompt, 48 - prompt_len, use_cache=False))
+    assert torch.equal(compiled, generate(model, prompt, 48 - prompt_len))  # eager cached
+
+
+@pytest.mark.parametrize("prompt_len", [0, 9])
+def test_compiled_logits_match_a_full_forward_pass(megabytes, prompt_len):
+    model = megabytes["combined"]
+    x = torch.randint(0, 256, (1, 48), generator=torch.Generator().manual_seed(3))
+    with torch.inference_mode():
+        full = model(x)
+        decoder = model.decoder(x.clone(), compile=True)
+        for t in range(prompt_len, 48):
+            logits = decoder.prefill(t) if t == prompt_len else decoder.advance(t)
+            assert torch.allclose(logits, full[:, t], atol=1e-5, rtol=0), f"step {t}"
+
+
+def test_positions_are_tensors_so_steps_do_not_recompile(megabytes):
+    model = megabytes["plain"]  # P = 4: two step kinds (a new patch, a byte within one)
+    x = torch.randint(0, 256, (2, 48))
+    with torch.inference_mode():
+        decoder = model.decoder(x, compile=True)
+        decoder.prefill(0)
+        for t in range(1, 9):  # both kinds compiled (or found) here
+            decoder.advance(t)
+        graphs = counters["stats"]["unique_graphs"]
+        for t in range(9, 48):
+            decoder.advance(t)
+    assert counters["stats"]["unique_graphs"] == graphs
+
+
+def test_step_kinds():
+    assert step_kind((4, 1), 0) == (2, 2) and step_kind((4, 1), 5) == (0, 1)
+    assert [step_kind((8, 2, 1), t) for t in (8, 10, 11)] == [(2, 2, 2), (0, 1, 2), (0, 0, 1)]
+
+
+def test_compiled_byte_transformer_equals_uncached(make_transformer):
+    model = make_transformer(rotary=True, qk_norm=True)
+    prompt = torch.randint(0, 256, (2, 3), generator=torch.Generator().manual_seed(5))
+    compiled = generate(model, prompt, 45, compile=True)
+    assert torch.equal(compiled, generate(model, prompt, 45, use_cache=False))
+
+
+def test_unsupported_compiled_decoding_is_refused(make_megabyte):
+    with pytest.raises(ValueError, match="cross_patch"):
+        make_megabyte(cross_patch=2).generate(torch.zeros(1, 0, dtype=torch.long), 4, compile=True)
+    with pytest.raises(ValueError, match="use_cache"):
+        make_megabyte().generate(torch.zeros(1, 0, dtype=torch.long), 4, use_cache=False,
+                                 compile=True)  # fmt: skip
