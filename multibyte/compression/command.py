@@ -104,6 +104,10 @@ def compress_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch", type=int, help="chunks coded together (default 32)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: current)")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda; recorded")
+    parser.add_argument(
+        "--compile", action="store_true",
+        help="code with the compiled decode step (recorded; decompress then uses it too)",
+    )  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
@@ -161,7 +165,7 @@ def run_compress(args: argparse.Namespace, failures: Failures) -> None:
                 blob = compress(
                     model, data, chunk=args.chunk, batch=args.batch, threads=args.threads,
                     modality=adapter.options, suffix=suffix, checkpoint=Path(args.ckpt).name,
-                    fingerprint=fingerprint, progress=bar.update,
+                    fingerprint=fingerprint, progress=bar.update, compile=args.compile,
                 )  # fmt: skip
             target.parent.mkdir(parents=True, exist_ok=True)
             _write_atomic(target, lambda tmp, blob=blob: tmp.write_bytes(blob), lambda tmp: None)

@@ -4,6 +4,7 @@ Layout (integers little-endian; "varint" is unsigned LEB128, 7 bits per byte, lo
 
     magic     4 bytes   b"\\x89MBZ"
     version   1 byte    1: constriction's range coder, 24-bit frequencies from coder.quantize
+    size      8 bytes   the whole file's length, so a cut file is told apart from a changed one
     model     32 bytes  sha256 fingerprint of the model's weights and config
     content   32 bytes  sha256 of the original bytes
     length    varint    number of original bytes
@@ -31,6 +32,7 @@ MAGIC = b"\x89MBZ"
 VERSION = 1
 DIGEST_BYTES = 32
 CRC_BYTES = 4
+SIZE_BYTES = 8
 
 
 class CompressionError(ValueError):
@@ -103,8 +105,6 @@ def pack(container: Container) -> bytes:
         )
     meta = json.dumps(container.meta, sort_keys=True, separators=(",", ":")).encode()
     parts = [
-        MAGIC,
-        bytes([VERSION]),
         container.model,
         container.content,
         _varint(container.length),
@@ -115,7 +115,9 @@ def pack(container: Container) -> bytes:
         *(_varint(len(s)) for s in container.streams),
         *container.streams,
     ]
-    body = b"".join(parts)
+    rest = b"".join(parts)
+    size = len(MAGIC) + 1 + SIZE_BYTES + len(rest) + CRC_BYTES
+    body = MAGIC + bytes([VERSION]) + size.to_bytes(SIZE_BYTES, "little") + rest
     return body + zlib.crc32(body).to_bytes(CRC_BYTES, "little")
 
 
@@ -133,6 +135,12 @@ def unpack(data: bytes) -> Container:
         raise ContainerError(
             f"container version {version} is not supported (this multibyte reads version {VERSION})"
         )
+    size = int.from_bytes(reader.take(SIZE_BYTES, "file size"), "little")
+    if len(data) < size:
+        raise ContainerError(f"truncated: the file has {len(data)} bytes of {size}")
+    body, crc = data[:-CRC_BYTES], data[-CRC_BYTES:]
+    if len(data) != size or zlib.crc32(body).to_bytes(CRC_BYTES, "little") != crc:
+        raise ContainerError("corrupted: the CRC-32 does not match (a byte changed)")
     model = reader.take(DIGEST_BYTES, "model fingerprint")
     content = reader.take(DIGEST_BYTES, "content checksum")
     length = reader.varint("length")
@@ -146,14 +154,8 @@ def unpack(data: bytes) -> Container:
         raise ContainerError(f"damaged: {count} chunks cannot fit in a {len(data)}-byte file")
     sizes = [reader.varint("stream lengths") for _ in range(count)]
     expected = reader.pos + sum(sizes) + CRC_BYTES
-    if len(data) != expected:
-        kind = "truncated" if len(data) < expected else "corrupted"
-        raise ContainerError(
-            f"{kind}: the file has {len(data)} bytes but its header describes {expected}"
-        )
-    body, crc = data[:-CRC_BYTES], data[-CRC_BYTES:]
-    if zlib.crc32(body).to_bytes(CRC_BYTES, "little") != crc:
-        raise ContainerError("corrupted: the CRC-32 does not match (a byte changed)")
+    if len(data) != expected:  # the CRC passed, so the writer itself was wrong
+        raise ContainerError(f"corrupted: the file has {len(data)} bytes, its fields {expected}")
     try:
         meta = json.loads(meta_bytes.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:

@@ -140,3 +140,17 @@ def test_an_output_path_that_is_a_file_is_refused(tmp_path, capsys, ckpts, files
     code, _, err = run(capsys, "compress", "--ckpt", ckpts.text, files.text, "--out", blocker)
     assert code == 2 and err.count("\n") == 1 and f"{files.text}: " in err
     assert blocker.read_text().startswith("a file")
+
+
+def test_compile_flag_records_the_compiled_step_and_decompress_follows_it(
+    tmp_path, capsys, ckpts, files
+):
+    code, _, err = run(
+        capsys, "compress", "--ckpt", ckpts.text, files.text, "--out", tmp_path / "c", "--compile"
+    )
+    assert code == 0, err
+    packed = tmp_path / "c" / (files.text.name + ".mbz")
+    assert unpack(packed.read_bytes()).meta["environment"]["decode_step"] == "compiled"
+    code, _, err = run(capsys, "decompress", "--ckpt", ckpts.text, packed, "--out", tmp_path / "d")
+    assert code == 0, err
+    assert (tmp_path / "d" / files.text.name).read_bytes() == files.text.read_bytes()
