@@ -116,6 +116,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"multibyte: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
         return 2
     module_name, function_name = COMMANDS[command].split(":")
+    if command in LIGHTNING_COMMANDS and not debug:
+        problem = config_error(rest)
+        if problem:
+            print(f"multibyte {command}: error: {problem}", file=sys.stderr)
+            return 2
     try:
         importlib.import_module("modalities")  # fails clearly on a name clash
         module = importlib.import_module(module_name)
@@ -129,11 +134,6 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError as error:
         print(f"multibyte {command}: {error}", file=sys.stderr)
         return 2
-    if command in LIGHTNING_COMMANDS and not debug:
-        problem = config_error(rest)
-        if problem:
-            print(f"multibyte {command}: error: {problem}", file=sys.stderr)
-            return 2
     # LightningCLI sub-commands need the sub-command name itself.
     args = argv if module_name == "multibyte.train.cli" else rest
     if debug:

@@ -45,6 +45,8 @@ from multibyte.inputs import (
 )
 from multibyte.prepared import resume_command
 
+SHOWN_SKIPS = 10  # skipped inputs named on stderr; the manifest lists them all
+
 
 class ConfigError(ValueError):
     """Bad configuration: reported before any work starts."""
@@ -450,6 +452,11 @@ def main(argv: list[str] | None = None) -> int:
         except (Interrupted, KeyboardInterrupt):
             print(interrupted_line(args), file=sys.stderr)
             return 130
+    for skip in manifest["skipped"][:SHOWN_SKIPS]:
+        print(f"multibyte prepare: skipped {skip['source']}: {skip['reason']}", file=sys.stderr)
+    if len(manifest["skipped"]) > SHOWN_SKIPS:
+        more = len(manifest["skipped"]) - SHOWN_SKIPS
+        print(f"multibyte prepare: ... and {more} more skipped inputs", file=sys.stderr)
     counts = ", ".join(f"{s}={n}" for s, n in manifest["counts"].items())
     print(
         f"wrote {counts} samples ({manifest['total_bytes']} bytes) to {args.out}; "
