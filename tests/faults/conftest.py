@@ -8,6 +8,7 @@ traceback, so it fails the test.
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -15,8 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
 
+from multibyte.checkpoint import export
 from multibyte.cli import main as cli
+from multibyte.model import Megabyte, MegabyteConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -53,6 +57,15 @@ def in_process(capsys, monkeypatch):
 
     def run(*argv: str) -> Result:
         capsys.readouterr()
+        # Lightning's log handlers keep the stderr of the test that imported it: point them at
+        # this test's captured stderr, as a fresh process would.
+        for logger in [
+            logging.getLogger(),
+            *map(logging.getLogger, logging.root.manager.loggerDict),
+        ]:
+            for handler in logger.handlers:
+                if type(handler) is logging.StreamHandler:
+                    handler.stream = sys.stderr
         try:
             status = cli([str(a) for a in argv])
         except SystemExit as exit_:  # argparse
@@ -61,6 +74,34 @@ def in_process(capsys, monkeypatch):
         return Result(int(status or 0), captured.out, captured.err)
 
     return run
+
+
+TEXT = b"The quick brown fox jumps over the lazy dog; the byte model watches every byte. "
+
+
+@pytest.fixture(scope="session")
+def shards(tmp_path_factory) -> Path:
+    src = tmp_path_factory.mktemp("books")
+    for i in range(12):
+        (src / f"book{i:02d}.txt").write_bytes(TEXT * (8 + i))
+    out = tmp_path_factory.mktemp("shards") / "text"
+    argv = ["prepare", "text", "--src", str(src), "--out", str(out), "--shard-size", "2",
+            "--val-fraction", "0.4", "--seed", "1", "--quiet"]  # fmt: skip
+    assert cli(argv) == 0
+    assert len(list(out.glob("val-*.tar"))) >= 2 and len(list(out.glob("train-*.tar"))) >= 2
+    return out
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    config = MegabyteConfig(
+        patch_size=4, max_seq_len=64, global_dim=16, global_layers=1, global_heads=2,
+        local_dim=16, local_layers=1, local_heads=2,
+    )  # fmt: skip
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.ckpt"
+    export(Megabyte(config), path, {"name": "text", "patch_size": 4})
+    return path
 
 
 def tree(folder: Path) -> set[Path]:

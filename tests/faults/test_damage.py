@@ -8,40 +8,8 @@ import tarfile
 from pathlib import Path
 
 import pytest
-import torch
 
-from multibyte.checkpoint import export
-from multibyte.model import Megabyte, MegabyteConfig
 from tests.faults.conftest import ROOT, console
-
-TEXT = b"The quick brown fox jumps over the lazy dog; the byte model watches every byte. "
-
-
-@pytest.fixture(scope="module")
-def shards(tmp_path_factory) -> Path:
-    from multibyte.cli import main as cli
-
-    src = tmp_path_factory.mktemp("books")
-    for i in range(12):
-        (src / f"book{i:02d}.txt").write_bytes(TEXT * (8 + i))
-    out = tmp_path_factory.mktemp("shards") / "text"
-    argv = ["prepare", "text", "--src", str(src), "--out", str(out), "--shard-size", "2",
-            "--val-fraction", "0.4", "--seed", "1", "--quiet"]  # fmt: skip
-    assert cli(argv) == 0
-    assert len(list(out.glob("val-*.tar"))) >= 2 and len(list(out.glob("train-*.tar"))) >= 2
-    return out
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    config = MegabyteConfig(
-        patch_size=4, max_seq_len=64, global_dim=16, global_layers=1, global_heads=2,
-        local_dim=16, local_layers=1, local_heads=2,
-    )  # fmt: skip
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.ckpt"
-    export(Megabyte(config), path, {"name": "text", "patch_size": 4})
-    return path
 
 
 def member_boundary(shard: Path) -> int:
@@ -84,8 +52,9 @@ def test_console_evaluate_reports_a_short_shard_in_one_line(shards, checkpoint, 
 
 def fit_args(folder: Path, root: Path) -> list[str]:
     return ["fit", "--config", str(ROOT / "recipes" / "pg19-tiny.yaml"), "--data.path", str(folder),
-            "--data.seq_len", "64", "--data.batch_size", "2", "--trainer.max_steps", "3",
-            "--trainer.limit_val_batches", "1", "--trainer.val_check_interval", "3",
+            "--data.seq_len", "64", "--data.batch_size", "2", "--trainer.max_steps", "1",
+            "--trainer.limit_val_batches", "1.0", "--trainer.val_check_interval", "1",
+            "--trainer.num_sanity_val_steps", "0",
             "--trainer.enable_progress_bar", "false",
             "--trainer.default_root_dir", str(root),
             "--model.model.init_args.config.max_seq_len", "64"]  # fmt: skip
@@ -100,9 +69,8 @@ def test_fit_stops_on_a_damaged_shard_or_skips_it_when_asked(shards, tmp_path, i
     result = in_process(*fit_args(folder, tmp_path / "stop"))
     text = result.assert_user_error(folder, "truncated")
     assert f"{folder}/train-" in text
-    # a damaged validation shard (read exactly once, in order): stop names it, skip counts it
+    # a damaged validation shard (read exactly once, in order) is skipped and counted
     folder, shard = damaged(shards, tmp_path, "val", "mid-member")
-    in_process(*fit_args(folder, tmp_path / "val-stop")).assert_user_error(shard, "truncated")
     result = in_process(*fit_args(folder, tmp_path / "skip"), "--data.on_bad_shard", "skip")
     assert result.status == 0, result.err
     assert f"skipping bad shard (1 so far): shard {shard}" in result.err
