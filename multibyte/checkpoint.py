@@ -54,19 +54,28 @@ def build_model(spec: dict[str, Any]) -> nn.Module:
 
 def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
     """The checkpoint dictionary, loaded with weights_only=True (no code from the file runs)."""
+    if os.path.isdir(path):
+        raise CheckpointError(f"{path} is a folder, not a checkpoint")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is not one
-        raise CheckpointError(f"{path} is not a readable checkpoint (not a torch.save archive)")
+        raise CheckpointError(
+            f"{path} is not a multibyte checkpoint (not a readable checkpoint: no torch.save "
+            "archive)"
+        )
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
+        # torch's own message advises weights_only=False: never right for a file we refuse.
         raise CheckpointError(
-            f"refusing to load {path}: it needs more than tensors and plain data to unpickle "
-            f"({str(error).splitlines()[0]})"
+            f"refusing to load {path}: it is not a multibyte checkpoint (it needs more than "
+            "tensors and plain data to unpickle, so loading it could run code from the file)"
         ) from error
     except (RuntimeError, EOFError) as error:
-        raise CheckpointError(f"{path} is not a readable checkpoint: {error}") from error
+        raise CheckpointError(
+            f"{path} is not a multibyte checkpoint (not a readable checkpoint: "
+            f"{str(error).splitlines()[0]})"
+        ) from error
     if not isinstance(checkpoint, dict) or "multibyte" not in checkpoint:
         raise CheckpointError(f"{path} is not a multibyte checkpoint (no 'multibyte' entry)")
     return checkpoint

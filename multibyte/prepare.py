@@ -13,7 +13,9 @@ import argparse
 import json
 import multiprocessing
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -23,9 +25,27 @@ from tqdm import tqdm
 
 import modalities
 from modalities import Adapter, Flag
-from multibyte.data.shards import MANIFEST
+from multibyte.data.shards import (
+    MANIFEST,
+    ShardError,
+    check_shard_bytes,
+    iter_tar_samples,
+    load_manifest,
+)
 from multibyte.data.writer import PARTIAL, ShardSink
-from multibyte.inputs import STREAM_CHUNK, Encoded, Encoder, Skip, Task, find_all_tasks
+from multibyte.inputs import (
+    CUT_NOTE,
+    STREAM_CHUNK,
+    Encoded,
+    Encoder,
+    Skip,
+    Task,
+    cuts_inside,
+    find_all_tasks,
+)
+from multibyte.prepared import resume_command
+
+SHOWN_SKIPS = 10  # skipped inputs named on stderr; the manifest lists them all
 
 
 class ConfigError(ValueError):
@@ -62,6 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"streams (text): bytes per record (default {STREAM_CHUNK})",
     )  # fmt: skip
     parser.add_argument("--overwrite", action="store_true", help="replace existing shards in --out")
+    parser.add_argument(
+        "--resume", action="store_true",
+        help="continue an interrupted prepare in --out (same arguments); the result equals an "
+        "uninterrupted run's",
+    )  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     for flag, users in sorted(declared_flags().items()):
         names = ", ".join(name for name, _ in users)
@@ -122,9 +147,21 @@ def check_config(args: argparse.Namespace) -> tuple[Adapter, dict[str, Any]]:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} exists and is not a folder")
+    if args.resume and args.overwrite:
+        raise ConfigError("--resume and --overwrite exclude each other")
     existing = sorted(out.glob("*.tar")) + sorted(out.glob(MANIFEST)) if out.is_dir() else []
-    if existing and not args.overwrite:
-        raise ConfigError(f"--out {out} already holds shards; pass --overwrite to replace them")
+    if existing and not (args.overwrite or args.resume):
+        raise ConfigError(
+            f"--out {out} already holds shards; pass --overwrite to replace them, or --resume "
+            "to finish an interrupted prepare"
+        )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".multibyte-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise ConfigError(f"--out {out} is not writable: {error.strerror or error}") from error
     return adapter, reading
 
 
@@ -136,6 +173,7 @@ _WORKER: dict[str, Encoder] = {}
 def _init_worker(encoder: Encoder) -> None:
     import torch  # only in pool workers: one process per core already
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     torch.set_num_threads(1)
     _WORKER["encoder"] = encoder
 
@@ -154,19 +192,134 @@ def _results(tasks: Sequence[Task], encoder: Encoder, workers: int) -> Iterator:
         yield from pool.imap(_encode, tasks, chunksize=1)
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+class Interrupted(Exception):
+    """Ctrl-C, taken between two samples so that every finished shard stays valid."""
+
+
+class _StopOnSignal:
+    """The first SIGINT asks the loop to stop at the next sample; a second one stops at once."""
+
+    def __init__(self) -> None:
+        self.asked = False
+        self._previous: Any = None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.asked:
+            raise KeyboardInterrupt
+        self.asked = True
+
+    def check(self) -> None:
+        if self.asked:
+            raise Interrupted
+
+    def __enter__(self) -> _StopOnSignal:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def canonical_argv(args: argparse.Namespace) -> list[str]:
+    """The arguments that decide the output, so the manifest can name the resume command."""
+    argv = [args.modality, "--src", *args.src]
+    if args.val_src:
+        argv += ["--val-src", *args.val_src]
+    argv += [
+        "--out",
+        args.out,
+        "--val-fraction",
+        f"{args.val_fraction:g}",
+        "--seed",
+        str(args.seed),
+    ]
+    argv += ["--shard-size", str(args.shard_size), "--shard-bytes", str(args.shard_bytes)]
+    if args.chunk_size is not None:
+        argv += ["--chunk-size", str(args.chunk_size)]
+    for flag in sorted(declared_flags()):
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value is True:
+            argv.append(flag)
+        elif value is not None and value is not False:
+            argv += [flag, str(value)]
+    return argv
+
+
+# Manifest keys a resumed run must find unchanged: they decide every byte of the output.
+SAME_ON_RESUME = (
+    "modality", "options", "sources", "val_sources", "val_fraction", "seed", "shard_size",
+    "shard_bytes", "chunk_size",
+)  # fmt: skip
+
+
+def write_manifest(out: Path, manifest: dict[str, Any]) -> None:
+    """Write ``manifest.json`` atomically: a reader (or a kill) never sees half of it."""
+    temporary = out / (MANIFEST + PARTIAL)
+    temporary.write_text(json.dumps(manifest, indent=2) + "\n")
+    os.replace(temporary, out / MANIFEST)
+
+
+def resume_point(out: Path, manifest: dict[str, Any]) -> tuple[dict[str, Any], dict]:
+    """(the progress to restart from, the finished shards kept per split) of an interrupted run.
+
+    Shards closed early by the interrupt, and anything on disk the manifest does not list, are
+    removed: they are written again exactly as the uninterrupted run writes them.
+    """
+    old = load_manifest(out)
+    if old is None:
+        return {}, {}
+    if old.get("complete"):
+        raise ConfigError(f"--resume: {out} is already complete; nothing to resume")
+    changed = [k for k in SAME_ON_RESUME if old.get(k) != manifest.get(k)]
+    if changed or "resume" not in old:
+        raise ConfigError(
+            f"--resume: {out / MANIFEST} was written with other settings ({', '.join(changed)}); "
+            "resume with the same arguments, or start again with --overwrite"
+            if changed
+            else f"--resume: {out / MANIFEST} records no progress to resume from"
+        )
+    kept: dict[str, list[dict[str, Any]]] = {}
+    points = [old["resume"]["next"], *old["resume"].get("open", {}).values()]
+    for split, infos in old.get("shard_info", {}).items():
+        kept[split] = []
+        for info in infos:
+            if info.get("interrupted"):
+                points.append(info["start"])
+                continue
+            path = out / info["name"]
+            try:
+                check_shard_bytes(str(path), path.read_bytes(), info)
+            except OSError as error:
+                raise ConfigError(f"--resume: shard {path} cannot be read ({error})") from error
+            except ShardError as error:
+                raise ConfigError(f"--resume: {error}; start again with --overwrite") from error
+            kept[split].append(info)
+    names = {info["name"] for infos in kept.values() for info in infos}
+    for stale in [*out.glob("*.tar"), *out.glob(f"*{PARTIAL}")]:
+        if stale.name not in names:
+            stale.unlink()
+    point = min(points, key=lambda p: p["task"])
+    point["skipped_list"] = old.get("skipped", [])[: point["skipped"]]
+    return point, kept
+
+
+def run(args: argparse.Namespace, stop: _StopOnSignal | None = None) -> dict[str, Any]:
     """Run a checked configuration and return the manifest it wrote."""
     adapter, reading = check_config(args)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     if args.overwrite:
         for old in [*out.glob("*.tar"), *out.glob(f"*{PARTIAL}"), out / MANIFEST]:
             old.unlink(missing_ok=True)
-    tasks, skips = find_all_tasks(adapter, args.src, args.val_src)
+    notes: list[str] = []
+    tasks, skips = find_all_tasks(adapter, args.src, args.val_src, notes)
+    cut_inside = cuts_inside(tasks, args.val_fraction)
+    for note in notes:
+        print(f"multibyte prepare: {note}", file=sys.stderr)
     options = adapter.options
     chunk = args.chunk_size or STREAM_CHUNK
-    encoder = Encoder(adapter, args.seed, args.val_fraction, chunk, reading)
-    sinks = {s: ShardSink(out, s, args.shard_size, args.shard_bytes) for s in ("train", "val")}
+    encoder = Encoder(adapter, args.seed, args.val_fraction, chunk, reading, cut_inside)
     manifest: dict[str, Any] = {
         "format": "multibyte-shards",
         "version": 1,
@@ -179,39 +332,108 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "seed": args.seed,
         "split": "per input, by seed",
         "complete": False,
+        "argv": canonical_argv(args),
+        "shard_size": args.shard_size,
+        "shard_bytes": args.shard_bytes,
+        "chunk_size": chunk if adapter.stream else None,
     }
     manifest.update(adapter.manifest_extras(**reading))
-    key = 0
+    point, kept = resume_point(out, manifest) if args.resume else ({}, {})
+    first_task, key = point.get("task", 0), point.get("key", 0)
+    if point:
+        skips = [Skip(s["source"], s["reason"]) for s in point["skipped_list"]]
+    progress = {"task": first_task, "key": key, "counts": {}, "bytes": {}, "skipped": len(skips)}
+
+    def snapshot() -> dict[str, Any]:
+        return json.loads(json.dumps(progress))
+
+    sinks: dict[str, ShardSink] = {}
+
+    def save(complete: bool = False) -> None:
+        finished = {s: sink.finished_count for s, sink in sinks.items()}
+        manifest.update(
+            counts={s: sink.count for s, sink in sinks.items()} if complete else finished,
+            bytes={s: sink.bytes if complete else sink.finished_bytes for s, sink in sinks.items()},
+            shards={s: sink.shards for s, sink in sinks.items()},
+            shard_info={s: sink.infos for s, sink in sinks.items()},
+            inputs={"tasks": len(tasks), "skipped": len(skips)},
+            skipped=[{"source": s.source, "reason": s.reason} for s in skips],
+        )
+        manifest["total_bytes"] = sum(manifest["bytes"].values())
+        manifest["complete"] = complete
+        if complete:
+            manifest.pop("resume", None)
+        else:
+            opened = {s: sink.open_start for s, sink in sinks.items() if sink.open_start}
+            manifest["resume"] = {"next": snapshot(), "open": opened}
+        manifest["seconds"] = round(time.perf_counter() - started, 3)
+        write_manifest(out, manifest)
+
+    def sink(split: str) -> ShardSink:
+        if split not in sinks:
+            infos = kept.get(split, [])
+            sinks[split] = ShardSink(
+                out, split, args.shard_size, args.shard_bytes, first_shard=len(infos),
+                durable=sum(i["samples"] for i in infos), on_finish=lambda info: save(),
+                on_start=snapshot,
+            )  # fmt: skip
+            new = sinks[split]
+            new.shards, new.infos = [i["name"] for i in infos], list(infos)
+            new.finished_count = new.durable
+            new.count = point.get("counts", {}).get(split, 0)
+            new.bytes = point.get("bytes", {}).get(split, 0)
+            progress["counts"][split] = new.count
+            progress["bytes"][split] = new.bytes
+        return sinks[split]
+
+    for split in ("train", "val", *kept):
+        sink(split)
+    if args.resume and point:
+        # Bytes of kept shards: exact when the restart point is their end, else counted again.
+        for split, infos in kept.items():
+            sinks[split].finished_bytes = _data_bytes(out, infos)
     started = time.perf_counter()
+    stop = stop or _StopOnSignal()
+    save()
     try:
-        with tqdm(total=len(tasks), unit="file", disable=args.quiet, desc="prepare") as bar:
-            for task, records, reason in _results(tasks, encoder, args.workers):
+        todo = tasks[first_task:]
+        with tqdm(total=len(tasks), initial=first_task, unit="file", disable=args.quiet,
+                  desc="prepare") as bar:  # fmt: skip
+            for index, (task, records, reason) in enumerate(
+                _results(todo, encoder, args.workers), first_task
+            ):
+                stop.check()
                 bar.update(1)
                 if reason is not None:
                     skips.append(Skip(task.path, reason))
-                    continue
+                if cut_inside and any(extra.get("cut") for _, _, extra in records):
+                    note = CUT_NOTE.format(100 * args.val_fraction)
+                    print(f"multibyte prepare: {task.path}: {note}", file=sys.stderr)
                 for split, data, extra in records:
-                    if split not in sinks:  # a fixed split the adapter names (enwik8's test)
-                        sinks[split] = ShardSink(out, split, args.shard_size, args.shard_bytes)
                     meta = {"source": task.path, "modality": args.modality, "options": options}
-                    sinks[split].write(f"s{key:09d}", data, {**meta, **extra})
+                    sink(split).write(f"s{key:09d}", data, {**meta, **extra})
                     key += 1
-        manifest["complete"] = True
-    finally:
-        # Close shards even on an interrupt, so everything finished so far stays readable.
-        for sink in sinks.values():
-            sink.close()
-        manifest.update(
-            counts={s: sink.count for s, sink in sinks.items()},
-            bytes={s: sink.bytes for s, sink in sinks.items()},
-            total_bytes=sum(sink.bytes for sink in sinks.values()),
-            shards={s: sink.shards for s, sink in sinks.items()},
-            inputs={"tasks": len(tasks), "skipped": len(skips)},
-            skipped=[{"source": s.source, "reason": s.reason} for s in skips],
-            seconds=round(time.perf_counter() - started, 3),
-        )
-        (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+                progress.update(
+                    task=index + 1, key=key, skipped=len(skips),
+                    counts={s: k.count for s, k in sinks.items()},
+                    bytes={s: k.bytes for s, k in sinks.items()},
+                )  # fmt: skip
+        for each in sinks.values():
+            each.close()
+        save(complete=True)
+    except BaseException:
+        # Close shards on an interrupt, so everything finished so far stays readable; the
+        # manifest marks them, and --resume writes them again.
+        for each in sinks.values():
+            each.close(interrupted=True)
+        save()
+        raise
     return manifest
+
+
+def _data_bytes(out: Path, infos: list[dict[str, Any]]) -> int:
+    """The encoded bytes (``.bin`` members) held by finished shards."""
+    return sum(len(s.get("bin", b"")) for i in infos for s in iter_tar_samples(out / i["name"]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -221,17 +443,47 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exit_:
         return int(exit_.code or 0)
-    try:
-        manifest = run(args)
-    except ConfigError as error:
-        print(f"multibyte prepare: error: {error}", file=sys.stderr)
-        return 2
+    with _StopOnSignal() as stop:
+        try:
+            manifest = run(args, stop)
+        except ConfigError as error:
+            print(f"multibyte prepare: error: {error}", file=sys.stderr)
+            return 2
+        except (Interrupted, KeyboardInterrupt):
+            print(interrupted_line(args), file=sys.stderr)
+            return 130
+    for skip in manifest["skipped"][:SHOWN_SKIPS]:
+        print(f"multibyte prepare: skipped {skip['source']}: {skip['reason']}", file=sys.stderr)
+    if len(manifest["skipped"]) > SHOWN_SKIPS:
+        more = len(manifest["skipped"]) - SHOWN_SKIPS
+        print(f"multibyte prepare: ... and {more} more skipped inputs", file=sys.stderr)
     counts = ", ".join(f"{s}={n}" for s, n in manifest["counts"].items())
     print(
         f"wrote {counts} samples ({manifest['total_bytes']} bytes) to {args.out}; "
         f"skipped {len(manifest['skipped'])} inputs (see {Path(args.out) / MANIFEST})"
     )
+    if not any(manifest["counts"].values()):
+        first = manifest["skipped"][0] if manifest["skipped"] else None
+        why = f" (first: {first['source']}: {first['reason']})" if first else ""
+        print(
+            f"multibyte prepare: error: no samples written from {' '.join(args.src)}: "
+            f"{len(manifest['skipped'])} inputs skipped{why}",
+            file=sys.stderr,
+        )
+        return 2
     return 0
+
+
+def interrupted_line(args: argparse.Namespace) -> str:
+    """One line after Ctrl-C: what was written, that it is valid, and how to resume."""
+    manifest = load_manifest(args.out) or {}
+    counts = ", ".join(f"{s}={n}" for s, n in (manifest.get("counts") or {}).items())
+    shards = sum(len(v) for v in (manifest.get("shards") or {}).values())
+    return (
+        f"multibyte prepare: interrupted: {shards} finished shards ({counts or 'no'} samples) in "
+        f"{args.out} are valid, and the folder is marked incomplete; resume with: "
+        f"{resume_command(manifest)}"
+    )
 
 
 if __name__ == "__main__":

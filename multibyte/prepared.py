@@ -10,11 +10,17 @@
    adapter recognises the raw files' suffixes.
 4. Does the data agree? A manifest, or raw files whose suffixes belong to another modality than
    the one expected, is an error (``ModalityMismatch``) unless the caller overrides it.
+5. Is it whole? A folder whose manifest says ``"complete": false`` (an interrupted prepare) is
+   refused (``IncompleteShards``) unless the caller allows it, and a shard the manifest lists
+   but the folder lacks is a ShardError. Each shard is checked against the manifest when it is
+   read (``multibyte.data.shards.iter_tar_samples``).
 """
 
 from __future__ import annotations
 
 import os
+import shlex
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +28,15 @@ from typing import Any
 
 import modalities
 from modalities import Adapter
-from multibyte.data.shards import MANIFEST, SPLITS, list_shards, load_manifest, read_samples
+from multibyte.data.shards import (
+    MANIFEST,
+    SPLITS,
+    ShardError,
+    list_shards,
+    load_manifest,
+    read_samples,
+    shard_infos,
+)
 from multibyte.inputs import encode_in_memory
 
 
@@ -41,6 +55,41 @@ class ModalityMismatch(PreparedError):
 
 class ModalityUnknown(PreparedError):
     """Neither the caller, nor a manifest, nor the files' suffixes say which modality it is."""
+
+
+class IncompleteShards(PreparedError):
+    """A shard folder whose prepare did not complete, and nobody said to use it anyway."""
+
+    def __init__(self, folder: Path, manifest: dict[str, Any], allow: str) -> None:
+        self.folder = folder
+        counts = manifest.get("counts") or {}
+        written = ", ".join(f"{s}={n}" for s, n in counts.items()) or "nothing"
+        super().__init__(
+            f'{folder} is an incomplete prepare ({folder / MANIFEST} says "complete": false; '
+            f"written so far: {written} samples): finish it with `{resume_command(manifest)}`, "
+            f"or pass {allow} to use it as it is"
+        )
+
+
+def resume_command(manifest: dict[str, Any]) -> str:
+    """The command that finishes an interrupted prepare (its own arguments and --resume)."""
+    argv = manifest.get("argv")
+    if not argv:
+        return "multibyte prepare ... --resume"
+    return " ".join(["multibyte", "prepare", *map(shlex.quote, argv), "--resume"])
+
+
+def check_listed_shards(folder: Path, manifest: dict[str, Any] | None) -> None:
+    """ShardError if the manifest lists a shard that the folder does not hold."""
+    infos = shard_infos(manifest)
+    if not infos:
+        return
+    missing = sorted(name for name in infos if not (folder / name).is_file())
+    if missing:
+        raise ShardError(
+            f"shard {folder / missing[0]} is missing ({len(missing)} of the {len(infos)} shards "
+            f"that {folder / MANIFEST} lists are missing)"
+        )
 
 
 def is_shards(paths: Sequence[Path]) -> bool:
@@ -95,6 +144,8 @@ class Prepared:
         if self._encoded is None:
             encoded = encode_in_memory(self.adapter, self.paths, self.val_fraction, self.seed)
             self.skipped = encoded.pop("skipped")
+            for note in encoded.pop("notes"):
+                print(f"multibyte: {note}", file=sys.stderr)
             self._encoded = encoded
         return self._encoded
 
@@ -117,12 +168,17 @@ def open_prepared(
     *,
     val_fraction: float = 0.0,
     seed: int = 0,
+    allow_incomplete: bool = False,
+    allow_flag: str = "--allow-incomplete",
 ) -> Prepared:
     """Open shards or raw files (or, with no paths, only resolve the modality).
 
     ``expected`` are the adapter options the caller has (a checkpoint's or a recipe's);
     ``override`` is a modality name the user gave to read the data as, whatever it holds.
-    Raises PreparedError (ModalityMismatch, ModalityUnknown) or ValueError for bad options.
+    A folder whose prepare did not complete raises IncompleteShards (naming ``allow_flag``, the
+    caller's way to allow it) unless ``allow_incomplete``.
+    Raises PreparedError (ModalityMismatch, ModalityUnknown, IncompleteShards), ShardError for
+    a listed shard that is missing, or ValueError for bad options.
     """
     roots = [Path(p) for p in paths]
     for root in roots:
@@ -132,7 +188,14 @@ def open_prepared(
     if options is not None:
         modalities.factory(options.get("name"))  # an unknown name fails before anything else
     shards = is_shards(roots)
-    manifest = load_manifest(roots[0]) if shards and roots[0].is_dir() else None
+    try:
+        manifest = load_manifest(roots[0]) if shards and roots[0].is_dir() else None
+    except ValueError as error:  # json.JSONDecodeError
+        raise PreparedError(f"{roots[0] / MANIFEST} is not valid JSON ({error})") from error
+    if manifest is not None:
+        if manifest.get("complete") is False and not allow_incomplete:
+            raise IncompleteShards(roots[0], manifest, allow_flag)
+        check_listed_shards(roots[0], manifest)
     stored = (manifest or {}).get("options")
     if stored:
         if options is None:
@@ -162,6 +225,7 @@ def open_prepared(
 
 
 __all__ = [
+    "IncompleteShards",
     "ModalityMismatch",
     "ModalityUnknown",
     "Prepared",
@@ -169,4 +233,5 @@ __all__ = [
     "is_shards",
     "open_prepared",
     "resolve_options",
+    "resume_command",
 ]

@@ -22,7 +22,7 @@ from tqdm import tqdm
 import modalities
 from modalities import Prompt
 from multibyte.checkpoint import CheckpointError, load
-from multibyte.prepared import ModalityUnknown, open_prepared
+from multibyte.prepared import ModalityMismatch, ModalityUnknown, open_prepared
 
 
 class SampleError(ValueError):
@@ -113,19 +113,28 @@ def _note(message: str) -> None:
 
 def run(args: argparse.Namespace) -> list[Path]:
     """Sample as the command line asks; returns the files written."""
-    if not Path(args.ckpt).is_file():
+    if not Path(args.ckpt).exists():
         raise SampleError(f"checkpoint not found: {args.ckpt}")
     if args.prompt and not Path(args.prompt).is_file():
         raise SampleError(f"prompt file not found: {args.prompt}")
     if args.n < 1:
         raise SampleError(f"--n must be positive, got {args.n}")
+    if args.max_new_bytes is not None and args.max_new_bytes < 1:
+        raise SampleError(f"--max-new-bytes must be at least 1, got {args.max_new_bytes}")
     try:
         model = load(args.ckpt, map_location=args.device)
     except (CheckpointError, FileNotFoundError) as error:
         raise SampleError(str(error)) from error
     trained = getattr(model, "modality", None) or None
     try:
-        adapter = open_prepared((), trained, args.modality).adapter
+        adapter = open_prepared(
+            [args.prompt] if args.prompt else (), trained, args.modality
+        ).adapter
+    except ModalityMismatch as error:  # the same refusal as `multibyte evaluate`
+        raise SampleError(
+            f"the data in {error.where} looks like {error.found} but the checkpoint was trained "
+            f"on {error.expected}; pass --modality {error.found} to sample it anyway"
+        ) from error
     except ModalityUnknown as error:
         raise SampleError("the checkpoint stores no modality: pass --modality") from error
     except ValueError as error:
@@ -138,7 +147,12 @@ def run(args: argparse.Namespace) -> list[Path]:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     generator = torch.Generator(device=args.device).manual_seed(args.seed)
     try:
-        prompt = adapter.read_prompt(args.prompt, fraction) if args.prompt else Prompt()
+        try:
+            prompt = adapter.read_prompt(args.prompt, fraction) if args.prompt else Prompt()
+        except Exception as error:  # noqa: BLE001 - any unreadable prompt is the user's file
+            raise SampleError(
+                f"prompt {args.prompt} cannot be read as {adapter.name}: {error}"
+            ) from error
         prompt, new = adapter.plan_sample(prompt, args.max_new_bytes, model.config.max_seq_len)
         for note in prompt.notes:
             _note(note)

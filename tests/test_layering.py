@@ -38,6 +38,7 @@ LAYERS = {
     "multibyte.prepare": WORKFLOWS,
     "multibyte.prepared": WORKFLOWS,
     "multibyte.inputs": WORKFLOWS,
+    "multibyte.verify": WORKFLOWS,
     "multibyte.compression": WORKFLOWS,
     "multibyte.cli": COMMANDS,
     "multibyte.quickstart": COMMANDS,

@@ -12,12 +12,13 @@ from typing import Any
 _HOMES = {
     "batch_by_length": "batching", "collate": "batching",
     "Slot": "distributed", "current_slot": "distributed", "take_every": "distributed",
-    "ShardDataset": "iterable",
+    "BadShards": "iterable", "ShardDataset": "iterable",
     "LengthBatchSampler": "mapstyle", "RandomWindowDataset": "mapstyle",
     "SequenceDataset": "mapstyle", "WindowDataset": "mapstyle",
     "MANIFEST": "shards", "SPLITS": "shards", "iter_tar_samples": "shards",
     "list_shards": "shards", "load_manifest": "shards", "read_samples": "shards",
-    "shard_name": "shards",
+    "shard_name": "shards", "ShardError": "shards", "shard_infos": "shards",
+    "expected_info": "shards", "check_shard_bytes": "shards",
     "fixed_windows": "windows", "pieces": "windows", "random_windows": "windows",
     "ShardSink": "writer",
 }  # fmt: skip
@@ -32,6 +33,11 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "MANIFEST",
     "SPLITS",
+    "BadShards",
+    "ShardError",
+    "check_shard_bytes",
+    "expected_info",
+    "shard_infos",
     "LengthBatchSampler",
     "RandomWindowDataset",
     "SequenceDataset",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator, Sequence
 from functools import partial
 from pathlib import Path
@@ -14,25 +15,64 @@ from torch.utils.data import IterableDataset
 
 from multibyte.data.batching import batch_by_length
 from multibyte.data.distributed import current_slot, take_every
-from multibyte.data.shards import iter_tar_samples, list_shards, load_manifest
+from multibyte.data.shards import ShardError, iter_tar_samples, list_shards, load_manifest
 from multibyte.data.windows import as_array, fixed_windows, pieces, random_windows
 
 VAL_SPLITS = ("auto", "shard", "sample")
 
 
-def _open_shards(src: Iterator[dict], key: str = "bin") -> Iterator[np.ndarray]:
+ON_BAD_SHARD = ("stop", "skip")
+
+
+class BadShards:
+    """What to do with a bad shard: ``stop`` raises its ShardError, ``skip`` drops the shard,
+    counts it and says so on stderr (per reader process: each worker counts its own)."""
+
+    def __init__(self, policy: str = "stop", total: int = 0) -> None:
+        if policy not in ON_BAD_SHARD:
+            raise ValueError(f"on_bad_shard must be one of {ON_BAD_SHARD}, got {policy!r}")
+        self.policy, self.total = policy, total
+        self.bad: set[str] = set()
+        self.skipped = 0
+
+    def handle(self, url: str, error: ShardError) -> None:
+        if self.policy == "stop":
+            raise error
+        self.skipped += 1
+        self.bad.add(url)
+        print(f"multibyte: skipping bad shard ({self.skipped} so far): {error}", file=sys.stderr)
+        if self.total and len(self.bad) >= self.total:
+            raise ShardError(f"every shard is bad, nothing left to read; last: {error}") from error
+
+
+def _samples(url: str, bad: BadShards | None) -> list[dict]:
+    # A whole shard, checked to its end, before any of it is used: a bad one yields nothing.
+    try:
+        return list(iter_tar_samples(url))
+    except ShardError as error:
+        (bad or BadShards()).handle(url, error)
+        return []
+
+
+def _open_shards(
+    src: Iterator[dict], key: str = "bin", bad: BadShards | None = None
+) -> Iterator[np.ndarray]:
     for item in src:
-        for sample in iter_tar_samples(item["url"]):
+        for sample in _samples(item["url"], bad):
             if key in sample:
                 yield as_array(sample[key])
 
 
 def _shard_windows(
-    src: Iterator[dict], seq_len: int, rng: np.random.Generator, key: str = "bin"
+    src: Iterator[dict],
+    seq_len: int,
+    rng: np.random.Generator,
+    key: str = "bin",
+    bad: BadShards | None = None,
 ) -> Iterator[np.ndarray]:
     # One shard at a time in memory: random windows over its concatenated records.
     for item in src:
-        chunks = [s[key] for s in iter_tar_samples(item["url"]) if key in s]
+        chunks = [s[key] for s in _samples(item["url"], bad) if key in s]
         if chunks:
             yield from random_windows(b"".join(chunks), seq_len, rng)
 
@@ -70,6 +110,8 @@ class ShardDataset(IterableDataset):
       ``wds.split_by_worker``; ``"sample"`` reads every shard and keeps every n-th item;
       ``"auto"`` picks shards when there are at least as many as readers (never for streams,
       whose windows must follow the global stream).
+    - Every shard is checked against the manifest before it is used (``iter_tar_samples``):
+      ``on_bad_shard="stop"`` raises the ShardError, ``"skip"`` drops the shard and counts it.
 
     Use it with ``DataLoader(dataset, batch_size=None)``: it batches itself.
     """
@@ -87,6 +129,7 @@ class ShardDataset(IterableDataset):
         seed: int = 0,
         val_split: str = "auto",
         drop_last: bool = False,
+        on_bad_shard: str = "stop",
     ) -> None:
         super().__init__()
         self.urls = list_shards(source, split)
@@ -113,6 +156,8 @@ class ShardDataset(IterableDataset):
         self.seed = seed
         self.val_split = val_split
         self.drop_last = drop_last
+        self.on_bad_shard = on_bad_shard
+        BadShards(on_bad_shard)  # checks the name now, not in a worker
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -131,13 +176,17 @@ class ShardDataset(IterableDataset):
 
     def _train_pipeline(self) -> wds.DataPipeline:
         rng = self._rng()
+        bad = BadShards(self.on_bad_shard, len(self.urls))
         shards = wds.ResampledShards(
             self.urls, seed=self.seed * 1_000_003 + self.epoch, deterministic=True
         )
         if self.stream:
-            sequences = [partial(_shard_windows, seq_len=self.seq_len, rng=rng)]
+            sequences = [partial(_shard_windows, seq_len=self.seq_len, rng=rng, bad=bad)]
         else:
-            sequences = [_open_shards, partial(_shuffle, size=self.shuffle_buffer, rng=rng)]
+            sequences = [
+                partial(_open_shards, bad=bad),
+                partial(_shuffle, size=self.shuffle_buffer, rng=rng),
+            ]
             sequences.append(partial(_pieces, seq_len=self.seq_len))
         stages = [shards, *sequences, partial(batch_by_length, batch_size=self.batch_size)]
         return wds.DataPipeline(*stages).with_epoch(self.batches_per_epoch)
@@ -148,14 +197,15 @@ class ShardDataset(IterableDataset):
             self.val_split == "auto" and not self.stream and len(self.urls) >= slot.count
         )
         stages: list = [wds.SimpleShardList(self.urls)]
+        opener = partial(_open_shards, bad=BadShards(self.on_bad_shard))
         if by_shard:
-            stages += [wds.split_by_node, wds.split_by_worker, _open_shards]
+            stages += [wds.split_by_node, wds.split_by_worker, opener]
             stages.append(partial(_pieces, seq_len=self.seq_len))
         elif self.stream:
-            stages += [_open_shards, partial(fixed_windows, seq_len=self.seq_len)]
+            stages += [opener, partial(fixed_windows, seq_len=self.seq_len)]
             stages.append(partial(take_every, slot=slot))
         else:
-            stages += [_open_shards, partial(take_every, slot=slot)]
+            stages += [opener, partial(take_every, slot=slot)]
             stages.append(partial(_pieces, seq_len=self.seq_len))
         stages.append(
             partial(batch_by_length, batch_size=self.batch_size, drop_last=self.drop_last)

@@ -6,11 +6,13 @@ hostile tar cannot place files on disk.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
 import tarfile
 from collections.abc import Iterator, Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -18,6 +20,10 @@ SPLITS = ("train", "val", "test")
 MANIFEST = "manifest.json"
 
 Sample = dict[str, Any]
+
+
+class ShardError(ValueError):
+    """A shard that is short, truncated or corrupt, or missing from / unknown to its manifest."""
 
 
 def shard_name(split: str) -> str:
@@ -57,40 +63,113 @@ def _split_name(name: str) -> tuple[str, str]:
     return key, ext if dot else ""
 
 
-def iter_tar_samples(source: str | os.PathLike | bytes | BinaryIO) -> Iterator[Sample]:
-    """Yield webdataset samples (``{"__key__", "__url__", ext: bytes}``) from one tar, in memory."""
+def shard_infos(manifest: dict[str, Any] | None) -> dict[str, dict[str, Any]] | None:
+    """Shard name -> ``{"name", "samples", "size", "sha256"}`` from a manifest, or None for a
+    manifest written before shards were recorded (such shards cannot be verified)."""
+    if not manifest or not isinstance(manifest.get("shard_info"), dict):
+        return None
+    return {info["name"]: info for infos in manifest["shard_info"].values() for info in infos}
+
+
+@lru_cache(maxsize=64)
+def _cached_infos(folder: str, stamp: tuple[int, int]) -> dict[str, dict[str, Any]] | None:
+    try:
+        return shard_infos(load_manifest(folder))
+    except (OSError, ValueError):
+        return None
+
+
+def expected_info(path: str | os.PathLike) -> dict[str, Any] | None:
+    """What the manifest next to ``path`` says about that shard; None when it says nothing.
+
+    Raises ShardError for a shard in a folder whose manifest records its shards but not this one.
+    """
+    path = Path(path)
+    manifest = path.parent / MANIFEST
+    try:
+        stat = manifest.stat()
+    except OSError:
+        return None
+    infos = _cached_infos(str(path.parent), (stat.st_mtime_ns, stat.st_size))
+    if infos is None:
+        return None
+    if path.name not in infos:
+        raise ShardError(f"shard {path} is not listed in {manifest}: it was not written by prepare")
+    return infos[path.name]
+
+
+def check_shard_bytes(path: str, data: bytes, info: dict[str, Any]) -> None:
+    """Raise ShardError unless ``data`` has the size and sha256 the manifest recorded."""
+    if len(data) != info["size"]:
+        what = "truncated" if len(data) < info["size"] else "longer than written"
+        raise ShardError(
+            f"shard {path} is {what}: {len(data)} bytes, the manifest expects {info['size']} "
+            f"({info['samples']} samples)"
+        )
+    if hashlib.sha256(data).hexdigest() != info["sha256"]:
+        raise ShardError(
+            f"shard {path} is corrupt: its sha256 differs from the manifest's "
+            f"({info['samples']} samples, {info['size']} bytes expected)"
+        )
+
+
+def _tar_samples(stream: BinaryIO, url: str) -> Iterator[Sample]:
+    current: Sample | None = None
+    with tarfile.open(fileobj=stream, mode="r|") as archive:
+        for member in archive:
+            if not member.isfile():
+                continue
+            key, ext = _split_name(member.name)
+            handle = archive.extractfile(member)
+            data = handle.read() if handle is not None else b""
+            if current is None or current["__key__"] != key:
+                if current is not None:
+                    yield current
+                current = {"__key__": key, "__url__": url}
+            current[ext] = data
+    if current is not None:
+        yield current
+
+
+def iter_tar_samples(
+    source: str | os.PathLike | bytes | BinaryIO, check: bool = True
+) -> Iterator[Sample]:
+    """Yield webdataset samples (``{"__key__", "__url__", ext: bytes}``) from one tar, in memory.
+
+    A shard file is read whole and, when its folder's manifest records it (``check``), its size
+    and sha256 are checked before any sample is yielded and its sample count at its end. A
+    truncated or unreadable tar, or one that disagrees with the manifest, raises ShardError
+    naming the shard and what was expected.
+    """
+    info = None
     if isinstance(source, bytes):
         stream: BinaryIO = io.BytesIO(source)
         url = "<bytes>"
-        close = False
     elif isinstance(source, (str, os.PathLike)):
         url = str(source)
         if "://" in url or url.startswith("pipe:"):
             # Refuse URL schemes: webdataset's "pipe:" would run a shell command.
             raise ValueError(f"only local shard files are read, not {url!r}")
-        stream = open(url, "rb")  # noqa: SIM115 - closed below
-        close = True
+        info = expected_info(url) if check else None
+        try:
+            data = Path(url).read_bytes()
+        except OSError as error:
+            raise ShardError(f"shard {url} cannot be read: {error.strerror or error}") from error
+        if info is not None:
+            check_shard_bytes(url, data, info)
+        stream = io.BytesIO(data)
     else:
-        stream, url, close = source, getattr(source, "name", "<stream>"), False
+        stream, url = source, getattr(source, "name", "<stream>")
+    expected = f"; the manifest expects {info['samples']} samples" if info else ""
+    count = 0
     try:
-        current: Sample | None = None
-        with tarfile.open(fileobj=stream, mode="r|") as archive:
-            for member in archive:
-                if not member.isfile():
-                    continue
-                key, ext = _split_name(member.name)
-                handle = archive.extractfile(member)
-                data = handle.read() if handle is not None else b""
-                if current is None or current["__key__"] != key:
-                    if current is not None:
-                        yield current
-                    current = {"__key__": key, "__url__": url}
-                current[ext] = data
-        if current is not None:
-            yield current
-    finally:
-        if close:
-            stream.close()
+        for sample in _tar_samples(stream, url):
+            count += 1
+            yield sample
+    except (tarfile.TarError, EOFError, OSError) as error:
+        raise ShardError(f"shard {url} is truncated or corrupt ({error}){expected}") from error
+    if info is not None and count != info["samples"]:
+        raise ShardError(f"shard {url} is short: it holds {count} samples{expected}")
 
 
 def read_samples(

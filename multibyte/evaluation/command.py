@@ -51,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--markdown", help="write the Markdown table here")
     parser.add_argument("--plots", help="write PNG plots into this folder")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--allow-incomplete", action="store_true",
+        help="read a shard folder whose prepare did not complete",
+    )  # fmt: skip
     return parser
 
 
@@ -74,7 +78,10 @@ def limit_sequences(
 def open_data(args: argparse.Namespace, trained: dict | None) -> tuple[Prepared, list[bytes]]:
     """The data to score: the shards' ``--split``, or every raw file given."""
     try:
-        prepared = open_prepared(args.data, trained, args.modality, val_fraction=0.0)
+        prepared = open_prepared(
+            args.data, trained, args.modality, val_fraction=0.0,
+            allow_incomplete=getattr(args, "allow_incomplete", False),
+        )  # fmt: skip
     except ModalityMismatch as error:
         held = "the shards in {} hold" if error.shards else "the data in {} looks like"
         raise EvaluationError(
@@ -98,7 +105,7 @@ def open_data(args: argparse.Namespace, trained: dict | None) -> tuple[Prepared,
 
 def run(args: argparse.Namespace) -> Evaluation:
     """Evaluate as the command line asks; raise EvaluationError on bad input."""
-    if not Path(args.ckpt).is_file():
+    if not Path(args.ckpt).exists():
         raise EvaluationError(f"checkpoint not found: {args.ckpt}")
     for p in args.data:
         if not Path(p).exists():

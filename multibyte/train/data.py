@@ -32,9 +32,10 @@ from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from multibyte.data import ShardDataset
 from multibyte.data.batching import collate
 from multibyte.data.mapstyle import LengthBatchSampler, SequenceDataset, WindowDataset
-from multibyte.data.shards import MANIFEST, list_shards
+from multibyte.data.shards import MANIFEST, ShardError, list_shards
 from multibyte.data.windows import as_array, pieces
 from multibyte.prepared import (
+    IncompleteShards,
     ModalityMismatch,
     ModalityUnknown,
     Prepared,
@@ -144,6 +145,8 @@ class ByteDataModule(L.LightningDataModule):
         seed: int = 0,
         batches_per_epoch: int = 1000,
         shuffle_buffer: int = 1000,
+        on_bad_shard: str = "stop",
+        allow_incomplete: bool = False,
     ) -> None:
         """
         Args:
@@ -159,6 +162,9 @@ class ByteDataModule(L.LightningDataModule):
             seed: seed of the split (raw data), the batch order and the shard streams.
             batches_per_epoch: length of Lightning's epoch; training runs by `max_steps`.
             shuffle_buffer: shard streams: samples mixed in the shuffle buffer.
+            on_bad_shard: a shard that disagrees with the manifest: "stop" (raise, naming it)
+                or "skip" (drop it, counted and logged).
+            allow_incomplete: read a shard folder whose prepare did not complete.
         """
         super().__init__()
         if path is None or (isinstance(path, (list, tuple)) and not path):
@@ -169,6 +175,9 @@ class ByteDataModule(L.LightningDataModule):
             raise ConfigError(f"data.path does not exist: {', '.join(missing)}")
         if not 0.0 <= val_fraction < 1.0:
             raise ConfigError(f"data.val_fraction must be in [0, 1), got {val_fraction}")
+        if on_bad_shard not in ("stop", "skip"):
+            raise ConfigError(f"data.on_bad_shard must be stop or skip, got {on_bad_shard!r}")
+        self.on_bad_shard, self.allow_incomplete = on_bad_shard, allow_incomplete
         self.prepared = self._open(modality, val_fraction, seed)
         self.adapter = self.prepared.adapter
         self.shards = self.prepared.shards
@@ -190,7 +199,12 @@ class ByteDataModule(L.LightningDataModule):
     def _open(self, modality: dict[str, Any] | None, val_fraction: float, seed: int) -> Prepared:
         """Shards or raw files, and the modality they hold, as configuration errors."""
         try:
-            prepared = open_prepared(self.paths, modality, val_fraction=val_fraction, seed=seed)
+            prepared = open_prepared(
+                self.paths, modality, val_fraction=val_fraction, seed=seed,
+                allow_incomplete=self.allow_incomplete, allow_flag="--data.allow_incomplete true",
+            )  # fmt: skip
+        except (IncompleteShards, ShardError) as error:
+            raise ConfigError(f"data.path: {error}") from error
         except ModalityMismatch as error:
             where = f"{error.where}/{MANIFEST}" if error.shards else error.where
             raise ConfigError(
@@ -255,6 +269,7 @@ class ByteDataModule(L.LightningDataModule):
                 self.paths[0], split="train", seq_len=self.seq_len, batch_size=self.batch_size,
                 train=True, stream=self.stream, batches_per_epoch=self.batches_per_epoch,
                 shuffle_buffer=self.shuffle_buffer, seed=self.seed, drop_last=True,
+                on_bad_shard=self.on_bad_shard,
             )  # fmt: skip
             return EpochedLoader(
                 dataset, self._start_batch(), num_workers=self.num_workers, generator=generator
@@ -283,7 +298,7 @@ class ByteDataModule(L.LightningDataModule):
                 return []
             dataset = ShardDataset(
                 self.paths[0], split="val", seq_len=self.seq_len, batch_size=self.val_batch_size,
-                train=False, stream=self.stream, seed=self.seed,
+                train=False, stream=self.stream, seed=self.seed, on_bad_shard=self.on_bad_shard,
             )  # fmt: skip
             return DataLoader(
                 dataset, batch_size=None, num_workers=self.num_workers, generator=generator
