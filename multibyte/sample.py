@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
@@ -40,36 +39,11 @@ def generate(
     progress: bool = True,
 ) -> torch.Tensor:
     """``model.generate(..., use_cache=True)`` with a tqdm bar that ticks once per byte."""
-    decoder = getattr(model, "decoder", None)
     with tqdm(total=max_new_bytes, unit="B", desc="sample", disable=not progress) as bar:
-        if decoder is not None:
-            # Shadow the bound method for this call only, so the model's own cached loop runs
-            # unchanged and each prefill/advance (one byte) ticks the bar.
-            def ticking(buffer: torch.Tensor) -> Any:
-                return _Ticking(decoder(buffer), bar)
-
-            model.decoder = ticking
-        try:
-            return model.generate(
-                prompt, max_new_bytes, temperature=temperature, top_k=top_k, top_p=top_p,
-                use_cache=True, generator=generator,
-            )  # fmt: skip
-        finally:
-            if decoder is not None:
-                del model.decoder
-
-
-class _Ticking:
-    def __init__(self, decoder: Any, bar: Any) -> None:
-        self.decoder, self.bar = decoder, bar
-
-    def prefill(self, t: int) -> torch.Tensor:
-        self.bar.update(1)
-        return self.decoder.prefill(t)
-
-    def advance(self, t: int) -> torch.Tensor:
-        self.bar.update(1)
-        return self.decoder.advance(t)
+        return model.generate(
+            prompt, max_new_bytes, temperature=temperature, top_k=top_k, top_p=top_p,
+            use_cache=True, generator=generator, progress=lambda done: bar.update(done - bar.n),
+        )  # fmt: skip
 
 
 def fraction_defaults() -> str:
