@@ -250,6 +250,10 @@ def options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compile", action="store_true", help="code with the compiled step")
 
 
+def _shown(path: str) -> str:  # a path inside the repository, from its root
+    return str(Path(path).relative_to(h.REPO)) if Path(path).is_relative_to(h.REPO) else path
+
+
 def _bytes(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) else "n/a"
 
@@ -264,8 +268,8 @@ def render(r: dict) -> str:
         f"{s['device']}, {s['threads']} threads, {'compiled' if s['compile'] else 'eager'} "
         f"decode step, batch {s['batch']}. Checkpoints:",
         "",
-        *(f"- {run['adapter']}: `{run['checkpoint']}`, modality `{json.dumps(run['modality'])}`, "
-          f"chunks of {run['chunk']:,} bytes" for run in runs),
+        *(f"- {run['adapter']}: `{_shown(run['checkpoint'])}`, modality "
+          f"`{json.dumps(run['modality'])}`, chunks of {run['chunk']:,} bytes" for run in runs),
         "",
         "Sizes in bytes. `.mbz` = header + payload (the coded streams); model bits = "
         "`multibyte evaluate`'s total bits on the same bytes with windows = the chunks; "
