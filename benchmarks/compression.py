@@ -240,7 +240,8 @@ def options(parser: argparse.ArgumentParser) -> None:
                         "--files; 0: all)")  # fmt: skip
     parser.add_argument("--chunk", type=int, help="bytes per chunk for sizes (default: the "
                         "adapter's sequence length, at most max_seq_len)")  # fmt: skip
-    parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="chunks coded together")
+    parser.add_argument("--batch", type=int, default=DEFAULT_BATCH,
+                        help=f"chunks coded together (default {DEFAULT_BATCH})")  # fmt: skip
     parser.add_argument("--speed-bytes", type=int,
                         help=f"bytes timed (default {SPEED_BYTES[False]}, --smoke "
                         f"{SPEED_BYTES[True]}; 0: no speed)")  # fmt: skip
