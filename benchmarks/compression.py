@@ -190,8 +190,9 @@ def measure_checkpoint(checkpoint: Path, files: list[Path], args: argparse.Names
     adapter = modalities.get(**model.modality)
     max_len = int(model.config.max_seq_len)
     chunk = args.chunk or min(adapter.seq_len or max_len, max_len)
-    if not 1 <= chunk <= max_len:
-        fail(f"--chunk {chunk}: must be in 1..{max_len}, the max_seq_len of {checkpoint}")
+    for option, value in (("--chunk", chunk), ("--speed-chunk", args.speed_chunk or 1)):
+        if value > max_len:
+            fail(f"{option} {value}: above {max_len}, the max_seq_len of {checkpoint}")
     rows, skipped, everything = [], [], []
     for path in files[: args.files_per_modality or None]:
         try:
