@@ -7,15 +7,19 @@ import sys
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # `benchmarks` lives at the repo root and is not installed
     sys.path.insert(0, str(ROOT))
 
-from benchmarks import core, data, diagnostics, generate, scaling, train_step  # noqa: E402, F401
+import modalities  # noqa: E402
+from benchmarks import compression, core, data, diagnostics, generate, scaling, train_step  # noqa: E402, F401
 from benchmarks import harness as h  # noqa: E402
+from multibyte.checkpoint import export  # noqa: E402
 from multibyte.flops import non_embedding_parameters  # noqa: E402
 from multibyte.model import ByteTransformerConfig, Megabyte, MegabyteConfig  # noqa: E402
 
@@ -54,6 +58,7 @@ def check_train_rows(rows: dict) -> None:
 
 def test_cases_are_registered_and_listed(capsys):
     assert set(h.CASES) == {
+        "compression",
         "core",
         "train_step",
         "generate",
@@ -158,6 +163,84 @@ def test_diagnostics_smoke(tmp_path):
         assert set(result["allocator"]) == {"default", "raised_thresholds"}
     if hasattr(torch.ops.mkl, "_mkl_linear"):  # an MKL build of torch
         assert positive(result["packed_linear"]["speedup"])
+
+
+def check_compression_run(run: dict, batch: int) -> None:
+    for row in run["files"]:
+        assert row["mbz_bytes"] == row["header_bytes"] + row["payload_bytes"] > row["header_bytes"]
+        # the coded streams are the model's bits, plus at most two 32-bit words of flush a chunk
+        bits = row["model_bits"]
+        assert 0.99 * bits <= 8 * row["payload_bytes"] <= bits + 64 * row["chunks"]
+        assert row["chunks"] == -(-row["bytes"] // run["chunk"])
+        assert {"gzip", "bz2", "xz"} <= set(row["codec_bytes"]) and positive(
+            *row["codec_bytes"].values()
+        )
+    speed = run["speed"]
+    assert speed["batch_1"]["chunks_per_batch"] == 1
+    chunks = -(-speed["bytes"] // speed["chunk"])
+    assert speed[f"batch_{batch}"]["chunks_per_batch"] == min(batch, chunks)
+    for key in ("batch_1", f"batch_{batch}", "xz"):
+        assert positive(speed[key]["compress_bytes_per_s"], speed[key]["decompress_bytes_per_s"])
+
+
+def test_compression_smoke_measures_every_modality_the_demo_trains(tmp_path):
+    from multibyte.quickstart import PLANS
+
+    result = run("compression", tmp_path)
+    runs = result["runs"]
+    assert [r["adapter"] for r in runs] == [plan.name for plan in PLANS]
+    codecs = set()
+    for r in runs:
+        (row,) = r["files"]  # the miniature sample pack holds one file per modality
+        assert row["file"].startswith("held-out") and row["not_exact"] is None
+        assert r["chunk"] == min(modalities.get(**r["modality"]).seq_len or 1 << 30,
+                                 r["max_seq_len"])  # fmt: skip
+        check_compression_run(r, batch=32)
+        codecs |= set(row["codec_bytes"]) | set(row["codec_notes"])
+    assert {"png", "webp", "flac"} <= codecs  # the format codecs of the demo's modalities
+    section = (tmp_path / "benchmarks.md").read_text()
+    assert all(f"| {r['adapter']} | held-out" in section for r in runs) and "| xz -9 |" in section
+
+
+def test_compression_of_given_files_codes_prepared_content_and_skips_unreadable(tmp_path):
+    shape = h.SMOKE_PAIR["megabyte"]
+    torch.manual_seed(0)
+    ckpt = tmp_path / "image.ckpt"
+    export(Megabyte(h.megabyte_config(shape, 192)), ckpt, {"name": "image", "size": 8})
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    Image.fromarray(rng.integers(0, 256, (10, 12, 3), dtype=np.uint8)).save(tmp_path / "b.png")
+    (tmp_path / "c.png").write_bytes(b"not an image")
+    files = [str(tmp_path / name) for name in ("a.png", "b.png", "c.png")]
+    result = run("compression", tmp_path, "--ckpt", str(ckpt), "--files", *files, "--batch", "2",
+                 "--speed-bytes", "64")  # fmt: skip
+    (r,) = result["runs"]
+    assert [row["file"] for row in r["files"]] == ["a.png", "b.png"]
+    assert r["files"][0]["not_exact"] is None and "12x10" in r["files"][1]["not_exact"]
+    assert all(row["bytes"] == 192 for row in r["files"])  # b.png as prepare makes it: 8x8
+    assert [row["file"] for row in r["skipped"]] == [files[2]]
+    check_compression_run(r, batch=2)
+    assert result["settings"]["files_per_modality"] == 0  # --files: all of them
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--demo", "{tmp}/none"], "{tmp}/none: no demo checkpoint"),
+        (["--ckpt", "{tmp}/x.ckpt"], "--ckpt and --files go together"),
+        (["--ckpt", "{tmp}/x.ckpt", "--files", "{tmp}/missing.png"], "missing.png: file not found"),
+        (["--batch", "0"], "--batch 0: must be at least 1"),
+    ],
+)
+def test_compression_refuses_bad_input_in_one_line(tmp_path, capsys, argv, message):
+    argv = [arg.format(tmp=tmp_path) for arg in argv]
+    with pytest.raises(SystemExit) as exit:
+        h.run_case("compression", [*argv, "--out", str(tmp_path), "--no-doc"])
+    assert exit.value.code == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("python -m benchmarks run compression: error: ")
+    assert message.format(tmp=tmp_path) in line
+    assert "make demo" in line or "--demo" not in argv
 
 
 def test_gpu_cases_run_on_cpu_at_smoke_sizes(tmp_path):
