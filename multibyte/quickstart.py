@@ -190,6 +190,7 @@ def run_modality(plan: Plan, out: Path, samples: Path, quick: bool) -> dict[str,
 MULTIMODAL_RECIPE = "multimodal-tiny.yaml"
 MULTIMODAL_PREPARE = {"audio": ["--seq-len", "12288"]}  # a clip must hold a whole 12,288 window
 """Extra prepare flags of a source for the multimodal model, by plan name (data, not a branch)."""
+QUICK_MULTIMODAL = ["--data.seq_len", "1104"]  # --quick: 84 header + 1,020 data bytes, any pack
 
 
 def run_multimodal(results: list[dict[str, Any]], out: Path, samples: Path, quick: bool) -> dict:
@@ -219,7 +220,7 @@ def run_multimodal(results: list[dict[str, Any]], out: Path, samples: Path, quic
         "--config", str(RECIPES / MULTIMODAL_RECIPE), "--data.sources", f"[{listing}]",
         "--trainer.max_steps", str(steps), "--trainer.val_check_interval", str(steps),
         "--trainer.default_root_dir", str(root), "--trainer.log_every_n_steps", "5",
-        "--model.warmup_steps", str(max(1, steps // 10)),
+        "--model.warmup_steps", str(max(1, steps // 10)), *QUICK_MULTIMODAL * quick,
     ])  # fmt: skip
     checkpoint = root / "checkpoints" / "last.ckpt"
     report_json = root / "evaluation.json"

@@ -156,9 +156,9 @@ class MixtureData:
         short = [s.where for s, w in zip(self.sources, self.windows) if w.count <= 0]
         if short:
             raise MixtureError(
-                f"no training window of {data_len} bytes in {', '.join(short)}: prepare "
-                f"audio clips of at least {data_len} bytes (--seq-len) or give a shorter "
-                "data.seq_len"
+                f"no training window of {data_len} bytes in {', '.join(short)}: its samples "
+                "(or its whole stream) are shorter; prepare longer clips (--seq-len) or give "
+                "a shorter data.seq_len"
             )
         self.probabilities = mixture_probabilities(
             [w.size for w in self.windows], [s.weight for s in self.sources], self.mix_alpha
