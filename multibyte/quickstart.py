@@ -48,6 +48,8 @@ class Plan:
     sample_file: str = ""
     held_out: tuple[str, ...] = ()
     """Glob patterns of the inputs kept for validation (whole photos, voices, works)."""
+    multimodal_prepare: list[str] = field(default_factory=list)
+    """Extra prepare flags for the multimodal model's copy of the shards (audio: whole windows)."""
 
 
 PLANS = [
@@ -59,7 +61,8 @@ PLANS = [
          "--seq-len", "4096"], steps=300,
          sample=["--n", "2", "--max-new-bytes", "8192", "--prompt-fraction", "0.03"],
          quick_sample=["--n", "2", "--max-new-bytes", "64", "--prompt-fraction", "0.001"],
-         prompt=True, sample_file="samples.wav", held_out=("s13.*", "s14.*", "s15.*", "s16.*")),
+         prompt=True, sample_file="samples.wav", held_out=("s13.*", "s14.*", "s15.*", "s16.*"),
+         multimodal_prepare=["--seq-len", "12288"]),  # a clip must hold a 12,288-byte window
     Plan("text", "pg19-tiny.yaml", "text", [], steps=525,
          sample=["--n", "1", "--max-new-bytes", "600", "--top-k", "20"],
          quick_sample=["--n", "1", "--max-new-bytes", "64", "--top-k", "20"],
@@ -188,8 +191,6 @@ def run_modality(plan: Plan, out: Path, samples: Path, quick: bool) -> dict[str,
 # -- one model for every modality ---------------------------------------------------------------
 
 MULTIMODAL_RECIPE = "multimodal-tiny.yaml"
-MULTIMODAL_PREPARE = {"audio": ["--seq-len", "12288"]}  # a clip must hold a whole 12,288 window
-"""Extra prepare flags of a source for the multimodal model, by plan name (data, not a branch)."""
 QUICK_MULTIMODAL = ["--data.seq_len", "1104"]  # --quick: 84 header + 1,020 data bytes, any pack
 
 
@@ -201,13 +202,13 @@ def run_multimodal(results: list[dict[str, Any]], out: Path, samples: Path, quic
     for plan, result in zip([p for p in PLANS if p.name in {r["modality"] for r in results}],
                             results):  # fmt: skip
         shards = out / "shards" / plan.name
-        if plan.name in MULTIMODAL_PREPARE:
+        if plan.multimodal_prepare:
             shards = out / "shards" / f"{plan.name}-multimodal"
             train_files, val_files = split_inputs(plan, samples / plan.source)
             _run("prepare", prepare_main, [
                 plan.name, "--src", *map(str, train_files), "--val-src", *map(str, val_files),
                 "--out", str(shards), "--val-fraction", "0", "--overwrite", "--workers", "1",
-                "--quiet", *plan.prepare, *MULTIMODAL_PREPARE[plan.name],
+                "--quiet", *plan.prepare, *plan.multimodal_prepare,
             ])  # fmt: skip
         batch = _recipe(plan)["data"]["batch_size"]
         weights.append(result["steps"] * batch * result["seq_len"])  # the specialist's bytes
