@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -21,6 +22,7 @@ from tqdm import tqdm
 import modalities
 from modalities import Prompt
 from multibyte.checkpoint import CheckpointError, load
+from multibyte.data.header import HeaderTable, is_mixture
 from multibyte.prepared import ModalityMismatch, ModalityUnknown, open_prepared
 
 
@@ -100,6 +102,9 @@ def run(args: argparse.Namespace) -> list[Path]:
     except (CheckpointError, FileNotFoundError) as error:
         raise SampleError(str(error)) from error
     trained = getattr(model, "modality", None) or None
+    header, max_len = b"", model.config.max_seq_len
+    if is_mixture(trained):
+        trained, header, max_len = mixture_modality(trained, args.modality)
     try:
         adapter = open_prepared(
             [args.prompt] if args.prompt else (), trained, args.modality
@@ -127,18 +132,33 @@ def run(args: argparse.Namespace) -> list[Path]:
             raise SampleError(
                 f"prompt {args.prompt} cannot be read as {adapter.name}: {error}"
             ) from error
-        prompt, new = adapter.plan_sample(prompt, args.max_new_bytes, model.config.max_seq_len)
+        prompt, new = adapter.plan_sample(prompt, args.max_new_bytes, max_len)
         for note in prompt.notes:
             _note(note)
-        x = torch.tensor(list(prompt.data), dtype=torch.long).reshape(1, -1).repeat(args.n, 1)
+        x = torch.tensor(list(header + prompt.data), dtype=torch.long)
+        x = x.reshape(1, -1).repeat(args.n, 1)
         out = generate(
             model, x.to(args.device), new, args.temperature, args.top_k, args.top_p, generator,
             progress=not args.quiet,
         )  # fmt: skip
-        samples = [bytes(row.tolist()) for row in out.cpu()]
+        samples = [bytes(row.tolist())[len(header) :] for row in out.cpu()]
         return adapter.render(samples, Path(args.out), prompt)
     except (ValueError, OSError) as error:
         raise SampleError(str(error)) from error
+
+
+def mixture_modality(entry: dict[str, Any], name: str | None) -> tuple[dict, bytes, int]:
+    """For a multimodal checkpoint: (the options of modality ``name``, its header, the data
+    bytes the model was trained on). The header is the prompt's start, then stripped."""
+    table = HeaderTable.from_entry(entry)
+    known = ", ".join(str(m["name"]) for m in table.modalities)
+    if name is None:
+        raise SampleError(f"a multimodal checkpoint needs --modality (one of: {known})")
+    found = table.find(name)
+    if len(found) != 1:
+        what = "several modalities named" if found else "no modality"
+        raise SampleError(f"the checkpoint has {what} {name!r} (it has: {known})")
+    return table.modalities[found[0]], table.headers[found[0]], table.data_len
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,4 +174,4 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["SampleError", "build_parser", "generate", "main", "run"]
+__all__ = ["SampleError", "build_parser", "generate", "main", "mixture_modality", "run"]

@@ -10,8 +10,10 @@ from pathlib import Path
 import torch
 
 from multibyte.checkpoint import CheckpointError, load
+from multibyte.data.header import HeaderTable, is_mixture
 from multibyte.evaluation import report
 from multibyte.evaluation.evaluation import Evaluation, evaluate_model
+from multibyte.evaluation.mixture import HeaderedModel, header_bits, pick_modality
 from multibyte.evaluation.plans import EvaluationError
 from multibyte.evaluation.scoring import max_seq_len_of
 from multibyte.prepared import (
@@ -117,6 +119,8 @@ def run(args: argparse.Namespace) -> Evaluation:
         model = load(args.ckpt, map_location=device)
     except (CheckpointError, FileNotFoundError) as error:
         raise EvaluationError(str(error)) from error
+    if is_mixture(getattr(model, "modality", None)):
+        raise EvaluationError("a multimodal checkpoint gives one report per modality: run_all")
     prepared, sequences = open_data(args, getattr(model, "modality", None))
     window = args.seq_len or max_seq_len_of(model)
     sequences = limit_sequences(sequences, args.limit, window, prepared.stream)
@@ -143,24 +147,112 @@ def run(args: argparse.Namespace) -> Evaluation:
     return evaluation
 
 
+# -- a multimodal checkpoint: one report per --data path --------------------------------------
+
+
+def run_all(args: argparse.Namespace) -> list[Evaluation]:
+    """One evaluation for a single-modality checkpoint, or one per ``--data`` path (each a
+    modality of the model) for a multimodal one."""
+    if not Path(args.ckpt).is_file():
+        raise EvaluationError(f"checkpoint not found: {args.ckpt}")
+    try:
+        trained = read_modality(args.ckpt)
+    except (CheckpointError, FileNotFoundError) as error:
+        raise EvaluationError(str(error)) from error
+    if not is_mixture(trained):
+        return [run(args)]
+    if args.modality is not None:
+        raise EvaluationError("--modality does not apply to a multimodal checkpoint")
+    for p in args.data:
+        if not Path(p).exists():
+            raise EvaluationError(f"data path not found: {p}")
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = load(args.ckpt, map_location=device)
+    table = HeaderTable.from_entry(model.modality)
+    return [evaluate_source(args, model, table, path, device) for path in args.data]
+
+
+def read_modality(path: str) -> object:
+    """The checkpoint's plain-data modality entry (loads it once; checkpoints are small)."""
+    return getattr(load(path, map_location="cpu"), "modality", None)
+
+
+def evaluate_source(
+    args: argparse.Namespace, model: torch.nn.Module, table: HeaderTable, path: str, device: str
+) -> Evaluation:
+    """One modality of a multimodal model on one data path, header bytes excluded."""
+    try:
+        probe = open_prepared([path], None, None, val_fraction=0.0)
+        options = probe.adapter.options if probe.adapter is not None else None
+    except ModalityUnknown:
+        options = None
+    except ValueError as error:
+        raise EvaluationError(f"{path}: {error}") from error
+    index = pick_modality(table, options, path)
+    one = argparse.Namespace(**{**vars(args), "data": [path]})
+    prepared, sequences = open_data(one, table.modalities[index])
+    headered = HeaderedModel(model, table.headers[index], table)
+    window = args.seq_len or table.data_len
+    sequences = limit_sequences(sequences, args.limit, window, prepared.stream)
+    if not sequences:
+        raise EvaluationError(f"no data to evaluate in {path}")
+    evaluation = evaluate_model(
+        headered, sequences, adapter=prepared.adapter, stream=prepared.stream,
+        seq_len=args.seq_len, strided=args.strided, sliding=args.sliding, context=args.context,
+        batch_size=args.batch_size, device=device, codecs=not args.no_codecs,
+        words=args.words, progress=not args.quiet,
+    )  # fmt: skip
+    bits = header_bits(model, table.headers[index])
+    spec = getattr(model, "config", None)
+    evaluation.summary["model"].update(
+        {"class": type(model).__name__, "config": spec.to_dict() if spec is not None else None}
+    )
+    evaluation.summary.update(
+        checkpoint=str(args.ckpt),
+        data=[str(path)],
+        source="shards" if prepared.shards else "files",
+        split=args.split if prepared.shards else None,
+        skipped=prepared.skipped,
+        header_bytes=table.length,
+        header_bits_per_byte=float(bits.mean()),
+        multimodal=[m["name"] for m in table.modalities],
+    )
+    return evaluation
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``multibyte evaluate``: print the report; exit 2 on bad input."""
+    """``multibyte evaluate``: print the report; exit 2 on bad input.
+
+    A multimodal checkpoint gives one report per ``--data`` path: the JSON is then a list of
+    per-modality reports, and the Markdown one table with a row per modality.
+    """
     args = build_parser().parse_args(argv)
     try:
-        evaluation = run(args)
+        evaluations = run_all(args)
     except EvaluationError as error:
         print(f"multibyte evaluate: error: {error}", file=sys.stderr)
         return 2
-    summary = evaluation.summary
-    if args.plots:
-        summary["plots"] = [str(p) for p in report.save_plots(evaluation, args.plots)]
-    table = report.markdown(summary)
-    print(report.text_report(summary))
+    summaries = [e.summary for e in evaluations]
+    for evaluation in evaluations:
+        summary = evaluation.summary
+        if args.plots:
+            folder = Path(args.plots)
+            if len(evaluations) > 1:
+                folder = folder / summary["modality"]
+            summary["plots"] = [str(p) for p in report.save_plots(evaluation, folder)]
+        print(report.text_report(summary))
+    if len(summaries) > 1:
+        print("one model, every modality (header bytes excluded):\n")
+        print(report.modality_table(summaries))
     if args.markdown:
-        Path(args.markdown).write_text(table)
+        tables = [report.markdown(s) for s in summaries]
+        if len(summaries) > 1:
+            tables.insert(0, report.modality_table(summaries))
+        Path(args.markdown).write_text("\n".join(tables))
     if args.json:
-        Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")
+        payload = summaries[0] if len(summaries) == 1 else summaries
+        Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
     return 0
 
 
-__all__ = ["build_parser", "limit_sequences", "main", "run"]
+__all__ = ["build_parser", "evaluate_source", "limit_sequences", "main", "run", "run_all"]

@@ -58,6 +58,23 @@ def markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def modality_table(summaries: list[dict[str, Any]]) -> str:
+    """One row per modality of a multimodal model: bpb, its own unit, header bits, codecs."""
+    lines = [
+        "| modality | bytes | bits/byte | in unit | unit | 95% CI (unit) | header bits/byte "
+        "| codecs (bits/byte) |",
+        "|---|---:|---:|---:|---|---|---:|---|",
+    ]
+    for s in summaries:
+        codecs = ", ".join(f"{k} {v:.3f}" for k, v in s.get("codecs", {}).items())
+        lines.append(
+            f"| {s['modality']} | {s['bytes']} | {s['bits_per_byte']:.4f} | "
+            f"{s['value_in_unit']:.4f} | {s['unit']} | {_ci(s['ci95_in_unit'])} | "
+            f"{_fmt(s.get('header_bits_per_byte'))} | {codecs or 'none'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def text_report(summary: dict[str, Any]) -> str:
     """The printed report: headline numbers, then the Markdown table and any notes."""
     head = [
@@ -170,4 +187,12 @@ def save_plots(evaluation: Evaluation, folder: str | os.PathLike) -> list[Path]:
     return paths
 
 
-__all__ = ["MODES", "along_sequence", "bits_map", "markdown", "save_plots", "text_report"]
+__all__ = [
+    "MODES",
+    "along_sequence",
+    "bits_map",
+    "markdown",
+    "modality_table",
+    "save_plots",
+    "text_report",
+]

@@ -32,6 +32,7 @@ class MultibyteCLI(LightningCLI):
         config = self.model.model.config
         data = self.datamodule
         patch = getattr(config, "patch_size", None)
+        data.set_patch_size(patch or 1)  # several sources: the header fills whole patches
         if patch and data.seq_len % patch:
             raise ConfigError(
                 f"data.seq_len={data.seq_len} is not a multiple of the model's patch_size={patch}"

@@ -42,6 +42,7 @@ from multibyte.prepared import (
     PreparedError,
     open_prepared,
 )
+from multibyte.train.mixture import MixtureData, MixtureError
 
 
 class ConfigError(ValueError):
@@ -147,6 +148,9 @@ class ByteDataModule(L.LightningDataModule):
         shuffle_buffer: int = 1000,
         on_bad_shard: str = "stop",
         allow_incomplete: bool = False,
+        sources: list[dict[str, Any]] | None = None,
+        mix_alpha: float = 0.0,
+        patch_size: int | None = None,
     ) -> None:
         """
         Args:
@@ -165,8 +169,38 @@ class ByteDataModule(L.LightningDataModule):
             on_bad_shard: a shard that disagrees with the manifest: "stop" (raise, naming it)
                 or "skip" (drop it, counted and logged).
             allow_incomplete: read a shard folder whose prepare did not complete.
+            sources: instead of `path`, several sources for one multimodal model: a list of
+                {path, weight, modality}, each a shard folder or raw files (see
+                multibyte/train/mixture.py). Every sequence then starts with its modality's
+                header and `seq_len` (default: header + the longest sample) is the same for all.
+            mix_alpha: sources: a sequence comes from source i with p ∝ weight_i · n_i^alpha
+                (n_i: its training bytes); 0 follows the weights alone.
+            patch_size: sources: the model's patch size, so the header fills whole patches
+                (`multibyte fit` sets it from the model).
         """
         super().__init__()
+        self.mixture: MixtureData | None = None
+        if sources is not None:
+            if on_bad_shard != "stop":  # sources are read whole at the start: a bad shard stops
+                raise ConfigError("data.on_bad_shard: skip does not apply to data.sources")
+            self._init_mixture(
+                path,
+                sources,
+                modality,
+                seq_len,
+                mix_alpha,
+                patch_size,
+                val_fraction,
+                seed,
+                allow_incomplete,
+            )
+            self.batch_size, self.val_batch_size = batch_size, val_batch_size or batch_size
+            self.num_workers, self.seed, self.batches_per_epoch = (
+                num_workers,
+                seed,
+                batches_per_epoch,
+            )
+            return
         if path is None or (isinstance(path, (list, tuple)) and not path):
             raise ConfigError("data.path is required: a shard folder or raw files / folders")
         self.paths = [str(p) for p in (path if isinstance(path, (list, tuple)) else [path])]
@@ -232,12 +266,51 @@ class ByteDataModule(L.LightningDataModule):
                 raise ConfigError(f"data.modality is required: {prepared.folder} has no manifest")
         return prepared
 
+    # -- several sources (one multimodal model) ------------------------------------------------
+
+    def _init_mixture(
+        self, path: Any, sources: list[dict[str, Any]], modality: Any, seq_len: int | None,
+        mix_alpha: float, patch_size: int | None, val_fraction: float, seed: int,
+        allow_incomplete: bool,
+    ) -> None:  # fmt: skip
+        if path is not None and path != []:
+            raise ConfigError("give data.path or data.sources, not both")
+        if modality is not None:
+            raise ConfigError("data.modality does not apply to data.sources: give each source one")
+        if not 0.0 <= val_fraction < 1.0:
+            raise ConfigError(f"data.val_fraction must be in [0, 1), got {val_fraction}")
+        try:
+            self.mixture = MixtureData(
+                sources, seq_len, mix_alpha, val_fraction, seed, patch_size, allow_incomplete
+            )
+        except MixtureError as error:
+            raise ConfigError(f"data.sources: {error}") from error
+        self.adapter, self.shards, self.stream, self.skipped = None, False, False, []
+
+    def set_patch_size(self, patch_size: int) -> None:
+        """The model's patch size (a mixture's header fills whole patches); else nothing."""
+        if self.mixture is not None:
+            try:
+                self.mixture.set_patch_size(patch_size)
+            except MixtureError as error:
+                raise ConfigError(f"data.sources: {error}") from error
+
+    @property
+    def seq_len(self) -> int:
+        return self.mixture.seq_len if self.mixture is not None else self._seq_len
+
+    @seq_len.setter
+    def seq_len(self, value: int) -> None:
+        self._seq_len = value
+
     @property
     def modality_options(self) -> dict[str, Any]:
+        if self.mixture is not None:
+            return self.mixture.table.entry()
         return dict(self.adapter.options)
 
     def setup(self, stage: str | None = None) -> None:
-        if self.shards or self._splits is not None:
+        if self.mixture is not None or self.shards or self._splits is not None:
             return
         encoded = self.prepared.encode()
         self.skipped = self.prepared.skipped
@@ -263,6 +336,11 @@ class ByteDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         rank, world_size = self._rank()
+        if self.mixture is not None:
+            return self.mixture.train_dataloader(
+                self.batch_size, rank, self._start_batch(), self.batches_per_epoch,
+                self.num_workers,
+            )  # fmt: skip
         generator = torch.Generator().manual_seed(self.seed)  # keeps the global RNG untouched
         if self.shards:
             dataset = ShardDataset(
@@ -292,6 +370,11 @@ class ByteDataModule(L.LightningDataModule):
         )  # fmt: skip
 
     def val_dataloader(self) -> DataLoader:
+        if self.mixture is not None:
+            rank, world_size = self._rank()
+            return self.mixture.val_dataloader(
+                self.val_batch_size, rank, world_size, self.num_workers
+            )
         generator = torch.Generator().manual_seed(self.seed)
         if self.shards:
             if not list_shards(self.paths[0], "val"):

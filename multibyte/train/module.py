@@ -11,8 +11,9 @@ import torch
 from torch import nn
 
 from multibyte.checkpoint import CHECKPOINT_FORMAT, model_spec, upgrade_optimizer_state
+from multibyte.data.header import HeaderTable, is_mixture
 from multibyte.flops import flops_per_byte
-from multibyte.loss import next_byte_loss, next_byte_nats
+from multibyte.loss import cross_entropy_sum, next_byte_loss, next_byte_nats
 from multibyte.model.blocks import compile_blocks
 from multibyte.train.data import ConfigError
 
@@ -113,9 +114,13 @@ class ByteLM(L.LightningModule):
             batch_idx % self.trainer.accumulate_grad_batches
         )
         torch.manual_seed(hash((self.hparams.seed, micro_batch, self.global_rank)) % (2**63))
+        self._micro_batch = batch_idx
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         self._update_flops(batch)
+        table = self.header_table
+        if table is not None:
+            return self._mixture_training_step(batch, table)
         loss = next_byte_loss(self.model, batch, self.hparams.loss_chunk)
         if not torch.isfinite(loss):
             last = getattr(self.trainer.checkpoint_callback, "last_model_path", "") or "none yet"
@@ -129,10 +134,108 @@ class ByteLM(L.LightningModule):
     def on_validation_epoch_start(self) -> None:
         self._val_bits = torch.zeros((), dtype=torch.float64, device=self.device)
         self._val_bytes = torch.zeros((), dtype=torch.int64, device=self.device)
+        table = self.header_table
+        if table is not None:  # per modality, then the header (bits, bytes)
+            size = len(table.modalities) + 1
+            self._val_bits = torch.zeros(size, dtype=torch.float64, device=self.device)
+            self._val_bytes = torch.zeros(size, dtype=torch.int64, device=self.device)
 
     def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+        table = self.header_table
+        if table is not None:
+            nats, counts = self._mixture_nats(batch, table)
+            self._val_bits += nats / LN2
+            self._val_bytes += counts
+            return
         self._val_bits += self._nats(batch).double() / LN2
         self._val_bytes += batch.numel()
+
+    # -- one model, several modalities --------------------------------------------------------
+
+    @property
+    def header_table(self) -> HeaderTable | None:
+        """The modalities and headers of a multimodal run (None for one modality)."""
+        if not is_mixture(self.modality):
+            return None
+        if getattr(self, "_table_of", None) is not self.modality:
+            self._table, self._table_of = HeaderTable.from_entry(self.modality), self.modality
+        return self._table
+
+    def _mixture_nats(
+        self, batch: torch.Tensor, table: HeaderTable
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Nats and byte counts per modality (data bytes only), then of the headers: [M + 1].
+
+        Header bytes are context, never targets: the loss and every bpb but the header's
+        count data bytes only.
+        """
+        rows = table.identify(batch)
+        if (rows < 0).any():
+            raise ValueError("a multimodal batch holds a sequence without a known header")
+        hidden = self.model.hidden(batch)
+        size, head = table.length, self.model.head
+        nats, counts = [], []
+        for m in range(len(table.modalities)):
+            index = (rows == m).nonzero().squeeze(1)
+            data = batch[index, size:]
+            chunk = self.hparams.loss_chunk
+            nats.append(cross_entropy_sum(hidden[index, size:], head, data, chunk).double())
+            counts.append(data.numel())
+        with torch.no_grad():
+            nats.append(cross_entropy_sum(hidden[:, :size], head, batch[:, :size], None).double())
+        counts.append(batch[:, :size].numel())
+        return torch.stack(nats), torch.tensor(counts, dtype=torch.int64, device=batch.device)
+
+    def _mixture_training_step(self, batch: torch.Tensor, table: HeaderTable) -> torch.Tensor:
+        nats, counts = self._mixture_nats(batch, table)
+        data_bytes = counts[:-1].sum()
+        loss = (nats[:-1].sum() / data_bytes).float()
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"non-finite training loss ({loss.item()}) at step {self.global_step}; stopping"
+            )
+        self.log("train/bpb", loss.detach() / LN2, prog_bar=True)
+        self._log_train_modalities(table, nats.detach(), counts)
+        return loss
+
+    def _log_train_modalities(
+        self, table: HeaderTable, nats: torch.Tensor, counts: torch.Tensor
+    ) -> None:
+        """bpb per modality over the steps since the last log (a batch may lack a modality,
+        so these go to the loggers directly: `self.log` would repeat a stale value)."""
+        if getattr(self, "_train_sums", None) is None or self._train_sums[0].shape != nats.shape:
+            self._train_sums = (torch.zeros_like(nats), torch.zeros_like(counts))
+        self._train_sums[0].add_(nats)
+        self._train_sums[1].add_(counts)
+        every = max(1, self.trainer.log_every_n_steps)
+        last_micro_batch = (self._micro_batch + 1) % self.trainer.accumulate_grad_batches == 0
+        if not last_micro_batch or (self.global_step + 1) % every:
+            return
+        bits, seen = self._train_sums
+        metrics = {
+            f"train/bpb_{label}": float(bits[m]) / int(seen[m]) / LN2
+            for m, label in enumerate([*table.labels, None])
+            if int(seen[m])
+        }
+        if int(seen[-1]):
+            metrics["train/header_bpb"] = metrics.pop("train/bpb_None")
+        self._train_sums = None
+        if self.trainer.is_global_zero:
+            for logger in self.loggers:
+                logger.log_metrics(metrics, step=self.global_step)
+
+    def _mixture_validation_end(self, table: HeaderTable, prefix: str) -> None:
+        bits = self.trainer.strategy.reduce(self._val_bits, reduce_op="sum")
+        counts = self.trainer.strategy.reduce(self._val_bytes, reduce_op="sum")
+        data_bytes = int(counts[:-1].sum())
+        if not data_bytes:
+            return
+        self.log(f"{prefix}/bpb", float(bits[:-1].sum()) / data_bytes, prog_bar=True)
+        self.log(f"{prefix}/bytes", float(data_bytes))
+        for m, label in enumerate([*table.labels, None]):
+            if int(counts[m]):
+                name = f"{prefix}/header_bpb" if label is None else f"{prefix}/bpb_{label}"
+                self.log(name, float(bits[m]) / int(counts[m]))
 
     def _reduced_bpb(self) -> tuple[float, int]:
         # Exact over all ranks: sum bits and bytes, then divide (batches may differ in size).
@@ -141,6 +244,8 @@ class ByteLM(L.LightningModule):
         return (float(bits) / count if count else float("nan")), count
 
     def on_validation_epoch_end(self) -> None:
+        if self.header_table is not None:
+            return self._mixture_validation_end(self.header_table, "val")
         bpb, count = self._reduced_bpb()
         if count:
             self.log("val/bpb", bpb, prog_bar=True)
@@ -150,6 +255,8 @@ class ByteLM(L.LightningModule):
     on_test_epoch_start = on_validation_epoch_start
 
     def on_test_epoch_end(self) -> None:
+        if self.header_table is not None:
+            return self._mixture_validation_end(self.header_table, "test")
         bpb, count = self._reduced_bpb()
         if count:
             self.log("test/bpb", bpb)

@@ -40,8 +40,23 @@ def test_quickstart_writes_a_consistent_report(pack, tmp_path):
     summary = json.loads((out / "report.json").read_text())
     assert "tiny models trained for minutes on a CPU" in report
     assert [row["modality"] for row in summary["rows"]] == ["image", "audio", "text"]
-    table = [line for line in report.splitlines() if re.match(r"\| (image|audio|text) \|", line)]
+    specialists, _, shared = report.partition("## One model for every modality")
+    table = [
+        line for line in specialists.splitlines() if re.match(r"\| (image|audio|text) \|", line)
+    ]
     assert len(table) == 3
+    # the multimodal model's row per modality, beside the specialist's (header excluded)
+    mm_rows = summary["multimodal_rows"]
+    assert [row["modality"] for row in mm_rows] == ["image", "audio", "text"]
+    assert summary["multimodal"]["steps"] == sum(r["steps"] for r in summary["results"])
+    mm_table = [line for line in shared.splitlines() if re.match(r"\| (image|audio|text) \|", line)]
+    for row, line in zip(mm_rows, mm_table, strict=True):
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        assert float(cells[1]) == pytest.approx(row["specialist_bpb"], abs=5e-4)
+        assert float(cells[2]) == pytest.approx(row["multimodal_bpb"], abs=5e-4)
+        assert row["gap_bpb"] == pytest.approx(
+            row["multimodal_bpb"] - row["specialist_bpb"], abs=2e-4
+        )
     for row, line in zip(summary["rows"], table):
         cells = [cell.strip() for cell in line.strip("|").split("|")]
         assert cells[0] == row["modality"] and int(cells[1]) == row["bytes"]

@@ -1,0 +1,63 @@
+"""Small real inputs for the multimodal tests: PNG images, 16 kHz WAV tones, English text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+from PIL import Image
+
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+
+
+@pytest.fixture(scope="session")
+def image_folder(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    ramp = np.linspace(0, 255, 64)
+    for i in range(6):
+        color = rng.integers(0, 256, 3)
+        pixels = np.stack(
+            [np.add.outer(ramp, 0 * ramp), np.add.outer(0 * ramp, ramp), np.full((64, 64), 1.0)],
+            axis=-1,
+        ) * (color / 255.0)
+        Image.fromarray(pixels.astype(np.uint8)).save(folder / f"img{i}.png")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def audio_folder(tmp_path_factory) -> Path:
+    """One-second 16 kHz clips of three quiet tones each (speech-like levels, -30 to -45 dBFS)."""
+    folder = tmp_path_factory.mktemp("audio")
+    rng = np.random.default_rng(0)
+    t = np.arange(16000) / 16000.0
+    for i in range(10):
+        freqs, levels = rng.uniform(100, 800, 3), rng.uniform(0.005, 0.03, 3)
+        wave = sum(a * np.sin(2 * np.pi * f * t + rng.uniform(0, 6)) for f, a in zip(freqs, levels))
+        soundfile.write(folder / f"clip{i}.wav", wave.astype(np.float32), 16000, subtype="PCM_16")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def text_folder(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("text")
+    sentence = "The quick brown fox jumps over the lazy dog while the byte model watches. "
+    for i in range(5):
+        (folder / f"book{i}.txt").write_text(f"Chapter {i}. " + sentence * 60)
+    return folder
+
+
+def read_metrics(root: Path) -> list[dict[str, str]]:
+    """All rows of the CSV logger of the newest run under root."""
+    import csv
+
+    versions = sorted((root / "csv").glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
+    with open(versions[-1] / "metrics.csv") as handle:
+        return list(csv.DictReader(handle))
+
+
+def column(rows: list[dict[str, str]], name: str) -> dict[int, float]:
+    """{step: value} of one logged metric."""
+    return {int(r["step"]): float(r[name]) for r in rows if r.get(name) not in (None, "")}
