@@ -1,5 +1,15 @@
 """`python -m benchmarks list | run CASE [--smoke] [options] | run all`."""
 
-from benchmarks import compression, core, data, diagnostics, generate, harness, scaling, train_step  # noqa: F401
+from benchmarks import (  # noqa: F401
+    compression,
+    core,
+    data,
+    diagnostics,
+    generate,
+    harness,
+    multimodal,
+    scaling,
+    train_step,
+)
 
 raise SystemExit(harness.cli())

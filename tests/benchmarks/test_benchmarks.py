@@ -17,7 +17,16 @@ if str(ROOT) not in sys.path:  # `benchmarks` lives at the repo root and is not 
     sys.path.insert(0, str(ROOT))
 
 import modalities  # noqa: E402
-from benchmarks import compression, core, data, diagnostics, generate, scaling, train_step  # noqa: E402, F401
+from benchmarks import (  # noqa: E402, F401
+    compression,
+    core,
+    data,
+    diagnostics,
+    generate,
+    multimodal,
+    scaling,
+    train_step,
+)
 from benchmarks import harness as h  # noqa: E402
 from multibyte.checkpoint import export  # noqa: E402
 from multibyte.flops import non_embedding_parameters  # noqa: E402
@@ -66,6 +75,7 @@ def test_cases_are_registered_and_listed(capsys):
         "data",
         "scaling",
         "diagnostics",
+        "multimodal",
     }
     assert h.cli(["list"]) == 0
     assert set(capsys.readouterr().out.split()) == set(h.CASES)
@@ -326,3 +336,26 @@ def test_weight_bytes_per_byte_counts_the_global_model_once_per_patch():
     # local stack 12·16² and the 16 x 256 head every byte; 4 bytes per fp32 weight
     weights = 12 * 32 * 32 / 4 + 8 * 16 / 4 + 12 * 16 * 16 + 16 * 256
     assert generate.weight_bytes_per_byte(model) == 4 * weights
+
+
+def test_multimodal_reads_a_quickstart_report_and_marks_the_goal(tmp_path, capsys):
+    rows = [
+        {"modality": "image", "specialist_bpb": 6.5, "multimodal_bpb": 6.51, "gap_bpb": 0.01},
+        {"modality": "text", "specialist_bpb": 3.2, "multimodal_bpb": 3.3, "gap_bpb": 0.1},
+        {"modality": "audio", "specialist_bpb": 5.1, "multimodal_bpb": 5.0, "gap_bpb": -0.1},
+    ]
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps({"seconds": 60.0, "quick": False, "multimodal_rows": rows,
+                                  "multimodal": {"steps": 1075}}))  # fmt: skip
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text("# Benchmarks\n")
+    result = h.run_case("multimodal", ["--report", str(report), "--out", str(tmp_path),
+                                       "--doc", str(doc)])  # fmt: skip
+    assert [r["within_goal"] for r in result["rows"]] == [True, False, True]
+    section = doc.read_text().split("<!-- benchmark:multimodal:begin -->")[1]
+    assert "| text | 3.200 | 3.300 | +0.100 |  | **no** |" in section
+
+    (tmp_path / "empty.json").write_text(json.dumps({"seconds": 1.0, "quick": True}))
+    with pytest.raises(SystemExit) as exit_:
+        h.run_case("multimodal", ["--report", str(tmp_path / "empty.json"), "--no-doc"])
+    assert exit_.value.code == 2 and "no multimodal rows" in capsys.readouterr().err
