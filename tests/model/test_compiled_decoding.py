@@ -5,7 +5,7 @@ import torch
 from torch._dynamo.utils import counters
 
 from multibyte.model import Megabyte, MegabyteConfig
-from multibyte.model.megabyte import step_kind
+from multibyte.model.decoding import step_kind
 
 # Compiling takes seconds per graph here, so each model is built (and compiled) once.
 TINY = dict(max_seq_len=48, global_dim=32, global_layers=2, global_heads=4, local_dim=16,
