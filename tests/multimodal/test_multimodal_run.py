@@ -13,7 +13,7 @@ from PIL import Image
 import modalities
 from modalities import Prompt
 from multibyte.cli import main
-from tests.multimodal.conftest import column, read_metrics
+from tests.conftest import column, read_metrics
 
 TINY = [
     "--model.model.init_args.config.global_dim", "32",

@@ -1,4 +1,5 @@
-"""Small real inputs for the multimodal tests: PNG images, 16 kHz WAV tones, English text."""
+"""Small real inputs the training and multimodal tests make: PNG images, 16 kHz WAV tones, English
+text; and running `multibyte fit` in this process."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 import soundfile
 from PIL import Image
 
-RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
 
 @pytest.fixture(scope="session")
@@ -49,6 +50,11 @@ def text_folder(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture
+def recipes() -> Path:
+    return RECIPES
+
+
 def read_metrics(root: Path) -> list[dict[str, str]]:
     """All rows of the CSV logger of the newest run under root."""
     import csv
@@ -61,3 +67,37 @@ def read_metrics(root: Path) -> list[dict[str, str]]:
 def column(rows: list[dict[str, str]], name: str) -> dict[int, float]:
     """{step: value} of one logged metric."""
     return {int(r["step"]): float(r[name]) for r in rows if r.get(name) not in (None, "")}
+
+
+@pytest.fixture
+def metrics():
+    return read_metrics, column
+
+
+@pytest.fixture
+def fit():
+    """Run `multibyte fit` in this process; returns the exit status."""
+    from multibyte.cli import main
+
+    def run(*args: str) -> int:
+        return main(["fit", *map(str, args)])
+
+    return run
+
+
+@pytest.fixture
+def fit_recipe(fit, recipes):
+    """`multibyte fit` of a recipe on test data for `steps` steps, validating twice, quietly;
+    asserts it succeeded and returns {step: val/bpb}."""
+
+    def run(recipe: str, data: Path, root: Path, steps: int, *options: str) -> dict[int, float]:
+        status = fit(
+            "--config", recipes / recipe, "--data.path", data, *options,
+            "--trainer.max_steps", steps, "--trainer.val_check_interval", steps // 2,
+            "--trainer.default_root_dir", root, "--trainer.log_every_n_steps", 5,
+            "--trainer.enable_progress_bar", "false",
+        )  # fmt: skip
+        assert status == 0
+        return column(read_metrics(root), "val/bpb")
+
+    return run
