@@ -155,6 +155,14 @@ class CausalSelfAttention(nn.Module):
         )
         return self.proj(y.transpose(1, 2).reshape(batch, length, dim))
 
+    def _position_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Queries, keys and values [batch, heads, 1, head_dim] of one new position per row."""
+        shape = (x.shape[0], 3, self.heads, 1, self.head_dim)
+        q, k, v = F.linear(x, self.qkv.weight).view(shape).unbind(1)
+        if self.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
+        return q, k, v
+
     def step(self, x: torch.Tensor, cache: KVCache) -> torch.Tensor:
         """One new position per row, x: [batch, dim] -> [batch, dim] (cached decoding).
 
@@ -162,11 +170,7 @@ class CausalSelfAttention(nn.Module):
         ops: with one query no transposes are needed and no mask exists.
         """
         batch, dim = x.shape
-        q, k, v = (
-            F.linear(x, self.qkv.weight).view(batch, 3, self.heads, 1, self.head_dim).unbind(1)
-        )
-        if self.qk_norm:
-            q, k = self.q_norm(q), self.k_norm(k)
+        q, k, v = self._position_qkv(x)
         if self.rotary is not None:
             q, k = self.rotary(q, cache.length), self.rotary(k, cache.length)
         keys, values = cache.append(k, v)
@@ -180,11 +184,7 @@ class CausalSelfAttention(nn.Module):
         `position` (a LongTensor [1]) and the query attends to every cache slot under the mask
         `visible` [1, capacity] (slots <= position), so no shape depends on the step."""
         batch, dim = x.shape
-        q, k, v = (
-            F.linear(x, self.qkv.weight).view(batch, 3, self.heads, 1, self.head_dim).unbind(1)
-        )
-        if self.qk_norm:
-            q, k = self.q_norm(q), self.k_norm(k)
+        q, k, v = self._position_qkv(x)
         if self.rotary is not None:
             cos = self.rotary.cos[position].to(q.dtype)  # [1, head_dim / 2]
             sin = self.rotary.sin[position].to(q.dtype)
