@@ -176,15 +176,25 @@ def run_compress(args: argparse.Namespace, failures: Failures) -> None:
         print(f"{source} -> {target}: {len(data)} -> {len(blob)} bytes ({rate:.3f} bits/byte)")
 
 
-def compress_main(argv: list[str] | None = None) -> int:
-    """`multibyte compress`; exit 2 if any input was refused."""
-    args = compress_parser().parse_args(argv)
-    failures = Failures("compress")
+def _main(
+    name: str,
+    parser: Callable[[], argparse.ArgumentParser],
+    run: Callable[[argparse.Namespace, Failures], None],
+    argv: list[str] | None,
+) -> int:
+    """Run a command over its files; exit 2 if any was refused (each said in one line)."""
+    args = parser().parse_args(argv)
+    failures = Failures(name)
     try:
-        run_compress(args, failures)
+        run(args, failures)
     except CommandError as error:
         failures.add(str(error))
     return 2 if failures else 0
+
+
+def compress_main(argv: list[str] | None = None) -> int:
+    """`multibyte compress`; exit 2 if any input was refused."""
+    return _main("compress", compress_parser, run_compress, argv)
 
 
 # -- decompress --------------------------------------------------------------------------------
@@ -308,13 +318,7 @@ def _decompress_one(
 
 def decompress_main(argv: list[str] | None = None) -> int:
     """`multibyte decompress`; exit 2 if any file was refused."""
-    args = decompress_parser().parse_args(argv)
-    failures = Failures("decompress")
-    try:
-        run_decompress(args, failures)
-    except CommandError as error:
-        failures.add(str(error))
-    return 2 if failures else 0
+    return _main("decompress", decompress_parser, run_decompress, argv)
 
 
 __all__ = [
