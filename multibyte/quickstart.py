@@ -194,6 +194,13 @@ MULTIMODAL_RECIPE = "multimodal-tiny.yaml"
 QUICK_MULTIMODAL = ["--data.seq_len", "1104"]  # --quick: 84 header + 1,020 data bytes, any pack
 
 
+def replaced(flags: list[str], overrides: list[str]) -> list[str]:
+    """`--flag value` pairs of `flags`, each flag given in `overrides` taking its value there."""
+    pairs = dict(zip(flags[::2], flags[1::2]))
+    pairs.update(zip(overrides[::2], overrides[1::2]))
+    return [word for pair in pairs.items() for word in pair]
+
+
 def run_multimodal(results: list[dict[str, Any]], out: Path, samples: Path, quick: bool) -> dict:
     """One tiny MEGABYTE on every modality: as many steps as the specialists together, and
     (in expectation) each modality's bytes, by mixing weights equal to each specialist's bytes."""
@@ -208,7 +215,7 @@ def run_multimodal(results: list[dict[str, Any]], out: Path, samples: Path, quic
             _run("prepare", prepare_main, [
                 plan.name, "--src", *map(str, train_files), "--val-src", *map(str, val_files),
                 "--out", str(shards), "--val-fraction", "0", "--overwrite", "--workers", "1",
-                "--quiet", *plan.prepare, *plan.multimodal_prepare,
+                "--quiet", *replaced(plan.prepare, plan.multimodal_prepare),
             ])  # fmt: skip
         batch = _recipe(plan)["data"]["batch_size"]
         weights.append(result["steps"] * batch * result["seq_len"])  # the specialist's bytes
