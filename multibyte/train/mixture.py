@@ -57,8 +57,7 @@ class Source:
     prepared: Prepared
     train: list[bytes]
     val: list[bytes]
-    augmentations: list[Augmentation] = field(default_factory=list)
-    augment: tuple[str, ...] = ()  # their names, as given
+    augmentations: list[Augmentation] = field(default_factory=list)  # of ``augment: [...]``
 
     @property
     def options(self) -> dict[str, Any]:
@@ -114,8 +113,7 @@ def open_source(
         print(f"multibyte: skipped {item['source']}: {item['reason']}")
     if not train:
         raise MixtureError(f"{where}: no training data")
-    names = tuple(entry.get("augment") or ())
-    return Source(where, float(weight), prepared, train, val, augmentations, names)
+    return Source(where, float(weight), prepared, train, val, augmentations)
 
 
 def _has_split(prepared: Prepared, split: str) -> bool:
@@ -185,25 +183,19 @@ class MixtureData:
         )
 
     def _augment_plan(self, data_len: int) -> Plan | None:
-        """Which source's augmentations a row gets, told by its header; None when none has any."""
-        by_header: dict[bytes, Source] = {}
-        for source, header in zip(self.sources, self.table.headers):
-            try:
-                if source.augmentations:  # they see whole samples (the data after the header)
+        """Which source's augmentations a row gets, told by its header (one per source)."""
+        for source in self.sources:
+            if source.augmentations:  # they see whole samples: the data after the header
+                try:
                     where = f"{source.where}: augment"
                     check_whole_samples(source.prepared.adapter, data_len, where)
-            except AugmentError as error:
-                raise MixtureError(str(error)) from error
-            same = by_header.setdefault(bytes(header), source)
-            if same.augment != source.augment:  # one header, so a row could be either source
-                raise MixtureError(
-                    f"{same.where} and {source.where} hold the same modality options but "
-                    "different augment lists; give them the same one"
-                )
+                except AugmentError as error:
+                    raise MixtureError(str(error)) from error
         if not any(s.augmentations for s in self.sources):
             return None
+        by_header = {bytes(h): s.augmentations for s, h in zip(self.sources, self.table.headers)}
         length = self.table.length
-        return lambda row: (length, by_header[row[:length].tobytes()].augmentations)
+        return lambda row: (length, by_header[row[:length].tobytes()])
 
     @property
     def seq_len(self) -> int:
