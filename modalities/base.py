@@ -11,7 +11,8 @@ evaluate, sample) loop over adapters and never name one:
 - its metric: ``unit`` and ``bytes_per_unit`` (value in unit = bits per byte × bytes_per_unit),
   ``count_words`` when words make sense, format-aware ``codecs`` and a ``bits_map`` for plots;
 - sampling: how a prompt is read from a file (``read_prompt``, ``prompt_fraction``), how many
-  bytes to generate (``plan_sample``) and how samples are written (``render``).
+  bytes to generate (``plan_sample``) and how samples are written (``render``);
+- training: the data ``augmentations`` it offers (``--data.augment``), by name.
 
 A new modality is one small class: subclass ``BaseAdapter``, set ``name`` (and ``suffixes``),
 implement ``encode``, and register it (``modalities.register`` or the entry-point group).
@@ -20,7 +21,7 @@ implement ``encode``, and register it (``modalities.register`` or the entry-poin
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -28,6 +29,10 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import numpy as np
 
 from multibyte.codecs import Codec
+
+# One training sample's bytes -> bytes of the same length and layout, its random draws taken from
+# the generator (so the caller decides what they depend on).
+Augmentation = Callable[[bytes, np.random.Generator], bytes]
 
 
 @dataclass(frozen=True)
@@ -151,6 +156,8 @@ class Adapter(Protocol):
     ) -> tuple[Prompt, int]: ...
 
     def render(self, samples: Sequence[bytes], out: Path, prompt: Prompt) -> list[Path]: ...
+
+    def augmentations(self) -> dict[str, Augmentation]: ...
 
 
 def numbered(out: Path, i: int, n: int) -> Path:
@@ -291,6 +298,12 @@ class BaseAdapter:
             self.save(data, path)
             paths.append(path)
         return paths
+
+    # -- training ------------------------------------------------------------------------------
+
+    def augmentations(self) -> dict[str, Augmentation]:
+        """Training augmentations by name (``--data.augment``); by default none."""
+        return {}
 
     # -- identity ------------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ import math
 import os
 import zipfile
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import numpy as np
 from PIL import Image, features
 
 from modalities.base import (
+    Augmentation,
     BaseAdapter,
     BitsMap,
     Flag,
@@ -258,6 +260,33 @@ class ImageAdapter(BaseAdapter):
         save_grid(self, samples, out, columns=columns)
         return [Path(out)]
 
+    # -- training augmentation ------------------------------------------------------------------
+
+    def mirror(self, data: bytes) -> bytes:
+        """The image mirrored left-right, in this adapter's byte order (one gather, no decode)."""
+        self._check_sample(data)
+        return np.frombuffer(bytes(data), np.uint8)[self._mirror_positions()].tobytes()
+
+    def _check_sample(self, data: bytes) -> None:
+        if len(data) != self.seq_len:
+            raise ValueError(
+                f"hflip needs one whole {self.size}px image of {self.seq_len} bytes, "
+                f"got {len(data)}"
+            )
+
+    def _mirror_positions(self) -> np.ndarray:
+        return mirror_positions(self.size, self.order, self.default_patch_size)
+
+    def augmentations(self) -> dict[str, Augmentation]:
+        """``hflip``: mirror left-right with probability 0.5 (one draw per sample)."""
+
+        def hflip(data: bytes, rng: np.random.Generator) -> bytes:
+            flip = rng.random() < 0.5  # always one draw, so later augmentations see one stream
+            self._check_sample(data)  # whatever the draw: a wrong length is never let through
+            return self.mirror(data) if flip else bytes(data)
+
+        return {"hflip": hflip}
+
     # -- exact (lossless) coding --
     # Only what the bytes hold exactly: an 8-bit RGB PNG of size x size, no colour key, one frame.
     # Anything else (another size, grey or palette, alpha, 16 bits, JPEG) is refused, not
@@ -314,6 +343,20 @@ def save_grid(
         y, x = padding + r * cell, padding + c * cell
         grid[y : y + adapter.size, x : x + adapter.size] = adapter.unorder(sample)
     Image.fromarray(grid, "RGB").save(Path(path), format="PNG")
+
+
+@lru_cache(maxsize=16)
+def mirror_positions(size: int, order: str, patch_size: int) -> np.ndarray:
+    """Byte i of a mirrored image is byte ``positions[i]`` of the original, in either order.
+
+    Built once per adapter options from the layout itself (positions through ``unorder``, the
+    columns reversed, back through ``order_pixels``), so it is right for every order and size.
+    """
+    adapter = ImageAdapter(size=size, order=order, patch_size=patch_size)
+    positions = adapter.unorder(np.arange(adapter.seq_len, dtype=np.int64))
+    mirrored = adapter.order_pixels(positions[:, ::-1, :])[0]
+    mirrored.flags.writeable = False  # shared by every adapter with these options
+    return mirrored
 
 
 def is_npz_batch(path: Path) -> bool:

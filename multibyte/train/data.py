@@ -16,6 +16,10 @@ step 0) is a pure function of (seed, b, rank), so a run resumed at step s reads 
 batches the uninterrupted run read after step s. With shards, the resampled stream of a run
 that starts at step s is seeded by (seed, s, rank, worker): a rerun of the same resume reads the
 same bytes, but they are not the bytes the uninterrupted run would have read after step s.
+
+Augmentation (``augment``, names from ``adapter.augmentations()``) is applied to training
+batches only, as they leave the loader (``multibyte.train.augment``); its draws follow the same
+batch numbering, so resume on raw data stays exact with it on.
 """
 
 from __future__ import annotations
@@ -41,6 +45,14 @@ from multibyte.prepared import (
     Prepared,
     PreparedError,
     open_prepared,
+)
+from multibyte.train.augment import (
+    AugmentedLoader,
+    AugmentError,
+    BatchAugmenter,
+    check_whole_samples,
+    choose,
+    same_for_every_row,
 )
 from multibyte.train.mixture import MixtureData, MixtureError
 
@@ -114,7 +126,7 @@ class StepBatchSampler(Sampler[list[int]]):
         return self.batches_per_epoch
 
 
-class EpochedLoader(DataLoader):
+class EpochedLoader(AugmentedLoader):
     """A loader over a resampled shard stream that reseeds the stream at every new epoch.
 
     Epoch k of a run that started at micro-batch b0 is seeded with b0 + k * batches_per_epoch,
@@ -122,7 +134,7 @@ class EpochedLoader(DataLoader):
     """
 
     def __init__(self, dataset: ShardDataset, start_batch: int, **kwargs: Any) -> None:
-        super().__init__(dataset, batch_size=None, **kwargs)
+        super().__init__(dataset, batch_size=None, start_batch=start_batch, **kwargs)
         self.start_batch, self.epochs_started = start_batch, 0
 
     def __iter__(self):
@@ -151,6 +163,7 @@ class ByteDataModule(L.LightningDataModule):
         sources: list[dict[str, Any]] | None = None,
         mix_alpha: float = 0.0,
         patch_size: int | None = None,
+        augment: list[str] | None = None,
     ) -> None:
         """
         Args:
@@ -177,10 +190,19 @@ class ByteDataModule(L.LightningDataModule):
                 (n_i: its training bytes); 0 follows the weights alone.
             patch_size: sources: the model's patch size, so the header fills whole patches
                 (`multibyte fit` sets it from the model).
+            augment: names of the adapter's training augmentations to apply, e.g. [hflip]
+                (`adapter.augmentations()`); training batches only, never validation or test.
+                With sources, each source has its own `augment` list instead.
         """
         super().__init__()
         self.mixture: MixtureData | None = None
+        self.augmentations: list = []
         if sources is not None:
+            if augment:
+                raise ConfigError(
+                    "data.augment does not apply to data.sources: give each source its own "
+                    "list, e.g. {path: ..., weight: 1, augment: [hflip]}"
+                )
             if on_bad_shard != "stop":  # sources are read whole at the start: a bad shard stops
                 raise ConfigError("data.on_bad_shard: skip does not apply to data.sources")
             self._init_mixture(
@@ -220,6 +242,12 @@ class ByteDataModule(L.LightningDataModule):
             raise ConfigError(
                 f"data.seq_len must be set to a positive length for {self.adapter.name}"
             )
+        try:
+            self.augmentations = choose(self.adapter, augment)
+            if self.augmentations:
+                check_whole_samples(self.adapter, self.seq_len)
+        except AugmentError as error:
+            raise ConfigError(str(error)) from error
         for name, value in (("batch_size", batch_size), ("batches_per_epoch", batches_per_epoch)):
             if value <= 0:
                 raise ConfigError(f"data.{name} must be positive, got {value}")
@@ -334,6 +362,11 @@ class ByteDataModule(L.LightningDataModule):
         """Images or audio clips of a split, each cut into pieces of at most seq_len."""
         return SequenceDataset([p for s in self._splits[split] for p in pieces(s, self.seq_len)])
 
+    def _augmenter(self, rank: int) -> BatchAugmenter | None:
+        if not self.augmentations:
+            return None
+        return BatchAugmenter(same_for_every_row(self.augmentations), self.seed, rank)
+
     def train_dataloader(self) -> DataLoader:
         rank, world_size = self._rank()
         if self.mixture is not None:
@@ -342,6 +375,7 @@ class ByteDataModule(L.LightningDataModule):
                 self.num_workers,
             )  # fmt: skip
         generator = torch.Generator().manual_seed(self.seed)  # keeps the global RNG untouched
+        augmenter = self._augmenter(rank)
         if self.shards:
             dataset = ShardDataset(
                 self.paths[0], split="train", seq_len=self.seq_len, batch_size=self.batch_size,
@@ -350,8 +384,9 @@ class ByteDataModule(L.LightningDataModule):
                 on_bad_shard=self.on_bad_shard,
             )  # fmt: skip
             return EpochedLoader(
-                dataset, self._start_batch(), num_workers=self.num_workers, generator=generator
-            )
+                dataset, self._start_batch(), augmenter=augmenter, num_workers=self.num_workers,
+                generator=generator,
+            )  # fmt: skip
         self.setup()
         if self.stream:
             dataset = StreamWindows(self._splits["train"][0], self.seq_len)
@@ -364,8 +399,8 @@ class ByteDataModule(L.LightningDataModule):
             items, self.batch_size, self.seed, rank, world_size, self._start_batch(),
             self.batches_per_epoch, replacement=self.stream,
         )  # fmt: skip
-        return DataLoader(
-            dataset, batch_sampler=sampler, collate_fn=collate,
+        return AugmentedLoader(
+            dataset, augmenter, self._start_batch(), batch_sampler=sampler, collate_fn=collate,
             num_workers=self.num_workers, generator=generator,
         )  # fmt: skip
 

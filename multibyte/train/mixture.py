@@ -1,9 +1,10 @@
 """Training data for one model on several modalities: ``--data.sources`` of ByteDataModule.
 
-Each source is ``{path: ..., weight: ..., modality: ...}``: a shard folder written by
-``multibyte prepare`` (its manifest names the modality) or raw files with a ``modality``
-(options or a name; the files' suffixes are used when it is left out). Sources are read into
-memory when the run starts, as raw files are for one source.
+Each source is ``{path: ..., weight: ..., modality: ..., augment: [...]}``: a shard folder
+written by ``multibyte prepare`` (its manifest names the modality) or raw files with a
+``modality`` (options or a name; the files' suffixes are used when it is left out), and the names
+of its adapter's training augmentations (default none), applied to the data bytes after the
+header. Sources are read into memory when the run starts, as raw files are for one source.
 
 Every sequence is the source's header (``multibyte.data.header``) followed by ``data_len``
 bytes, where ``data_len`` is the longest native unit of the sources (an image's 12,288 bytes, an
@@ -14,13 +15,14 @@ are cut into windows of that length. The header length depends on the model's pa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Subset
 
+from modalities.base import Augmentation
 from multibyte.data.batching import collate
 from multibyte.data.header import HeaderTable
 from multibyte.data.mapstyle import LengthBatchSampler, SequenceDataset
@@ -32,6 +34,14 @@ from multibyte.data.mixing import (
     validation_sequences,
 )
 from multibyte.prepared import Prepared, PreparedError, open_prepared
+from multibyte.train.augment import (
+    AugmentedLoader,
+    AugmentError,
+    BatchAugmenter,
+    Plan,
+    check_whole_samples,
+    choose,
+)
 
 
 class MixtureError(ValueError):
@@ -47,6 +57,7 @@ class Source:
     prepared: Prepared
     train: list[bytes]
     val: list[bytes]
+    augmentations: list[Augmentation] = field(default_factory=list)  # of ``augment: [...]``
 
     @property
     def options(self) -> dict[str, Any]:
@@ -73,7 +84,7 @@ def open_source(
     """Open one ``{path, weight, modality}`` entry and read its train and val data."""
     if not isinstance(entry, dict) or "path" not in entry:
         raise MixtureError(f"each source is {{path: ..., weight: ...}}, got {entry!r}")
-    unknown = set(entry) - {"path", "weight", "modality"}
+    unknown = set(entry) - {"path", "weight", "modality", "augment"}
     if unknown:
         raise MixtureError(f"unknown source keys {sorted(unknown)} in {entry!r}")
     paths = entry["path"] if isinstance(entry["path"], (list, tuple)) else [entry["path"]]
@@ -90,17 +101,19 @@ def open_source(
             raise MixtureError(f"{where}: cannot tell its modality; give the source a modality")
         if prepared.shards and prepared.folder is None:
             raise MixtureError(f"{where}: a source is a shard folder, not bare .tar files")
+        augmentations = choose(prepared.adapter, entry.get("augment"), f"{where}: augment")
         train = prepared.sequences("train")
         val = prepared.sequences("val") if _has_split(prepared, "val") else []
     except (PreparedError, ValueError) as error:
         if isinstance(error, MixtureError):
             raise
-        raise MixtureError(f"{where}: {error}") from error
+        message = str(error) if isinstance(error, AugmentError) else f"{where}: {error}"
+        raise MixtureError(message) from error
     for item in prepared.skipped if not prepared.shards else []:
         print(f"multibyte: skipped {item['source']}: {item['reason']}")
     if not train:
         raise MixtureError(f"{where}: no training data")
-    return Source(where, float(weight), prepared, train, val)
+    return Source(where, float(weight), prepared, train, val, augmentations)
 
 
 def _has_split(prepared: Prepared, split: str) -> bool:
@@ -164,9 +177,25 @@ class MixtureData:
                 "(or its whole stream) are shorter; prepare longer clips (--seq-len) or give "
                 "a shorter data.seq_len"
             )
+        self.plan = self._augment_plan(data_len)
         self.probabilities = mixture_probabilities(
             [w.size for w in self.windows], [s.weight for s in self.sources], self.mix_alpha
         )
+
+    def _augment_plan(self, data_len: int) -> Plan | None:
+        """Which source's augmentations a row gets, told by its header (one per source)."""
+        for source in self.sources:
+            if source.augmentations:  # they see whole samples: the data after the header
+                try:
+                    where = f"{source.where}: augment"
+                    check_whole_samples(source.prepared.adapter, data_len, where)
+                except AugmentError as error:
+                    raise MixtureError(str(error)) from error
+        if not any(s.augmentations for s in self.sources):
+            return None
+        by_header = {bytes(h): s.augmentations for s, h in zip(self.sources, self.table.headers)}
+        length = self.table.length
+        return lambda row: (length, by_header[row[:length].tobytes()])
 
     @property
     def seq_len(self) -> int:
@@ -181,9 +210,11 @@ class MixtureData:
             start_batch, batches_per_epoch,
         )  # fmt: skip
         generator = torch.Generator().manual_seed(self.seed)
-        return DataLoader(
-            MixtureDataset(self.windows, self.table.headers), batch_sampler=sampler,
-            collate_fn=collate, num_workers=num_workers, generator=generator,
+        augmenter = BatchAugmenter(self.plan, self.seed, rank) if self.plan else None
+        return AugmentedLoader(
+            MixtureDataset(self.windows, self.table.headers), augmenter, start_batch,
+            batch_sampler=sampler, collate_fn=collate, num_workers=num_workers,
+            generator=generator,
         )  # fmt: skip
 
     def val_dataloader(
