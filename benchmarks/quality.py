@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import io
 import json
 import math
 import os
@@ -159,12 +160,17 @@ def run_here(run: Run) -> dict:
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     h.log(f"{run.name}: {run.model}, {run.steps} steps" + (" (timing)" * (not run.evaluate)))
+    errors = io.StringIO()  # what the commands print to stderr, shown after they finish
     try:
         with h.threads(run.threads), contextlib.redirect_stdout(sys.stderr):
-            summary = train_and_evaluate(run)
-    except SystemExit as error:  # LightningCLI's parser refused an option (printed above)
-        raise RunFailed(f"{run.name}: multibyte fit refused its options (status {error.code}; "
-                        "its message is in the log)") from error  # fmt: skip
+            with contextlib.redirect_stderr(errors):
+                summary = train_and_evaluate(run)
+    except SystemExit as error:  # LightningCLI's parser refused an option
+        why = errors.getvalue().strip().split("error: ")[-1]
+        message = f"{run.name}: multibyte fit refused its options: {' '.join(why.split())}"
+        raise RunFailed(message) from error
+    finally:
+        sys.stderr.write(errors.getvalue())
     clock = json.loads((root / "clock.json").read_text())
     result = {
         "name": run.name, "model": run.model, "modality": run.modality, "steps": clock["steps"],
@@ -226,10 +232,13 @@ def run_child(run: Run) -> dict:
         status = subprocess.run([sys.executable, "-m", "benchmarks.quality", str(spec),
                                  str(result)], cwd=h.REPO, stdout=out, stderr=subprocess.STDOUT,
                                 env=env).returncode  # fmt: skip
-    if status or not result.is_file():
+    if not result.is_file():
         tail = log.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
         raise RunFailed(f"{run.name}: exit status {status} ({tail[0]}; log {log})")
-    return json.loads(result.read_text())
+    done = json.loads(result.read_text())
+    if "error" in done:
+        raise RunFailed(done["error"])
+    return done
 
 
 def cache_file(run: Run) -> Path:
@@ -380,18 +389,19 @@ class Setting:
 
 
 def settings(names: list[str], args: argparse.Namespace) -> dict[str, Setting]:
+    """Each modality's recipe and steps (all checked first), then its shards."""
     from multibyte.quickstart import PLANS
 
-    out = {}
+    found = []
     for plan in [p for p in PLANS if p.name in names]:
         path, recipe = recipe_of(plan, args)
         steps = args.step_counts.get(plan.name) or (SMOKE["steps"] if args.smoke else None)
         steps = steps or (recipe.get("trainer") or {}).get("max_steps") or 0
         if steps < 1:
             fail(f"{path}: no trainer.max_steps; pass --steps {plan.name}=N")
-        shards = prepare(plan, recipe, Path(args.folder))
-        out[plan.name] = Setting(plan, path, recipe, steps, shards, args)
-    return out
+        found.append((plan, path, recipe, steps))
+    return {plan.name: Setting(plan, path, recipe, steps, prepare(plan, recipe, Path(args.folder)),
+                               args) for plan, path, recipe, steps in found}  # fmt: skip
 
 
 # -- the comparison ------------------------------------------------------------------------------
@@ -479,13 +489,7 @@ def describe(overrides: dict) -> str:
 
 
 def ablate(setting: Setting, args: argparse.Namespace) -> dict:
-    names = list(ABLATIONS)
-    if args.only:
-        wanted = [n.strip() for n in args.only.split(",") if n.strip()]
-        unknown = [n for n in wanted if n not in ABLATIONS]
-        if unknown:
-            fail(f"--only {','.join(unknown)}: not in the ablation table ({', '.join(ABLATIONS)})")
-        names = [BASELINE, *[n for n in wanted if n != BASELINE]]
+    names = [BASELINE, *[n for n in args.rows if n != BASELINE]]
     steps = args.ablate_steps
     m = setting.plan.name
 
@@ -498,20 +502,21 @@ def ablate(setting: Setting, args: argparse.Namespace) -> dict:
         timed = execute([setting.timing(r.name, "ours", overrides=r.overrides) for r in runs], 1,
                         cache=True, fresh=args.fresh)  # fmt: skip
         timings = {name.removesuffix("-timing"): r for name, r in timed.items()}
-    results = execute(runs, args.jobs, cache=True, fresh=args.fresh)
+    trained = [r for r in runs if "error" not in timings.get(r.name, {})]  # a refused flag: once
+    results = timings | execute(trained, args.jobs, cache=True, fresh=args.fresh)
     base = results[runs[0].name].get("bits_per_byte")
     rows = []
     for name, r in zip(names, runs):
         result = results[r.name]
         timing = timings.get(r.name, result)
-        error = result.get("error") or timing.get("error")
+        error = (result.get("error") or timing.get("error") or "").removeprefix(f"{r.name}: ")
         bpb = result.get("bits_per_byte")
         rows.append({
             "name": name, "overrides": ABLATIONS[name], "change": describe(ABLATIONS[name]),
             "bpb": bpb, "delta": None if bpb is None or base is None else bpb - base,
             "step_s": timing.get("steady_step_s" if args.jobs > 1 else "step_s"),
             "parameters": result.get("parameters"), "cached": bool(result.get("cached")),
-            "error": error,
+            "error": error or None,
         })  # fmt: skip
     return {"modality": m, "recipe": shown(setting.recipe_path), "steps": steps, "rows": rows}
 
@@ -570,7 +575,7 @@ def render_comparison(s: dict, rows: list[dict]) -> list[str]:
             "Ours minus megabyte-pytorch (bpb; negative: ours lower):\n\n"
             + h.markdown_table(["modality", "at equal steps", "at equal wall time"], diffs)
         )
-    names = sorted({c for row in rows for c in row["codecs"]})
+    names = list(dict.fromkeys(c for row in rows for c in row["codecs"]))  # as evaluate lists
     codecs = [
         [row["modality"], _f(row["models"]["ours"]["bpb"]), *map(_f, map(row["codecs"].get, names))]
         for row in rows
@@ -653,6 +658,10 @@ def check(args: argparse.Namespace, known: list[str]) -> None:
             fail(f"{name}: not a modality of the quickstart's plans ({', '.join(known)})")
     if args.only and not args.ablate:
         fail("--only picks ablation rows: give --ablate MODALITY")
+    args.rows = [n.strip() for n in (args.only or ",".join(ABLATIONS)).split(",") if n.strip()]
+    unknown = [n for n in args.rows if n not in ABLATIONS]
+    if unknown:
+        fail(f"--only {','.join(unknown)}: not in the ablation table ({', '.join(ABLATIONS)})")
     if not args.compared and not args.ablate:
         fail("nothing to run: --no-compare without --ablate")
 
@@ -685,4 +694,9 @@ if __name__ == "__main__":  # one run in a child process: SPEC.json RESULT.json
     child = Run(**json.loads(Path(sys.argv[1]).read_text()))
     if child.threads:
         torch.set_num_threads(child.threads)
-    Path(sys.argv[2]).write_text(json.dumps(run_here(child)))
+    try:
+        outcome = run_here(child)
+    except RunFailed as error:
+        outcome = {"name": child.name, "error": str(error)}
+    Path(sys.argv[2]).write_text(json.dumps(outcome))
+    raise SystemExit(1 if "error" in outcome else 0)
