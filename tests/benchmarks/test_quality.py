@@ -125,6 +125,52 @@ def test_the_peer_recipe_swaps_the_model_and_drops_checkpoints():
     assert ours["model"]["model"]["class_path"] == "multibyte.Megabyte"  # the original unchanged
 
 
+def test_in_memory_evaluation_is_the_evaluate_command(tmp_path):
+    import multibyte
+    from multibyte.checkpoint import export
+    from multibyte.evaluation.command import main as evaluate_main
+    from multibyte.prepare import main as prepare_main
+
+    (tmp_path / "train.txt").write_text("a training text, " * 40)
+    (tmp_path / "held.txt").write_text("held-out words\n" * 30)
+    shards, ckpt, report = tmp_path / "shards", tmp_path / "m.ckpt", tmp_path / "report.json"
+    assert prepare_main(["text", "--src", str(tmp_path / "train.txt"), "--val-src",
+                         str(tmp_path / "held.txt"), "--out", str(shards), "--val-fraction", "0",
+                         "--workers", "1", "--quiet"]) == 0  # fmt: skip
+    torch.manual_seed(0)
+    export(Megabyte(MegabyteConfig(**SMALL)), ckpt, {"name": "text"})
+    assert evaluate_main(["--ckpt", str(ckpt), "--data", str(shards), "--json", str(report),
+                          "--quiet", "--no-codecs"]) == 0  # fmt: skip
+    expected = json.loads(report.read_text())
+    model = multibyte.load(ckpt)
+    got = peer.evaluate_in_memory(model, str(shards), model.modality)
+    assert got["bytes"] == expected["bytes"] >= 30 * 15 and got["window"] == 32
+    assert got["bits_per_byte"] == expected["bits_per_byte"] and got["codecs"] == {}
+    assert peer.evaluate_in_memory(model, str(shards), model.modality, limit=2)["bytes"] == 64
+
+
+def test_train_clock_counts_training_alone(tmp_path, monkeypatch):
+    # sanity check starts; training starts; step 1 ends; validation 4-10; step 2 ends
+    now = iter([0.0, 1.0, 3.0, 4.0, 10.0, 12.0])
+    monkeypatch.setattr(peer.time, "perf_counter", lambda: next(now))
+    clock = peer.TrainClock(str(tmp_path / "clock.json"))
+    trainer = type("Trainer", (), {"global_step": 0})()
+    module = type("Module", (), {"model": nn.Linear(3, 2)})()
+    clock.on_validation_start(trainer, module)  # a sanity check before training: not counted
+    clock.on_validation_end(trainer, module)
+    clock.on_train_start(trainer, module)
+    for step, validate in ((1, True), (1, False), (2, False)):  # the second: a micro-batch
+        trainer.global_step = step
+        clock.on_train_batch_end(trainer)
+        if validate:
+            clock.on_validation_start(trainer, module)
+            clock.on_validation_end(trainer, module)
+    clock.on_train_end(trainer, module)
+    record = json.loads((tmp_path / "clock.json").read_text())
+    assert record == {"parameters": 8, "steps": 2, "seconds": 5.0, "step_ends_s": [2.0, 5.0]}
+    assert peer.steady_step_seconds(record) == 3.0
+
+
 def test_fit_flags_warmup_and_prepare_flags():
     assert quality.override_flags({"lr": 1e-3, "positions": ["none"], "tie_embeddings": False,
                                    "batch_size": 4}) == [
