@@ -228,6 +228,7 @@ def run_child(run: Run) -> dict:
     env = dict(os.environ)
     if run.threads:
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(run.threads)
+    h.log(f"{run.name}: {run.model}, {run.steps} steps, in a child process (log {log})")
     with open(log, "w") as out:
         status = subprocess.run([sys.executable, "-m", "benchmarks.quality", str(spec),
                                  str(result)], cwd=h.REPO, stdout=out, stderr=subprocess.STDOUT,
