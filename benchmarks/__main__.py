@@ -8,6 +8,7 @@ from benchmarks import (  # noqa: F401
     generate,
     harness,
     multimodal,
+    quality,
     scaling,
     train_step,
 )

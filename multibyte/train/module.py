@@ -10,7 +10,13 @@ import lightning as L
 import torch
 from torch import nn
 
-from multibyte.checkpoint import CHECKPOINT_FORMAT, model_spec, upgrade_optimizer_state
+from multibyte.checkpoint import (
+    CHECKPOINT_FORMAT,
+    MODEL_CLASSES,
+    CheckpointError,
+    model_spec,
+    upgrade_optimizer_state,
+)
 from multibyte.data.header import HeaderTable, is_mixture
 from multibyte.flops import flops_per_byte
 from multibyte.loss import cross_entropy_sum, next_byte_loss, next_byte_nats
@@ -91,7 +97,9 @@ class ByteLM(L.LightningModule):
             if value <= 0:
                 raise ConfigError(f"model.{name} must be positive, got {value}")
         self.model = model
-        self.spec = model_spec(model)  # plain data: rebuilds the architecture on load
+        # plain data: rebuilds the architecture on load. A model it cannot rebuild (the quality
+        # benchmark's megabyte-pytorch) trains all the same; only saving it is refused.
+        self.spec = model_spec(model) if type(model).__name__ in MODEL_CLASSES else None
         self.save_hyperparameters(ignore=["model"])
         self.modality: dict[str, Any] | None = None
         self.flops_per_batch: float | None = None
@@ -319,6 +327,8 @@ class ByteLM(L.LightningModule):
             self.modality = datamodule.modality_options
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.spec is None:
+            raise CheckpointError(f"a multibyte checkpoint cannot hold {type(self.model).__name__}")
         checkpoint["multibyte"] = {
             "format": CHECKPOINT_FORMAT,
             "model": self.spec,

@@ -24,6 +24,7 @@ from benchmarks import (  # noqa: E402, F401
     diagnostics,
     generate,
     multimodal,
+    quality,
     scaling,
     train_step,
 )
@@ -76,6 +77,7 @@ def test_cases_are_registered_and_listed(capsys):
         "scaling",
         "diagnostics",
         "multimodal",
+        "quality",
     }
     assert h.cli(["list"]) == 0
     assert set(capsys.readouterr().out.split()) == set(h.CASES)

@@ -1,0 +1,177 @@
+"""megabyte-pytorch 0.3.6 behind our model interface, and what trains and scores both models alike.
+
+`PeerMegabyte(config)` is megabyte-pytorch's `MEGABYTE` sized from one of our MegabyteConfigs
+(widths, depths, P and length only; everything else its own defaults: 8 heads of 64, no
+positions, token shift, RMSNorm, a LayerNorm+Linear patch embedder, an untied head with a bias).
+It has `.config`, `.hidden(x)` (`hidden[:, t]` predicts `x[:, t]`), `.head` (its `to_logits`) and
+`forward = head(hidden)`, so our trainer (`ByteLM`, Lightning, `ByteDataModule`) trains it and
+`multibyte.evaluation` scores it unchanged. Its own loss ignores `pad_id`; ours scores every byte.
+
+`fit_in_process` is `multibyte fit` as the console script runs it, handing back the trained
+module (our checkpoints cannot hold the peer: it is trained without them and scored in memory by
+`evaluate_in_memory`, the `multibyte evaluate` path minus loading). `TrainClock` times training
+alone, for both models. Needs `pip install -e ".[bench]"` (or megabyte-pytorch on PYTHONPATH).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from torch import nn
+
+from benchmarks import harness as h
+from multibyte.evaluation.command import build_parser, limit_sequences, open_data
+from multibyte.evaluation.evaluation import evaluate_model
+from multibyte.evaluation.scoring import max_seq_len_of, model_device
+from multibyte.model import MegabyteConfig
+from multibyte.train.cli import MultibyteCLI, SaveConfigNextToCheckpoints
+from multibyte.train.data import ByteDataModule
+from multibyte.train.module import ByteLM
+
+try:
+    from MEGABYTE_pytorch import MEGABYTE
+except ImportError:  # the bench extra is not installed
+    MEGABYTE = None
+
+VERSION = "0.3.6"
+CLASS_PATH = "benchmarks.peer.PeerMegabyte"
+
+
+def installed() -> bool:
+    return MEGABYTE is not None
+
+
+class _Capture(nn.Module):
+    """Stands in for megabyte-pytorch's `to_logits`: keeps the last stage's output (its input)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.out = x
+        return x
+
+
+class PeerMegabyte(nn.Module):
+    def __init__(self, config: MegabyteConfig, heads: int = 8) -> None:
+        """megabyte-pytorch sized by `config`; `heads` of 64 dimensions in every stage."""
+        super().__init__()
+        if MEGABYTE is None:
+            raise ImportError(f"megabyte-pytorch is not installed: pip install -e '.[bench]' "
+                              f"(MEGABYTE-pytorch=={VERSION})")  # fmt: skip
+        if config.patch_sizes and len(config.patch_sizes) > 1:
+            raise ValueError("PeerMegabyte mirrors two-stage configs only (no patch_sizes)")
+        self.config = config
+        patch = config.patch_size
+        self.net = MEGABYTE(
+            num_tokens=256, dim=(config.global_dim, config.local_dim),
+            depth=(config.global_layers, config.local_layers),
+            max_seq_len=(config.max_seq_len // patch, patch), heads=heads,
+        )  # fmt: skip
+        self.head = self.net.to_logits
+        self.net.to_logits = _Capture()
+
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, T] bytes -> [B, T, local_dim]. Its loss path in our order: the first patch's start
+        token predicts byte 0; local position i of patch m (i = 1..P) predicts byte mP + i (the
+        last one the first byte of the next patch), so no position is thrown away but the last."""
+        length = x.shape[1]
+        self.net(x)  # pads to whole patches with pad_id: bytes after T, never seen before T
+        out = self.net.to_logits.out  # [B, patches, P + 1, local_dim]
+        self.net.to_logits.out = None
+        return torch.cat((out[:, 0, :1], out[:, :, 1:].flatten(1, 2)), dim=1)[:, :length]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.hidden(x))
+
+
+class TrainClock(L.Callback):
+    """Writes to `path` the seconds of training alone: after each optimizer step, the time since
+    training started less any validation in between, and the model's parameter count."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.parameters = sum(p.numel() for p in pl_module.model.parameters())
+        self.ends: list[float] = []
+        self.paused, self.step = 0.0, trainer.global_step
+        h.sync()
+        self.start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if trainer.global_step != self.step:  # an optimizer step, not a micro-batch
+            self.step = trainer.global_step
+            h.sync()
+            self.ends.append(time.perf_counter() - self.start - self.paused)
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.paused_at = time.perf_counter()
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if hasattr(self, "start"):  # not the sanity check before training
+            self.paused += time.perf_counter() - self.paused_at
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        seconds = self.ends[-1] if self.ends else 0.0
+        record = {"parameters": self.parameters, "steps": len(self.ends), "seconds": seconds,
+                  "step_ends_s": self.ends}  # fmt: skip
+        Path(self.path).write_text(json.dumps(record, indent=1) + "\n")
+
+
+def steady_step_seconds(clock: dict) -> float:
+    """Seconds per step after the first (warm-up) step."""
+    ends = clock["step_ends_s"]
+    return (ends[-1] - ends[0]) / (len(ends) - 1) if len(ends) > 1 else ends[0]
+
+
+def recipe(ours: dict, heads: int = 8) -> dict:
+    """Our recipe (a loaded YAML) with the peer in place of our model, sized by the same config,
+    and without checkpoint callbacks: our checkpoints cannot hold it."""
+    swapped = json.loads(json.dumps(ours))  # a deep copy of plain data
+    model = swapped["model"]["model"]
+    model["class_path"] = CLASS_PATH
+    model["init_args"] = {"config": model["init_args"]["config"], "heads": heads}
+    trainer = swapped.setdefault("trainer", {})
+    callbacks = trainer.get("callbacks") or []
+    trainer["callbacks"] = [c for c in callbacks if not _is_checkpoint(c["class_path"])]
+    trainer["enable_checkpointing"] = False
+    return swapped
+
+
+def _is_checkpoint(class_path: str) -> bool:
+    module, _, name = class_path.rpartition(".")
+    found = getattr(importlib.import_module(module or "lightning.pytorch.callbacks"), name)
+    return issubclass(found, ModelCheckpoint)
+
+
+def fit_in_process(argv: list[str]) -> ByteLM:
+    """`multibyte fit ARGV` as `multibyte.train.cli.main` runs it; returns the trained module."""
+    cli = MultibyteCLI(
+        ByteLM, ByteDataModule, args=["fit", *argv],
+        save_config_callback=SaveConfigNextToCheckpoints, save_config_kwargs={"overwrite": True},
+        trainer_defaults={"use_distributed_sampler": False}, auto_configure_optimizers=False,
+    )  # fmt: skip
+    return cli.model
+
+
+def evaluate_in_memory(
+    model: nn.Module, data: str, modality: dict | None, limit: int | None = None
+) -> dict:
+    """The report `multibyte evaluate --data DATA --no-codecs [--limit N]` gives, for a model
+    in memory: the same data (the val split), windows, batch size and scoring."""
+    args = build_parser().parse_args(
+        ["--ckpt", "(in memory)", "--data", data, "--no-codecs", "--quiet"]
+        + (["--limit", str(limit)] if limit else [])
+    )
+    prepared, sequences = open_data(args, modality)
+    sequences = limit_sequences(sequences, args.limit, max_seq_len_of(model), prepared.stream)
+    evaluation = evaluate_model(
+        model.eval(), sequences, adapter=prepared.adapter, stream=prepared.stream,
+        batch_size=args.batch_size, device=model_device(model), codecs=False,
+    )  # fmt: skip
+    return evaluation.summary
