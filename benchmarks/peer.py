@@ -42,6 +42,9 @@ except ImportError:  # the bench extra is not installed
 
 VERSION = "0.3.6"
 CLASS_PATH = "benchmarks.peer.PeerMegabyte"
+# The MegabyteConfig fields that size the peer (the preset's, or a recipe's overrides of them).
+SIZES = ("preset_name", "patch_size", "max_seq_len", "global_dim", "global_layers", "local_dim",
+         "local_layers")  # fmt: skip
 
 
 def installed() -> bool:
@@ -135,7 +138,8 @@ def recipe(ours: dict, heads: int = 8) -> dict:
     swapped = json.loads(json.dumps(ours))  # a deep copy of plain data
     model = swapped["model"]["model"]
     model["class_path"] = CLASS_PATH
-    model["init_args"] = {"config": model["init_args"]["config"], "heads": heads}
+    config = model["init_args"]["config"]  # sizes only: our architecture flags do not apply
+    model["init_args"] = {"config": {k: config[k] for k in SIZES if k in config}, "heads": heads}
     trainer = swapped.setdefault("trainer", {})
     callbacks = trainer.get("callbacks") or []
     trainer["callbacks"] = [c for c in callbacks if not _is_checkpoint(c["class_path"])]

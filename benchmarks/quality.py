@@ -378,9 +378,20 @@ class Setting:
             name=name, model=model, modality=self.plan.name, recipe=str(self.recipe_path),
             steps=steps, warmup_steps=warmup_for(self.recipe, steps), shards=self.shards,
             folder=str(a.folder), threads=1 if a.jobs > 1 else None, limit=a.limit,
-            recipe_sha=hashlib.sha256(self.recipe_path.read_bytes()).hexdigest()[:16],
+            recipe_sha=self.recipe_sha(model),
             **({"peer_heads": a.peer_heads} if model == "peer" else {}), **options,
         )  # fmt: skip
+
+    def recipe_sha(self, model: str) -> str:
+        """What a cached run depends on: our recipe, or the peer recipe made from it (its sizes,
+        data and optimizer; our architecture flags do not change the peer)."""
+        from benchmarks import peer
+
+        if model == "peer":
+            content = yaml.safe_dump(peer.recipe(self.recipe, self.args.peer_heads)).encode()
+        else:
+            content = self.recipe_path.read_bytes()
+        return hashlib.sha256(content).hexdigest()[:16]
 
     def timing(self, name: str, model: str, **options) -> Run:
         """A short run at torch's default threads for the seconds per step (--jobs > 1)."""
@@ -421,23 +432,25 @@ def goals(modality: str, bpb: float, codecs: dict) -> list[dict]:
 def compare(sets: dict[str, Setting], args: argparse.Namespace, peer_installed: bool) -> list:
     """Per modality: ours, the peer at equal steps and at equal wall time, codecs and goals."""
     with_peer = [m for m in sets if m in PEER_MODALITIES and peer_installed]
+    cache = not args.smoke  # finished runs are reused while their spec and recipe are unchanged
     steady: dict[str, float] = {}  # run name -> seconds per step, from timing runs (--jobs > 1)
     if args.jobs > 1:
         timings = [s.timing(f"{m}-ours", "ours") for m, s in sets.items()]
         timings += [sets[m].timing(f"{m}-peer", "peer") for m in with_peer]
-        for name, result in required(execute(timings, 1)).items():
+        for name, result in required(execute(timings, 1, cache, args.fresh)).items():
             steady[name.removesuffix("-timing")] = result["steady_step_s"]
     first = [s.run(f"{m}-ours", "ours", codecs=True) for m, s in sets.items()]
     first += [sets[m].run(f"{m}-peer", "peer") for m in with_peer]
     results = {}
     if args.jobs == 1:
-        results = required(execute(first, 1))
+        results = required(execute(first, 1, cache, args.fresh))
         steady = {name: r["step_s"] for name, r in results.items()}
     wall_steps = {m: max(1, math.floor(sets[m].steps * steady[f"{m}-ours"] / steady[f"{m}-peer"]))
                   for m in with_peer}  # fmt: skip
     second = [sets[m].run(f"{m}-peer-wall", "peer", wall_steps[m]) for m in with_peer
               if wall_steps[m] != sets[m].steps]  # fmt: skip
-    results |= required(execute(second if args.jobs == 1 else first + second, args.jobs))
+    todo = second if args.jobs == 1 else first + second
+    results |= required(execute(todo, args.jobs, cache, args.fresh))
     method = "timing run" if args.jobs > 1 else "measured"
 
     def model(name: str, timed_as: str) -> dict:  # s/step: the run's own, or its timing run's
@@ -639,7 +652,7 @@ def options(parser: argparse.ArgumentParser) -> None:
     add("--ablate", metavar="MODALITY", help="the ablation table on MODALITY")
     add("--ablate-steps", type=int, help="steps of every ablation run (300; --smoke 2)")
     add("--only", metavar="NAME,...", help="ablation rows to run (the baseline always runs)")
-    add("--fresh", action="store_true", help="redo cached ablation runs")
+    add("--fresh", action="store_true", help="redo cached runs (comparison and ablation)")
 
 
 def check(args: argparse.Namespace, known: list[str]) -> None:
