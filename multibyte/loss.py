@@ -17,8 +17,10 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 
-def _chunk_loss(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    logits = F.linear(hidden, weight)
+def _chunk_loss(
+    hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, targets: torch.Tensor
+) -> torch.Tensor:
+    logits = F.linear(hidden, weight, bias)
     if logits.dtype in (torch.float16, torch.bfloat16):
         logits = logits.float()  # the softmax of low-precision logits runs in float32
     return F.cross_entropy(
@@ -36,12 +38,13 @@ def cross_entropy_sum(
     """
     length = hidden.shape[1]
     if chunk_size is None or chunk_size >= length:
-        return _chunk_loss(hidden, head.weight, targets)
+        return _chunk_loss(hidden, head.weight, head.bias, targets)
     total = hidden.new_zeros((), dtype=torch.promote_types(hidden.dtype, torch.float32))
     for start in range(0, length, chunk_size):
         piece = (
             hidden[:, start : start + chunk_size],
             head.weight,
+            head.bias,
             targets[:, start : start + chunk_size],
         )
         if torch.is_grad_enabled() and hidden.requires_grad:

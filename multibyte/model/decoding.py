@@ -74,7 +74,7 @@ class MegabyteDecoder:
                 parent = (
                     self.global_out[:, t // specs[0].token_bytes] if s == 1 else self.outputs[s - 1]
                 )
-                self.context[s] = stage.context(parent) + stage.position.weight
+                self.context[s] = stage.positioned_context(parent)
                 carry = specs[s].cross_patch if t > 0 else 0
                 for cache, block in zip(self.caches[s], stage.transformer.blocks):
                     cache.keep_last(carry, block.attn.rotary) if carry else cache.reset()
@@ -84,7 +84,7 @@ class MegabyteDecoder:
             self.outputs[s] = stage.transformer.step(token + self.context[s][:, j], self.caches[s])
 
     def _logits(self) -> torch.Tensor:
-        return F.linear(self.outputs[-1], self.model.head.weight)
+        return F.linear(self.outputs[-1], self.model.head.weight, self.model.head.bias)
 
 
 class CompiledMegabyteDecoder(MegabyteDecoder):
@@ -180,12 +180,12 @@ def megabyte_static_step(
                 parent = global_out.index_select(1, position // sizes[0])[:, 0]
             else:
                 parent = states[s - 1]
-            contexts[s].copy_(stage.context(parent) + stage.position.weight)
+            contexts[s].copy_(stage.positioned_context(parent))
             token = stage.pad.expand(batch, -1)
         else:
             byte_positions = position - size + torch.arange(size, device=x.device)
             vectors = stage.embed.byte_embed(x.index_select(1, byte_positions))
-            token = stage.embed.token_proj(vectors.reshape(batch, -1))
+            token = stage.embed.join(vectors.reshape(batch, -1))
         h = token + contexts[s].index_select(1, j)[:, 0]
         states[s].copy_(stage.transformer.static_step(h, caches[s], j))
-    return F.linear(states[-1], model.head.weight)
+    return F.linear(states[-1], model.head.weight, model.head.bias)
