@@ -47,6 +47,11 @@ MEGABYTE_VARIANTS = {
         cross_patch=2, conv_encoder=True, qk_norm=True,
     ),
     "four_stage": dict(patch_sizes=(16, 4, 2)),
+    # the architecture options (test_architecture.py): megabyte-pytorch's, and N stages with them
+    "peer": dict(architecture="peer"),
+    "peer_three_stage_cross": dict(
+        architecture="peer", patch_sizes=(8, 2), cross_patch=2, positions=("rotary", "learned", "none"),
+    ),
 }  # fmt: skip
 
 
