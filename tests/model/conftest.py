@@ -50,7 +50,8 @@ MEGABYTE_VARIANTS = {
     # the architecture options (test_architecture.py): megabyte-pytorch's, and N stages with them
     "peer": dict(architecture="peer"),
     "peer_three_stage_cross": dict(
-        architecture="peer", patch_sizes=(8, 2), cross_patch=2, positions=("rotary", "learned", "none"),
+        architecture="peer", patch_sizes=(8, 2), cross_patch=2,
+        positions=("rotary", "learned", "none"),
     ),
 }  # fmt: skip
 
