@@ -64,12 +64,13 @@ def _megabyte_forward(config: MegabyteConfig, seq_len: int, cached: bool) -> flo
     total = 0.0
     for index, stage in enumerate(stages):
         length = seq_len // stage.token_bytes if index == 0 else stage.length
+        positions = length + stage.leading_pad  # a leading pad is one more position per sequence
         # cached decoding: a token attends to itself and the tokens before it, on average
-        context = ((length + 1) / 2 if cached else length) + stage.cross_patch
+        context = ((positions + 1) / 2 if cached else positions) + stage.cross_patch
         attention = stage.heads * stage.head_dim
         per_token = _stack_token_flops(
             stage.dim, stage.layers, config.mlp_ratio, context, attention
-        )
+        ) * (positions / length)
         norm_proj = config.patch_embedder == "norm_proj" and stage.token_bytes > 1
         if norm_proj or stage.concat_dim != stage.dim:
             per_token += 2 * stage.concat_dim * stage.dim  # patch projection into the stage

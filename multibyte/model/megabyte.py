@@ -110,6 +110,12 @@ class MegabyteConfig:
     context_proj: str | None = None
     """How a child stage reads its parent's output: "split" (paper: slices of it, each mapped by
     one shared w_GL) or "dense" (peer: one Linear with bias to every position's input)."""
+    first_byte: str | None = None
+    """Which position of the last stage predicts a patch's first byte: "context" (paper: the
+    first of that patch's sequence, the pad plus the parent's context, and position p reads
+    byte p - 1) or "previous_patch" (peer: a sequence is the pad then the patch's bytes with
+    the context slice of each, position p predicts byte p, the last one the next patch's
+    first byte; P + 1 positions)."""
     embed_init_std: float | None = None
     """Std of the byte embeddings' and pads' init (paper: init_std; peer: 1.0)."""
     head_dim: int | None = None
@@ -169,6 +175,10 @@ class MegabyteConfig:
             0 <= self.cross_patch <= sizes[-1],
             f"cross_patch={self.cross_patch} must be in 0..{sizes[-1]} (the local patch length)",
         )
+        require(
+            not self.cross_patch or self.first_byte == "context",
+            f"cross_patch needs first_byte='context', got {self.first_byte!r}",
+        )
         for index, stage in enumerate(self.stages):
             heads, dim = self._stage_field(index, "heads"), self._stage_field(index, "dim")
             require(
@@ -222,12 +232,14 @@ class MegabyteConfig:
         for i, size in enumerate(sizes):
             parent = specs[-1] if specs else None
             length = parent.token_bytes // size if parent else self.max_seq_len // size
-            cross = self.cross_patch if i == len(sizes) - 1 else 0
+            last = i == len(sizes) - 1
+            cross = self.cross_patch if last else 0
             rotary = self.rotary or cross > 0 or positions[i] == "rotary"
             specs.append(StageSpec(
                 token_bytes=size, length=length, dim=dims[i], layers=layers[i], heads=heads[i],
                 byte_dim=byte_dims[i], cross_patch=cross, rotary=rotary,
                 learned_positions=positions[i] == "learned",
+                leading_pad=last and self.first_byte == "previous_patch",
                 head_dim=self.head_dim or dims[i] // heads[i],
                 parent_dim=parent.dim if parent else 0,
                 parent_split=parent.concat_dim if parent else 0,
@@ -259,6 +271,7 @@ class StageSpec:
     cross_patch: int = 0  # keys carried over from the previous patch (the local model's r)
     rotary: bool = False
     learned_positions: bool = True  # a position table (E_pos per byte globally, else per token)
+    leading_pad: bool = False  # the pad comes before all `length` tokens (first_byte)
     head_dim: int = 0  # attention width per head
     parent_dim: int = 0  # width of the parent's output (0 for the global model)
     parent_split: int = 0  # the parent's output is projected to this, then cut into `length`
@@ -267,11 +280,16 @@ class StageSpec:
     def concat_dim(self) -> int:
         return self.token_bytes * self.byte_dim
 
+    @property
+    def sequence(self) -> int:
+        """Positions of one of the stage's sequences (one more with a leading pad)."""
+        return self.length + self.leading_pad
+
     def stack(self, config: MegabyteConfig) -> StackConfig:
         return StackConfig(
             dim=self.dim, layers=self.layers, heads=self.heads, mlp_ratio=config.mlp_ratio,
             activation=config.activation, dropout=config.dropout, qk_norm=config.qk_norm,
-            rotary_max_len=self.length + self.cross_patch if self.rotary else None,
+            rotary_max_len=self.sequence + self.cross_patch if self.rotary else None,
             cross_patch=self.cross_patch, checkpoint=config.activation_checkpointing,
             norm=config.norm, token_shift=config.token_shift, head_dim=self.head_dim,
         )  # fmt: skip
@@ -360,11 +378,14 @@ class LocalModel(nn.Module):
     inputs are the parent's output for the patch, split into one slice per position and mapped
     by w_GL (or, `context_proj="dense"`, mapped to every position at once), plus the embeddings
     of the patch's bytes shifted by one (E_local_pad first), plus positions E_local_pos (when
-    learned)."""
+    learned). With a leading pad (first_byte="previous_patch") the sequence is the pad, then
+    every byte of the patch with its own slice: one position longer, and each position predicts
+    the byte after the one it reads."""
 
     def __init__(self, spec: StageSpec, config: MegabyteConfig) -> None:
         super().__init__()
         self.length = spec.length
+        self.leading_pad = spec.leading_pad
         self.parent_bytes = spec.length * spec.token_bytes
         self.pad = nn.Parameter(torch.zeros(spec.dim))
         self.embed = PatchEmbedder(spec, kind=config.patch_embedder)
@@ -380,7 +401,7 @@ class LocalModel(nn.Module):
                 else nn.Identity()
             )
             self.parent_to_child = nn.Linear(spec.parent_split // spec.length, spec.dim, bias=False)
-        self.position = nn.Embedding(spec.length, spec.dim) if spec.learned_positions else None
+        self.position = nn.Embedding(spec.sequence, spec.dim) if spec.learned_positions else None
 
     def context(self, parent_out: torch.Tensor) -> torch.Tensor:
         """[N, parent_dim] -> [N, length, dim]: w_GL applied to the parent's slice per position."""
@@ -390,20 +411,36 @@ class LocalModel(nn.Module):
         return self.parent_to_child(slices)
 
     def positioned_context(self, parent_out: torch.Tensor) -> torch.Tensor:
-        """The context plus positions E_local_pos (if learned): what cached decoding adds to
-        each token's embedding."""
+        """What cached decoding adds to the token at each position [N, sequence, dim]: the
+        context (none at a leading pad) plus positions E_local_pos (if learned)."""
         context = self.context(parent_out)
+        if self.leading_pad:
+            context = F.pad(context, (0, 0, 1, 0))
         return context if self.position is None else context + self.position.weight
 
     def forward(self, parent_out: torch.Tensor, x: torch.Tensor, rows: int) -> torch.Tensor:
         """parent_out [..., parent_dim], one vector per parent token of the bytes x [rows, T]
-        -> [parent tokens, length, dim]."""
+        -> [parent tokens, sequence, dim]."""
         parents = x.numel() // self.parent_bytes
         tokens = self.embed(x.reshape(parents, self.parent_bytes))
-        h = self.context(parent_out.reshape(parents, -1)) + shift_right(tokens, self.pad)
+        context = self.context(parent_out.reshape(parents, -1))
+        if self.leading_pad:
+            h = shift_right(F.pad(tokens, (0, 0, 0, 1)), self.pad) + F.pad(context, (0, 0, 1, 0))
+        else:
+            h = context + shift_right(tokens, self.pad)
         if self.position is not None:
             h = h + self.position.weight
         return self.transformer(h, rows=rows)
+
+    def byte_outputs(self, out: torch.Tensor, rows: int) -> torch.Tensor:
+        """The output that predicts each byte, [rows, T, dim], from the last stage's [rows *
+        sequences, sequence, dim]: position p of the patch's sequence; with a leading pad
+        position p + 1 of the patch before's (the first pad's output for byte 0)."""
+        if not self.leading_pad:
+            return out.reshape(rows, -1, out.shape[-1])
+        out = out.reshape(rows, -1, *out.shape[1:])
+        later = out[:, :, 1:].flatten(1, 2)  # predicts bytes 1.. and one past the end
+        return torch.cat([out[:, 0, :1], later[:, :-1]], dim=1)
 
 
 class Megabyte(nn.Module):
@@ -450,8 +487,8 @@ class Megabyte(nn.Module):
         out = self.global_model(padded)
         for middle in self.middle_models:  # N-stage models only
             out = middle(out, padded, rows=batch)
-        out = self.local_model(out, padded, rows=batch)
-        return out.reshape(batch, padded.shape[1], -1)[:, :length]
+        out = self.local_model.byte_outputs(self.local_model(out, padded, rows=batch), batch)
+        return out[:, :length]
 
     def generate(
         self,

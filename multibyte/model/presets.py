@@ -14,6 +14,7 @@ ARCHITECTURE_CHOICES: dict[str, tuple | None] = {
     "positions": ("learned", "rotary", "none"),  # per stage
     "patch_embedder": ("concat", "norm_proj"),
     "context_proj": ("split", "dense"),
+    "first_byte": ("context", "previous_patch"),
     "tie_embeddings": (False, True),
     "head_bias": (False, True),
     "activation": ("relu", "gelu"),
@@ -22,19 +23,22 @@ ARCHITECTURE_CHOICES: dict[str, tuple | None] = {
 }
 
 # Named architectures. "paper" is the model as the paper describes it (and as it always was
-# here); an entry lists only what differs from "paper". embed_init_std None: = init_std;
-# head_dim None: dim // heads.
+# here); another entry lists only what differs from "paper", so a new one is one line, e.g.
+#     "tuned": dict(token_shift=True, norm="rmsnorm"),
+# embed_init_std None: = init_std; head_dim None: dim // heads.
 ARCHITECTURES: dict[str, dict[str, Any]] = {
     "paper": dict(
         token_shift=False, norm="layernorm", positions=("learned",), patch_embedder="concat",
-        context_proj="split", tie_embeddings=True, head_bias=False, activation="relu",
-        embed_init_std=None, head_dim=None,
+        context_proj="split", first_byte="context", tie_embeddings=True, head_bias=False,
+        activation="relu", embed_init_std=None, head_dim=None,
     ),
-    # megabyte-pytorch 0.3.6 (MEGABYTE(...) with its defaults: no positions, 8 heads of 64)
+    # megabyte-pytorch 0.3.6's MEGABYTE with its defaults (no positions, heads 64 wide; the
+    # number of heads stays the config's): with global_byte_dim = local_dim it computes what
+    # that code computes, weight for weight (tests/model/test_architecture.py).
     "peer": dict(
         token_shift=True, norm="rmsnorm", positions=("none",), patch_embedder="norm_proj",
-        context_proj="dense", tie_embeddings=False, head_bias=True, activation="gelu",
-        embed_init_std=1.0, head_dim=64,
+        context_proj="dense", first_byte="previous_patch", tie_embeddings=False, head_bias=True,
+        activation="gelu", embed_init_std=1.0, head_dim=64,
     ),
 }  # fmt: skip
 

@@ -20,7 +20,7 @@ FIXTURES = Path(__file__).resolve().parents[1] / "data" / "checkpoints"
 SIZES = dict(patch_size=4, max_seq_len=48, global_dim=32, global_layers=2, global_heads=4,
              local_dim=16, local_layers=2, local_heads=2)  # fmt: skip
 NEW_FIELDS = ("architecture", "token_shift", "norm", "positions", "patch_embedder",
-              "context_proj", "head_bias", "embed_init_std", "head_dim")  # fmt: skip
+              "context_proj", "first_byte", "head_bias", "embed_init_std", "head_dim")  # fmt: skip
 
 
 def build(seed: int = 0, **fields) -> Megabyte:
@@ -233,6 +233,29 @@ def test_dense_context_maps_the_whole_parent_vector_to_every_position():
         torch.testing.assert_close(dense.context(parent), expected, rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("first_byte", ["context", "previous_patch"])
+def test_first_byte_of_a_patch_is_predicted_by_its_own_or_the_previous_patchs_sequence(
+    first_byte,
+):
+    model = build(first_byte=first_byte, global_layers=1, local_layers=1)
+    padded = first_byte == "previous_patch"
+    assert model.local_model.position.num_embeddings == 4 + padded  # the pad has a position
+    assert model.config.stages[-1].sequence == 4 + padded
+    with torch.no_grad():  # cut the global model off: the local sequences alone remain
+        model.local_model.parent_to_child.weight.zero_()
+    x = bytes_(16, batch=1)
+    changed = x.clone()
+    changed[:, 7] = (changed[:, 7] + 1) % 256  # the last byte of patch 1
+    with torch.no_grad():
+        a, b = model(x)[0], model(changed)[0]
+    if padded:  # patch 1's sequence reads byte 7 and predicts byte 8, patch 2's first byte
+        assert not torch.allclose(a[8], b[8])
+    else:  # patch 2's sequence starts afresh from the pad and its (now empty) context
+        assert torch.equal(a[8], b[8]) and torch.equal(a[8], a[4]) and torch.equal(a[8], a[0])
+    # either way nothing else reads byte 7 without the global model
+    assert torch.equal(a[:8], b[:8]) and torch.equal(a[9:], b[9:])
+
+
 def test_untied_head_with_a_bias_trains_through_the_chunked_loss():
     model = build(tie_embeddings=False, head_bias=True)
     assert model.head.weight is not model.local_model.embed.byte_embed.weight
@@ -279,6 +302,7 @@ def test_peer_is_megabyte_pytorchs_architecture():
     assert (config.token_shift, config.norm, config.positions, config.patch_embedder) == (
         True, "rmsnorm", ("none",), "norm_proj")  # fmt: skip
     assert (config.context_proj, config.tie_embeddings, config.head_bias) == ("dense", False, True)
+    assert config.first_byte == "previous_patch"
     assert (config.activation, config.embed_init_std, config.head_dim) == ("gelu", 1.0, 64)
     # a field set explicitly wins over the architecture, and over a preset's sizes alike
     assert MegabyteConfig(**SIZES, architecture="peer", norm="layernorm").norm == "layernorm"
@@ -299,6 +323,8 @@ OPTIONS = {
     "head_bias_untied": dict(tie_embeddings=False, head_bias=True),
     "embed_init_std": dict(embed_init_std=1.0),
     "head_dim": dict(head_dim=6, global_heads=3),
+    "first_byte": dict(first_byte="previous_patch"),
+    "first_byte_rotary": dict(first_byte="previous_patch", positions=("learned", "rotary")),
     "peer": dict(architecture="peer"),
     "three_stage_shift": dict(
         patch_sizes=(8, 2), token_shift=True, patch_embedder="norm_proj",
@@ -326,7 +352,7 @@ def test_cached_logits_equal_the_full_forward_pass(name):
         scale = full.abs().max().item()
         kinds = [False] if model.config.cross_patch else [False, True]
         for static in kinds:
-            for start in (0, 9):
+            for start in (0, 8, 9):  # from the start, a patch's first byte, within a patch
                 for t, logits in zip(range(start, 48), decode(model, x, start, static)):
                     torch.testing.assert_close(
                         logits, full[:, t], rtol=0, atol=2e-6 * max(1.0, scale),
@@ -367,6 +393,8 @@ def test_compiled_decoding_of_every_option_at_once():
         (dict(embed_init_std=0.0), ["embed_init_std"]),
         (dict(head_dim=5, positions=("rotary",)), ["global_heads", "head_dim", "rotary"]),
         (dict(global_heads=3), ["global_heads", "global_dim"]),  # without head_dim: divide
+        (dict(first_byte="next"), ["first_byte", "previous_patch"]),
+        (dict(first_byte="previous_patch", cross_patch=2), ["cross_patch", "first_byte"]),
     ],
 )
 def test_bad_architecture_values_name_the_field(fields, names):
@@ -399,3 +427,42 @@ def test_every_architecture_names_only_architecture_fields():
         settings = architecture_settings(name)
         assert set(settings) == set(ARCHITECTURES["paper"])
         MegabyteConfig(**SIZES, architecture=name)  # and builds
+
+
+def test_peer_computes_what_megabyte_pytorch_computes():
+    # megabyte-pytorch (the benchmark-only extra) with its weights copied into "peer": the same
+    # logits (its logits[:, t] predict byte t + 1, ours byte t) and the same loss.
+    megabyte_pytorch = pytest.importorskip("MEGABYTE_pytorch.megabyte")
+    torch.manual_seed(0)
+    peer = megabyte_pytorch.MEGABYTE(
+        num_tokens=256, dim=(32, 16), depth=(2, 2), max_seq_len=(12, 4), heads=2, dim_head=8,
+        pad_id=-1,  # no byte value ignored in its loss
+    ).eval()  # fmt: skip
+    ours = build(global_byte_dim=16, global_heads=2, architecture="peer", head_dim=8)
+    with torch.no_grad():
+        for p in peer.parameters():  # off their init: norm gains and biases matter too
+            p.add_(0.1 * torch.randn_like(p))
+        ours.global_model.pad.copy_(peer.start_tokens[0])
+        ours.local_model.pad.copy_(peer.start_tokens[1])
+        ours.local_model.embed.byte_embed.load_state_dict(peer.token_embs[0].state_dict())
+        embed, theirs = ours.global_model.embed, peer.token_embs[1]
+        for mine, index in ((embed.byte_embed, 0), (embed.in_norm, 2), (embed.token_proj, 3),
+                            (embed.out_norm, 4)):  # fmt: skip
+            mine.load_state_dict(theirs[index].state_dict())
+        for stage, transformer in zip(ours.stages, peer.transformers):
+            for block, (attn, ff) in zip(stage.transformer.blocks, transformer.layers):
+                block.attn_norm.weight.copy_(attn.norm.g)
+                block.attn.qkv.weight.copy_(torch.cat([attn.to_q.weight, attn.to_kv.weight]))
+                block.attn.proj.weight.copy_(attn.to_out.weight)
+                block.mlp_norm.weight.copy_(ff[0].g)
+                block.mlp.up.load_state_dict(ff[1].state_dict())
+                block.mlp.down.load_state_dict(ff[4].state_dict())
+            stage.transformer.norm.weight.copy_(transformer.norm.g)
+        link = peer.to_next_transformer_projections[0][1]
+        ours.local_model.parent_to_child.load_state_dict(link.state_dict())
+        ours.head.load_state_dict(peer.to_logits.state_dict())
+        x = bytes_()
+        logits = ours(x)
+        torch.testing.assert_close(logits[:, 1:], peer(x)[:, :-1], rtol=0, atol=1e-5)
+        loss = F.cross_entropy(logits.flatten(0, 1), x.flatten())
+        torch.testing.assert_close(loss, peer(x, return_loss=True), rtol=1e-6, atol=1e-6)
