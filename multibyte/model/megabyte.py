@@ -15,6 +15,11 @@ The file reads in that order: the config and the per-stage sizes derived from it
 the patch embedder (bytes -> a stage's tokens), the global model, the local model and `Megabyte`;
 the KV-cached decoder is in decoding.py. The N-stage generalisation (`patch_sizes=(P1, P2, ...)`)
 puts middle stages between the two: each is a local model of its parent and the parent of the next.
+
+`architecture` (presets.py `ARCHITECTURES`) names a value for each of the fields after it:
+"paper" is the model above; the others change one part each (token shift, the norm, positions
+per stage, the patch embedder, how w_GL reads the parent, the local sequence's first byte, the
+head, init scales, head width), as megabyte-pytorch ("peer") does. docs/model.md lists them.
 """
 
 from __future__ import annotations
@@ -82,7 +87,7 @@ class MegabyteConfig:
     """Rotary positions in every stage (the local stage always uses them with cross_patch)."""
     mlp_ratio: float = 4.0
     init_std: float | None = None
-    """Std of the truncated-normal init of every matrix (and, under "paper", the embeddings)."""
+    """Std of the truncated-normal init of every matrix (embeddings: embed_init_std). 0.02."""
     activation_checkpointing: bool = False
     """Recompute block activations in backward, per stage, to train longer sequences."""
     architecture: str = "paper"
@@ -111,11 +116,11 @@ class MegabyteConfig:
     """How a child stage reads its parent's output: "split" (paper: slices of it, each mapped by
     one shared w_GL) or "dense" (peer: one Linear with bias to every position's input)."""
     first_byte: str | None = None
-    """Which position of the last stage predicts a patch's first byte: "context" (paper: the
-    first of that patch's sequence, the pad plus the parent's context, and position p reads
-    byte p - 1) or "previous_patch" (peer: a sequence is the pad then the patch's bytes with
-    the context slice of each, position p predicts byte p, the last one the next patch's
-    first byte; P + 1 positions)."""
+    """Where the last stage predicts a patch's first byte. "context" (paper): a patch's sequence
+    is the pad, then its bytes but the last; position p reads byte p - 1 beside context slice p
+    and predicts byte p, so the first byte comes from the pad and the context alone.
+    "previous_patch" (peer): the pad, then all P bytes, byte p beside slice p (P + 1 positions);
+    each position predicts the byte after the one it reads, the last the next patch's first."""
     embed_init_std: float | None = None
     """Std of the byte embeddings' and pads' init (paper: init_std; peer: 1.0)."""
     head_dim: int | None = None
