@@ -11,10 +11,21 @@ class KVCache:
     """Preallocated keys and values for one attention layer, for any batch size.
 
     Decoding appends in place, so no tensor is reallocated per step; `reset` just rewinds.
+    With token shift (`shift_channels` > 0) it also holds, per sublayer (attention, MLP), the
+    shifted channels of the newest position's input, which the next position reads; they are
+    zero at the start of a sequence (after `reset` and `keep_last`).
     """
 
     def __init__(
-        self, batch: int, heads: int, max_len: int, head_dim: int, device, dtype, zeroed=False
+        self,
+        batch: int,
+        heads: int,
+        max_len: int,
+        head_dim: int,
+        device,
+        dtype,
+        zeroed=False,
+        shift_channels: int = 0,
     ) -> None:
         shape = (batch, heads, max_len, head_dim)
         # Eager decoding reads only below `length`; a static step reads every position under a
@@ -23,9 +34,17 @@ class KVCache:
         self.keys = allocate(shape, device=device, dtype=dtype)
         self.values = allocate(shape, device=device, dtype=dtype)
         self.length = 0
+        self.shifted = [
+            torch.zeros(batch, shift_channels, device=device, dtype=dtype) for _ in range(2)
+        ]
 
     def reset(self) -> None:
         self.length = 0
+        self._clear_shifted()
+
+    def _clear_shifted(self) -> None:
+        for state in self.shifted:
+            state.zero_()
 
     def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         start, end = self.length, self.length + k.shape[2]
@@ -51,6 +70,7 @@ class KVCache:
         self.keys[:, :, :count] = keys
         self.values[:, :, :count] = values
         self.length = count
+        self._clear_shifted()  # token shift starts afresh in each patch (carried keys do not)
 
 
 class Rotary(nn.Module):
@@ -102,16 +122,19 @@ class CausalSelfAttention(nn.Module):
         qk_norm: bool = False,
         rotary_max_len: int | None = None,
         cross_patch: int = 0,
+        head_dim: int | None = None,
+        norm: type[nn.Module] = nn.LayerNorm,
     ) -> None:
         super().__init__()
         self.heads = heads
-        self.head_dim = dim // heads
-        self.qkv = nn.Linear(dim, 3 * dim, bias=False)
-        self.proj = nn.Linear(dim, dim, bias=False)
+        self.head_dim = head_dim or dim // heads
+        self.inner = heads * self.head_dim  # q, k and v width (dim unless head_dim is set)
+        self.qkv = nn.Linear(dim, 3 * self.inner, bias=False)
+        self.proj = nn.Linear(self.inner, dim, bias=False)
         self.dropout = dropout
         # qk-layernorm keeps attention logits bounded in large or long runs.
-        self.q_norm = nn.LayerNorm(self.head_dim) if qk_norm else nn.Identity()
-        self.k_norm = nn.LayerNorm(self.head_dim) if qk_norm else nn.Identity()
+        self.q_norm = norm(self.head_dim) if qk_norm else nn.Identity()
+        self.k_norm = norm(self.head_dim) if qk_norm else nn.Identity()
         self.qk_norm = qk_norm
         self.rotary = Rotary(self.head_dim, rotary_max_len) if rotary_max_len else None
         if cross_patch and self.rotary is None:
@@ -122,7 +145,7 @@ class CausalSelfAttention(nn.Module):
         self, x: torch.Tensor, cache: KVCache | None = None, rows: int | None = None
     ) -> torch.Tensor:
         """x: [batch, length, dim]. `rows` (cross-patch training only): sequences in the batch."""
-        batch, length, dim = x.shape
+        batch, length, _ = x.shape
         q, k, v = self.qkv(x).view(batch, length, 3, self.heads, self.head_dim).unbind(2)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
         q, k = self.q_norm(q), self.k_norm(k)
@@ -153,7 +176,7 @@ class CausalSelfAttention(nn.Module):
             dropout_p=self.dropout if self.training else 0.0,
             is_causal=is_causal,
         )
-        return self.proj(y.transpose(1, 2).reshape(batch, length, dim))
+        return self.proj(y.transpose(1, 2).reshape(batch, length, self.inner))
 
     def _position_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Queries, keys and values [batch, heads, 1, head_dim] of one new position per row."""
@@ -169,13 +192,12 @@ class CausalSelfAttention(nn.Module):
         The same computation as `forward` with a cache and length 1, in fewer, allocation-light
         ops: with one query no transposes are needed and no mask exists.
         """
-        batch, dim = x.shape
         q, k, v = self._position_qkv(x)
         if self.rotary is not None:
             q, k = self.rotary(q, cache.length), self.rotary(k, cache.length)
         keys, values = cache.append(k, v)
         y = F.scaled_dot_product_attention(q, keys, values)  # [batch, heads, 1, head_dim]
-        return F.linear(y.view(batch, dim), self.proj.weight)
+        return F.linear(y.view(x.shape[0], self.inner), self.proj.weight)
 
     def static_step(
         self, x: torch.Tensor, cache: KVCache, position: torch.Tensor, visible: torch.Tensor
@@ -183,7 +205,6 @@ class CausalSelfAttention(nn.Module):
         """`step` with fixed shapes for a compiled graph: the new key and value are written at
         `position` (a LongTensor [1]) and the query attends to every cache slot under the mask
         `visible` [1, capacity] (slots <= position), so no shape depends on the step."""
-        batch, dim = x.shape
         q, k, v = self._position_qkv(x)
         if self.rotary is not None:
             cos = self.rotary.cos[position].to(q.dtype)  # [1, head_dim / 2]
@@ -192,7 +213,7 @@ class CausalSelfAttention(nn.Module):
         cache.keys.index_copy_(2, position, k)
         cache.values.index_copy_(2, position, v)
         y = F.scaled_dot_product_attention(q, cache.keys, cache.values, attn_mask=visible)
-        return F.linear(y.view(batch, dim), self.proj.weight)
+        return F.linear(y.view(x.shape[0], self.inner), self.proj.weight)
 
     def _with_previous_patch(
         self, k: torch.Tensor, v: torch.Tensor, rows: int

@@ -13,6 +13,7 @@ from multibyte.model.attention import CausalSelfAttention, KVCache
 
 VOCAB = 256  # every byte value is data; there is no special token
 ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
+NORMS: dict[str, type[nn.Module]] = {"layernorm": nn.LayerNorm, "rmsnorm": nn.RMSNorm}
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,16 @@ class StackConfig:
     """Keys and values carried over from the previous patch (local stage only)."""
     checkpoint: bool = False
     """Recompute each block's activations in the backward pass to save memory."""
+    norm: str = "layernorm"
+    """Every norm of the stack (blocks, final, qk-norm): a key of NORMS."""
+    token_shift: bool = False
+    """Each sublayer reads the last dim // 2 channels from the position before (RWKV)."""
+    head_dim: int | None = None
+    """Attention width per head; None: dim // heads."""
+
+    @property
+    def attention_head_dim(self) -> int:
+        return self.head_dim or self.dim // self.heads
 
 
 class MLP(nn.Module):
@@ -47,9 +58,14 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
+    """Pre-norm block: x + attention(norm(x)), then x + MLP(norm(x)). With token shift each
+    sublayer reads x with its last dim // 2 channels taken from the position before (zeros at
+    the first position of the sequence, or in decoding the cache's `shifted` state)."""
+
     def __init__(self, config: StackConfig) -> None:
         super().__init__()
-        self.attn_norm = nn.LayerNorm(config.dim)
+        norm = NORMS[config.norm]
+        self.attn_norm = norm(config.dim)
         self.attn = CausalSelfAttention(
             config.dim,
             config.heads,
@@ -57,22 +73,53 @@ class Block(nn.Module):
             qk_norm=config.qk_norm,
             rotary_max_len=config.rotary_max_len,
             cross_patch=config.cross_patch,
+            head_dim=config.head_dim,
+            norm=norm,
         )
-        self.mlp_norm = nn.LayerNorm(config.dim)
+        self.mlp_norm = norm(config.dim)
         self.mlp = MLP(config.dim, int(config.mlp_ratio * config.dim), config.activation, 0.0)
         self.dropout = nn.Dropout(config.dropout)
+        # channels [kept:] come from the position before; kept == dim: no token shift
+        self.kept = config.dim - config.dim // 2 if config.token_shift else config.dim
 
     def forward(
         self, x: torch.Tensor, cache: KVCache | None = None, rows: int | None = None
     ) -> torch.Tensor:
-        x = x + self.dropout(self.attn(self.attn_norm(x), cache, rows))
-        return x + self.dropout(self.mlp(self.mlp_norm(x)))
+        x = x + self.dropout(self.attn(self.attn_norm(self._shift(x, cache, 0)), cache, rows))
+        return x + self.dropout(self.mlp(self.mlp_norm(self._shift(x, cache, 1))))
+
+    def _shift(self, x: torch.Tensor, cache: KVCache | None, sublayer: int) -> torch.Tensor:
+        """x [batch, length, dim] as the sublayer reads it: the token-shifted stream."""
+        if self.kept == x.shape[-1]:
+            return x
+        moved = x[..., self.kept :]
+        if cache is None:
+            before = moved.new_zeros(moved.shape[0], 1, moved.shape[2])
+        else:  # a prefill continues from the cache's last position (zeros in a fresh one)
+            before = cache.shifted[sublayer][:, None].to(moved.dtype)
+        shifted = torch.cat([x[..., : self.kept], torch.cat([before, moved[:, :-1]], 1)], -1)
+        if cache is not None:  # after the read: `before` is a view of this state
+            cache.shifted[sublayer].copy_(moved[:, -1])
+        return shifted
+
+    def _shift_step(
+        self, x: torch.Tensor, cache: KVCache, sublayer: int, position: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """One position x [batch, dim] as the sublayer reads it; stores its shifted channels for
+        the next position. `position` (static steps): the state counts only after position 0."""
+        if self.kept == x.shape[-1]:
+            return x
+        state = cache.shifted[sublayer]
+        before = state if position is None else torch.where(position > 0, state, 0.0)
+        h = torch.cat([x[:, : self.kept], before.to(x.dtype)], dim=-1)
+        state.copy_(x[:, self.kept :])
+        return h
 
     def step(self, x: torch.Tensor, cache: KVCache) -> torch.Tensor:
         """One cached decoding position, x: [batch, dim] (inference: no dropout, no modules
         called per op, so a step is a short chain of kernels)."""
-        x = x + self.attn.step(_layer_norm(x, self.attn_norm), cache)
-        h = _layer_norm(x, self.mlp_norm)
+        x = x + self.attn.step(_norm(self._shift_step(x, cache, 0), self.attn_norm), cache)
+        h = _norm(self._shift_step(x, cache, 1), self.mlp_norm)
         mlp = self.mlp
         h = mlp.activation(F.linear(h, mlp.up.weight, mlp.up.bias))
         return x + F.linear(h, mlp.down.weight, mlp.down.bias)
@@ -81,25 +128,29 @@ class Block(nn.Module):
         self, x: torch.Tensor, cache: KVCache, position: torch.Tensor, visible: torch.Tensor
     ) -> torch.Tensor:
         """`step` with fixed shapes (see `CausalSelfAttention.static_step`)."""
-        x = x + self.attn.static_step(_layer_norm(x, self.attn_norm), cache, position, visible)
-        h = _layer_norm(x, self.mlp_norm)
+        h = _norm(self._shift_step(x, cache, 0, position), self.attn_norm)
+        x = x + self.attn.static_step(h, cache, position, visible)
+        h = _norm(self._shift_step(x, cache, 1, position), self.mlp_norm)
         mlp = self.mlp
         h = mlp.activation(F.linear(h, mlp.up.weight, mlp.up.bias))
         return x + F.linear(h, mlp.down.weight, mlp.down.bias)
 
 
-def _layer_norm(x: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
+def _norm(x: torch.Tensor, norm: nn.Module) -> torch.Tensor:
+    """`norm(x)` as a plain functional call (LayerNorm or RMSNorm)."""
+    if isinstance(norm, nn.RMSNorm):
+        return F.rms_norm(x, norm.normalized_shape, norm.weight, norm.eps)
     return F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
 
 
 class TransformerStack(nn.Module):
-    """Blocks followed by a final LayerNorm (pre-norm residual stream needs one at the end)."""
+    """Blocks followed by a final norm (pre-norm residual stream needs one at the end)."""
 
     def __init__(self, config: StackConfig) -> None:
         super().__init__()
         self.config = config
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.layers))
-        self.norm = nn.LayerNorm(config.dim)
+        self.norm = NORMS[config.norm](config.dim)
 
     def forward(
         self,
@@ -120,7 +171,7 @@ class TransformerStack(nn.Module):
         """Cached decoding of one new position per row: x [batch, dim] -> [batch, dim]."""
         for block, cache in zip(self.blocks, caches):
             x = block.step(x, cache)
-        return _layer_norm(x, self.norm)
+        return _norm(x, self.norm)
 
     def static_step(
         self, x: torch.Tensor, caches: list[KVCache], position: torch.Tensor
@@ -131,18 +182,17 @@ class TransformerStack(nn.Module):
         visible = (slots <= position)[None]  # [1, capacity]: the one query row
         for block, cache in zip(self.blocks, caches):
             x = block.static_step(x, cache, position, visible)
-        return _layer_norm(x, self.norm)
+        return _norm(x, self.norm)
 
     def new_caches(
         self, batch: int, max_len: int, like: torch.Tensor, zeroed: bool = False
     ) -> list[KVCache]:
         """Per-layer caches for `batch` sequences of up to `max_len` positions (zero-filled when
         `zeroed`, as `static_step` needs)."""
-        head_dim = self.config.dim // self.config.heads
-        return [
-            KVCache(batch, self.config.heads, max_len, head_dim, like.device, like.dtype, zeroed)
-            for _ in self.blocks
-        ]
+        config = self.config
+        shape = (batch, config.heads, max_len, config.attention_head_dim)
+        shift = config.dim // 2 if config.token_shift else 0
+        return [KVCache(*shape, like.device, like.dtype, zeroed, shift) for _ in self.blocks]
 
 
 def compile_blocks(model: nn.Module) -> int:

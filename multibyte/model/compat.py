@@ -44,6 +44,7 @@ def pre_split_order(model: nn.Module) -> list[nn.Module]:
     lists parameters in it."""
     embed = model.global_model.embed
     late = [embed.position, *(embed.conv.modules() if embed.conv is not None else ())]
+    late = [module for module in late if module is not None]  # no table without learned positions
     stages = [module for stage in model.stages for module in stage.modules()]
     return [m for m in stages if not any(m is x for x in late)] + late + [model.head]
 

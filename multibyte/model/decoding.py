@@ -22,7 +22,9 @@ class MegabyteDecoder:
     `prefill(t)` and then `advance(t + 1)`, `advance(t + 2)`, ... each return the logits [B, 256]
     of byte t given buffer[:, :t]. Stage caches: the global one grows by one patch every P bytes,
     a child stage's cache is reset at each new parent token (keeping the last r keys and values
-    of the previous patch with cross-patch attention).
+    of the previous patch with cross-patch attention). With a leading pad in the last stage
+    (first_byte="previous_patch") the first byte of a patch comes from one more step of the
+    patch before's sequence, and the new sequence's pad is stepped for its keys and values.
     """
 
     zeroed_caches = False
@@ -33,7 +35,7 @@ class MegabyteDecoder:
         batch, like = buffer.shape[0], model.head.weight
         self.caches = [
             stage.transformer.new_caches(
-                batch, spec.length + spec.cross_patch, like, self.zeroed_caches
+                batch, spec.sequence + spec.cross_patch, like, self.zeroed_caches
             )
             for stage, spec in zip(model.stages, self.specs)
         ]
@@ -48,11 +50,16 @@ class MegabyteDecoder:
         if patches:
             inputs = torch.cat([inputs, global_model.embed(self.x, 0, patches * patch)], dim=1)
         self.global_out[:, : patches + 1] = global_model.transformer(inputs, self.caches[0])
-        # Child stages replay byte by byte from the current patch; cross-patch attention chains
-        # each patch to the one before, so then they replay from the start.
-        start = 0 if self.model.config.cross_patch else patches * patch
+        # Child stages replay byte by byte from the current patch (from the one before where a
+        # leading pad predicts byte t from there); cross-patch attention chains each patch to
+        # the one before, so then they replay from the start.
+        start = patches * patch
+        if self.model.config.cross_patch:
+            start = 0
+        elif self.specs[-1].leading_pad and t > 0:
+            start = (t - 1) // patch * patch
         for position in range(start, t + 1):
-            self._child_step(position)
+            self._child_step(position, finish=position > start)
         return self._logits()
 
     def advance(self, t: int) -> torch.Tensor:
@@ -63,28 +70,36 @@ class MegabyteDecoder:
         self._child_step(t)
         return self._logits()
 
-    def _child_step(self, t: int) -> None:
+    def _child_step(self, t: int, finish: bool = True) -> None:
+        """Every child stage's step at byte t. `finish`: a leading pad's stage also ends the
+        sequence before (False where a replay starts, as nothing came before it)."""
         stages, specs = self.model.stages, self.specs
         for s in range(1, len(stages)):
             stage, size = stages[s], specs[s].token_bytes
             if t % size:
                 continue
             j = (t % specs[s - 1].token_bytes) // size
+            ends = stage.leading_pad and t > 0  # the sequence before predicts this byte
+            if j == 0 and ends and finish:
+                token = stage.embed(self.x, t - size, t)[:, 0] + self.context[s][:, -1]
+                self.outputs[s] = stage.transformer.step(token, self.caches[s])
             if j == 0:  # a new parent token: fresh context (with positions added) and cache
                 parent = (
                     self.global_out[:, t // specs[0].token_bytes] if s == 1 else self.outputs[s - 1]
                 )
-                self.context[s] = stage.context(parent) + stage.position.weight
+                self.context[s] = stage.positioned_context(parent)
                 carry = specs[s].cross_patch if t > 0 else 0
                 for cache, block in zip(self.caches[s], stage.transformer.blocks):
                     cache.keep_last(carry, block.attn.rotary) if carry else cache.reset()
                 token = stage.pad.expand(self.x.shape[0], -1)
             else:
                 token = stage.embed(self.x, t - size, t)[:, 0]
-            self.outputs[s] = stage.transformer.step(token + self.context[s][:, j], self.caches[s])
+            out = stage.transformer.step(token + self.context[s][:, j], self.caches[s])
+            if j or not ends:  # (a later pad's output predicts nothing)
+                self.outputs[s] = out
 
     def _logits(self) -> torch.Tensor:
-        return F.linear(self.outputs[-1], self.model.head.weight)
+        return F.linear(self.outputs[-1], self.model.head.weight, self.model.head.bias)
 
 
 class CompiledMegabyteDecoder(MegabyteDecoder):
@@ -109,7 +124,7 @@ class CompiledMegabyteDecoder(MegabyteDecoder):
         super().__init__(model, buffer)
         batch, like = buffer.shape[0], model.head.weight
         self.sizes = tuple(spec.token_bytes for spec in self.specs)
-        self.contexts = [like.new_zeros(batch, spec.length, spec.dim) for spec in self.specs]
+        self.contexts = [like.new_zeros(batch, spec.sequence, spec.dim) for spec in self.specs]
         self.states = [like.new_zeros(batch, spec.dim) for spec in self.specs]
         self.step = compiled_step(megabyte_static_step)
 
@@ -175,17 +190,27 @@ def megabyte_static_step(
             continue
         stage, size = stages[s], sizes[s]
         j = (position % sizes[s - 1]) // size  # this token's index within its parent token
+        if kind[s] == 2 and stage.leading_pad:  # the sequence before predicts byte t (t > 0)
+            h = _previous_token(stage, x, position, size) + contexts[s][:, -1]
+            states[s].copy_(stage.transformer.static_step(h, caches[s], j + stage.length))
         if kind[s] == 2:
             if s == 1:
                 parent = global_out.index_select(1, position // sizes[0])[:, 0]
             else:
                 parent = states[s - 1]
-            contexts[s].copy_(stage.context(parent) + stage.position.weight)
+            contexts[s].copy_(stage.positioned_context(parent))
             token = stage.pad.expand(batch, -1)
         else:
-            byte_positions = position - size + torch.arange(size, device=x.device)
-            vectors = stage.embed.byte_embed(x.index_select(1, byte_positions))
-            token = stage.embed.token_proj(vectors.reshape(batch, -1))
+            token = _previous_token(stage, x, position, size)
         h = token + contexts[s].index_select(1, j)[:, 0]
-        states[s].copy_(stage.transformer.static_step(h, caches[s], j))
-    return F.linear(states[-1], model.head.weight)
+        out = stage.transformer.static_step(h, caches[s], j)
+        if kind[s] == 1 or not stage.leading_pad:  # (a later pad's output predicts nothing)
+            states[s].copy_(out)
+    return F.linear(states[-1], model.head.weight, model.head.bias)
+
+
+def _previous_token(stage: nn.Module, x: torch.Tensor, position: torch.Tensor, size: int):
+    """The stage's embedding of the token of `size` bytes that ends before byte `position`."""
+    byte_positions = position - size + torch.arange(size, device=x.device)
+    vectors = stage.embed.byte_embed(x.index_select(1, byte_positions))
+    return stage.embed.join(vectors.reshape(x.shape[0], -1))

@@ -47,6 +47,12 @@ MEGABYTE_VARIANTS = {
         cross_patch=2, conv_encoder=True, qk_norm=True,
     ),
     "four_stage": dict(patch_sizes=(16, 4, 2)),
+    # the architecture options (test_architecture.py): megabyte-pytorch's, and N stages with them
+    "peer": dict(architecture="peer"),
+    "peer_three_stage": dict(
+        architecture="peer", patch_sizes=(8, 2), positions=("rotary", "learned", "none"),
+    ),
+    "peer_cross_patch": dict(architecture="peer", cross_patch=2, first_byte="context"),
 }  # fmt: skip
 
 
