@@ -60,14 +60,17 @@ ABLATIONS: dict[str, dict] = {
     "positions_none": {"positions": ["none"]},
     "positions_rotary": {"positions": ["rotary"]},
     "norm_proj_embedder": {"patch_embedder": "norm_proj", "global_byte_dim": 96},
-    "untied_head": {"tie_embeddings": False},
+    "dense_context": {"context_proj": "dense"},
+    "first_byte_previous_patch": {"first_byte": "previous_patch"},
+    "untied_head": {"tie_embeddings": False, "head_bias": True},
+    "head_dim_64": {"head_dim": 64},
     "local_dim_128": {"local_dim": 128},
     "init_std_0.05": {"init_std": 0.05},
     "embed_init_std_1": {"embed_init_std": 1.0},
-    "heads_8x64": {"head_dim": 64, "global_heads": 8, "local_heads": 8},
     "lr_1e-3": {"lr": 1e-3},
     "lr_4e-3": {"lr": 4e-3},
-    "batch_4": {"batch_size": 4},
+    "batch_8": {"batch_size": 8},
+    "peer_architecture": {"architecture": "peer", "global_byte_dim": 96},
 }
 # Overrides that are not model config fields, and their `multibyte fit` flags.
 TRAINING_FLAGS = {
