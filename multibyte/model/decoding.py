@@ -209,7 +209,9 @@ def megabyte_static_step(
     return F.linear(states[-1], model.head.weight, model.head.bias)
 
 
-def _previous_token(stage: nn.Module, x: torch.Tensor, position: torch.Tensor, size: int):
+def _previous_token(
+    stage: nn.Module, x: torch.Tensor, position: torch.Tensor, size: int
+) -> torch.Tensor:
     """The stage's embedding of the token of `size` bytes that ends before byte `position`."""
     byte_positions = position - size + torch.arange(size, device=x.device)
     vectors = stage.embed.byte_embed(x.index_select(1, byte_positions))
