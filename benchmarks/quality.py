@@ -137,7 +137,8 @@ def override_flags(overrides: dict) -> list[str]:
     """`multibyte fit` flags of ablation overrides: config fields, or TRAINING_FLAGS keys."""
     flags = []
     for key, value in overrides.items():
-        flags += [TRAINING_FLAGS.get(key, CONFIG_FLAG.format(key)), json.dumps(value)]
+        text = value if isinstance(value, str) else json.dumps(value)  # a string: as typed
+        flags += [TRAINING_FLAGS.get(key, CONFIG_FLAG.format(key)), text]
     return flags
 
 
