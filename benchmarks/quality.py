@@ -515,13 +515,13 @@ def ablate(setting: Setting, args: argparse.Namespace) -> dict:
         return setting.run(f"ablate-{m}-{name}", "ours", steps, overrides=ABLATIONS[name])
 
     runs = [run(name) for name in names]
+    results = execute(runs, args.jobs, cache=True, fresh=args.fresh)
     timings = {}
-    if args.jobs > 1:
-        timed = execute([setting.timing(r.name, "ours", overrides=r.overrides) for r in runs], 1,
-                        cache=True, fresh=args.fresh)  # fmt: skip
-        timings = {name.removesuffix("-timing"): r for name, r in timed.items()}
-    trained = [r for r in runs if "error" not in timings.get(r.name, {})]  # a refused flag: once
-    results = timings | execute(trained, args.jobs, cache=True, fresh=args.fresh)
+    if args.jobs > 1:  # after the trainings, so each timing run has the machine to itself
+        timed = [setting.timing(r.name, "ours", overrides=r.overrides) for r in runs
+                 if "error" not in results[r.name]]  # fmt: skip
+        timed_results = execute(timed, 1, cache=True, fresh=args.fresh)
+        timings = {name.removesuffix("-timing"): r for name, r in timed_results.items()}
     base = results[runs[0].name].get("bits_per_byte")
     rows = []
     for name, r in zip(names, runs):
