@@ -267,20 +267,20 @@ def execute(runs: list[Run], jobs: int, cache: bool = False, fresh: bool = False
 
     def attempt(run: Run) -> dict:
         try:
-            return run_here(run) if jobs == 1 else run_child(run)
+            result = run_here(run) if jobs == 1 else run_child(run)
         except RunFailed as error:
             h.log(f"failed: {error}")
             return {"name": run.name, "error": str(error)}
+        if cache:  # as soon as it finishes: a long benchmark that stops keeps what it did
+            cache_file(run).write_text(json.dumps({"run": asdict(run), "result": result}, indent=1))
+        return result
 
     if jobs == 1:
         done = [attempt(run) for run in todo]
     else:
         with ThreadPoolExecutor(jobs) as pool:
             done = list(pool.map(attempt, todo))
-    for run, result in zip(todo, done):
-        results[run.name] = result
-        if cache and "error" not in result:
-            cache_file(run).write_text(json.dumps({"run": asdict(run), "result": result}, indent=1))
+    results |= {run.name: result for run, result in zip(todo, done)}
     return results
 
 
@@ -437,24 +437,20 @@ def compare(sets: dict[str, Setting], args: argparse.Namespace, peer_installed: 
     """Per modality: ours, the peer at equal steps and at equal wall time, codecs and goals."""
     with_peer = [m for m in sets if m in PEER_MODALITIES and peer_installed]
     cache = not args.smoke  # finished runs are reused while their spec and recipe are unchanged
-    steady: dict[str, float] = {}  # run name -> seconds per step, from timing runs (--jobs > 1)
-    if args.jobs > 1:
+    first = [s.run(f"{m}-ours", "ours", codecs=True) for m, s in sets.items()]
+    first += [sets[m].run(f"{m}-peer", "peer") for m in with_peer]
+    results = required(execute(first, args.jobs, cache, args.fresh))
+    steady = {name: r["step_s"] for name, r in results.items()}  # s/step: each run's own clock
+    if args.jobs > 1:  # after the trainings, so each timing run has the machine to itself
         timings = [s.timing(f"{m}-ours", "ours") for m, s in sets.items()]
         timings += [sets[m].timing(f"{m}-peer", "peer") for m in with_peer]
         for name, result in required(execute(timings, 1, cache, args.fresh)).items():
             steady[name.removesuffix("-timing")] = result["steady_step_s"]
-    first = [s.run(f"{m}-ours", "ours", codecs=True) for m, s in sets.items()]
-    first += [sets[m].run(f"{m}-peer", "peer") for m in with_peer]
-    results = {}
-    if args.jobs == 1:
-        results = required(execute(first, 1, cache, args.fresh))
-        steady = {name: r["step_s"] for name, r in results.items()}
     wall_steps = {m: max(1, math.floor(sets[m].steps * steady[f"{m}-ours"] / steady[f"{m}-peer"]))
                   for m in with_peer}  # fmt: skip
     second = [sets[m].run(f"{m}-peer-wall", "peer", wall_steps[m]) for m in with_peer
               if wall_steps[m] != sets[m].steps]  # fmt: skip
-    todo = second if args.jobs == 1 else first + second
-    results |= required(execute(todo, args.jobs, cache, args.fresh))
+    results |= required(execute(second, args.jobs, cache, args.fresh))
     method = "timing run" if args.jobs > 1 else "measured"
 
     def model(name: str, timed_as: str) -> dict:  # s/step: the run's own, or its timing run's
