@@ -50,17 +50,22 @@ def test_a_recipe_is_its_preset_plus_its_declared_overrides(recipe):
     assert "presets.py" in recipe.read_text()  # says where its sizes come from
 
 
+# What the tiny recipes set beside their preset (issue 15's tuned architecture).
+TUNED_RECIPE = dict(architecture="tuned", global_byte_dim=96, dropout=0.1)
+
+
 def test_command_line_overrides_win_over_the_recipe_and_its_preset():
     recipe = str(Path(RECIPES[0]).with_name("pg19-tiny.yaml"))
     config = resolved_model_config(
         "--config", recipe,
         "--model.model.init_args.config.global_dim", "64",
         "--model.model.init_args.config.activation", "relu",
-        "--model.model.init_args.config.cross_patch", "2",
+        "--model.model.init_args.config.local_dim", "128",
     )  # fmt: skip
     expected = MegabyteConfig.preset(
-        "pg19-tiny", max_seq_len=1024, global_dim=64, activation="relu", cross_patch=2
-    )
+        "pg19-tiny", max_seq_len=1024, global_dim=64, activation="relu", local_dim=128,
+        **TUNED_RECIPE,
+    )  # fmt: skip
     assert config == expected
     assert config.global_layers == MEGABYTE_PRESETS["pg19-tiny"]["global_layers"]
 
@@ -70,4 +75,4 @@ def test_a_preset_can_be_chosen_on_the_command_line():
     config = resolved_model_config(
         "--config", recipe, "--model.model.init_args.config.preset_name", "audio-tiny"
     )
-    assert config == MegabyteConfig.preset("audio-tiny", max_seq_len=1024, activation="gelu")
+    assert config == MegabyteConfig.preset("audio-tiny", max_seq_len=1024, **TUNED_RECIPE)
