@@ -393,8 +393,8 @@ class Setting:
 
         if model == "peer":
             content = yaml.safe_dump(peer.recipe(self.recipe, self.args.peer_heads)).encode()
-        else:
-            content = self.recipe_path.read_bytes()
+        else:  # the parsed recipe: a comment does not make a cached run stale
+            content = json.dumps(self.recipe, sort_keys=True).encode()
         return hashlib.sha256(content).hexdigest()[:16]
 
     def timing(self, name: str, model: str, **options) -> Run:
