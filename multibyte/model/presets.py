@@ -24,7 +24,7 @@ ARCHITECTURE_CHOICES: dict[str, tuple | None] = {
 
 # Named architectures. "paper" is the model as the paper describes it (and as it always was
 # here); another entry lists only what differs from "paper", so a new one is one line, e.g.
-#     "tuned": dict(token_shift=True, norm="rmsnorm"),
+#     "mine": dict(token_shift=True, norm="rmsnorm"),
 # embed_init_std None: = init_std; head_dim None: dim // heads.
 ARCHITECTURES: dict[str, dict[str, Any]] = {
     "paper": dict(
