@@ -53,17 +53,17 @@ class Plan:
 
 
 PLANS = [
-    Plan("image", "imagenet64-tiny.yaml", "images", ["--size", "64"], steps=250,
+    Plan("image", "imagenet64-tiny.yaml", "images", ["--size", "64"], steps=175,
          sample=["--n", "4", "--prompt-fraction", "0.5"],
          quick_sample=["--n", "1", "--prompt-fraction", "0.98"], prompt=True,
          sample_file="samples.png", held_out=("chelsea_*",)),
     Plan("audio", "audio-tiny.yaml", "speech", ["--sample-rate", "16000", "--encoding", "pcm16",
-         "--seq-len", "4096"], steps=300,
+         "--seq-len", "4096"], steps=200,
          sample=["--n", "2", "--max-new-bytes", "8192", "--prompt-fraction", "0.03"],
          quick_sample=["--n", "2", "--max-new-bytes", "64", "--prompt-fraction", "0.001"],
          prompt=True, sample_file="samples.wav", held_out=("s13.*", "s14.*", "s15.*", "s16.*"),
          multimodal_prepare=["--seq-len", "12288"]),  # a clip must hold a 12,288-byte window
-    Plan("text", "pg19-tiny.yaml", "text", [], steps=525,
+    Plan("text", "pg19-tiny.yaml", "text", [], steps=350,
          sample=["--n", "1", "--max-new-bytes", "600", "--top-k", "20"],
          quick_sample=["--n", "1", "--max-new-bytes", "64", "--top-k", "20"],
          sample_file="sample.txt", held_out=("persuasion*",)),
@@ -205,7 +205,7 @@ def run_multimodal(results: list[dict[str, Any]], out: Path, samples: Path, quic
     """One tiny MEGABYTE on every modality: as many steps as the specialists together, and
     (in expectation) each modality's bytes, by mixing weights equal to each specialist's bytes."""
     folder = out / "multimodal"
-    sources, steps, weights = [], 0, []
+    sources, entries, steps, weights = [], [], 0, []
     for plan, result in zip([p for p in PLANS if p.name in {r["modality"] for r in results}],
                             results):  # fmt: skip
         shards = out / "shards" / plan.name
@@ -217,11 +217,15 @@ def run_multimodal(results: list[dict[str, Any]], out: Path, samples: Path, quic
                 "--out", str(shards), "--val-fraction", "0", "--overwrite", "--workers", "1",
                 "--quiet", *replaced(plan.prepare, plan.multimodal_prepare),
             ])  # fmt: skip
-        batch = _recipe(plan)["data"]["batch_size"]
-        weights.append(result["steps"] * batch * result["seq_len"])  # the specialist's bytes
+        data = _recipe(plan)["data"]
+        weights.append(result["steps"] * data["batch_size"] * result["seq_len"])  # its bytes
         steps += result["steps"]
         sources.append(str(shards))
-    listing = ", ".join(f"{{path: {p}, weight: {w}}}" for p, w in zip(sources, weights))
+        # The specialist's augmentation on its source (not --quick: its sequences cut samples)
+        augment = None if quick else data.get("augment")
+        extra = f", augment: {json.dumps(augment)}" if augment else ""
+        entries.append(f"{{path: {shards}, weight: {weights[-1]}{extra}}}")
+    listing = ", ".join(entries)
     root = folder / "megabyte"
     shutil.rmtree(root, ignore_errors=True)
     _run("fit", fit_main, [
