@@ -70,7 +70,9 @@ ABLATIONS: dict[str, dict] = {
     "lr_1e-3": {"lr": 1e-3},
     "lr_4e-3": {"lr": 4e-3},
     "batch_8": {"batch_size": 8},
+    "dropout_0.1": {"dropout": 0.1},
     "peer_architecture": {"architecture": "peer", "global_byte_dim": 96},
+    "tuned_architecture": {"architecture": "tuned", "global_byte_dim": 96},
 }
 # Overrides that are not model config fields, and their `multibyte fit` flags.
 TRAINING_FLAGS = {
