@@ -115,9 +115,11 @@ def test_the_peer_recipe_swaps_the_model_and_drops_checkpoints():
     ours = yaml.safe_load((ROOT / "recipes" / "imagenet64-tiny.yaml").read_text())
     swapped = peer.recipe(ours, heads=4)
     model = swapped["model"]["model"]
-    assert model == {"class_path": peer.CLASS_PATH,
-                     "init_args": {"config": ours["model"]["model"]["init_args"]["config"],
-                                   "heads": 4}}  # fmt: skip
+    config = ours["model"]["model"]["init_args"]["config"]
+    sizes = {key: value for key, value in config.items() if key in peer.SIZES}
+    assert sizes["preset_name"] == "imagenet64-tiny" and "architecture" in config
+    # The peer takes our sizes only: our architecture fields (and dropout) do not apply to it.
+    assert model == {"class_path": peer.CLASS_PATH, "init_args": {"config": sizes, "heads": 4}}
     kept = [c["class_path"] for c in swapped["trainer"]["callbacks"]]
     assert "multibyte.train.Checkpoints" not in kept and "multibyte.train.ByteThroughput" in kept
     assert swapped["trainer"]["enable_checkpointing"] is False
@@ -251,7 +253,7 @@ def run_smoke(tmp_path: Path, *extra: str) -> dict:
 
 def test_quality_smoke_compares_and_ablates_then_reuses_cached_runs(tmp_path):
     folder = tmp_path / "runs"
-    extra = ["--folder", str(folder), "--ablate", "text", "--only", "untied_head"]
+    extra = ["--folder", str(folder), "--ablate", "text", "--only", "local_dim_128"]
     result = run_smoke(tmp_path, "--modalities", "text", *extra)
     (row,) = result["comparison"]
     ours = row["models"]["ours"]
@@ -271,7 +273,7 @@ def test_quality_smoke_compares_and_ablates_then_reuses_cached_runs(tmp_path):
     else:
         assert row["peer_missing"] and set(row["models"]) == {"ours"}
     rows = result["ablation"]["rows"]
-    assert [r["name"] for r in rows] == ["baseline", "untied_head"]
+    assert [r["name"] for r in rows] == ["baseline", "local_dim_128"]
     assert all(r["error"] is None and not r["cached"] and r["step_s"] > 0 for r in rows)
     assert rows[1]["delta"] == pytest.approx(rows[1]["bpb"] - rows[0]["bpb"])
     assert rows[1]["bpb"] != rows[0]["bpb"]  # the override reached the model
