@@ -70,7 +70,7 @@ def _megabyte_forward(config: MegabyteConfig, seq_len: int, cached: bool) -> flo
         attention = stage.heads * stage.head_dim
         per_token = _stack_token_flops(
             stage.dim, stage.layers, config.mlp_ratio, context, attention
-        ) * (positions / length)
+        ) * (positions / length if length else 1.0)  # a sequence shorter than one patch: 0
         norm_proj = config.patch_embedder == "norm_proj" and stage.token_bytes > 1
         if norm_proj or stage.concat_dim != stage.dim:
             per_token += 2 * stage.concat_dim * stage.dim  # patch projection into the stage

@@ -107,3 +107,12 @@ def test_the_matcher_refuses_what_it_would_ignore():
         matched_baseline(mega, 1024, by="bytes")
     with pytest.raises(ValueError, match="takes limits"):
         matched_baseline(mega, 1024, by="params", dims=(64,))
+
+
+@pytest.mark.parametrize("architecture", ["paper", "peer", "tuned"])
+def test_a_sequence_shorter_than_a_patch_is_counted_not_a_crash(architecture):
+    # The last piece of an audio clip can be shorter than one 32-byte patch; training counts
+    # FLOPs for every batch shape, so this must be a number (it was a ZeroDivisionError).
+    config = MegabyteConfig.preset("audio-tiny", max_seq_len=4096, architecture=architecture)
+    short, whole = flops_per_byte(config, 16), flops_per_byte(config, 32)
+    assert 0 < short.train <= whole.train and 0 < short.generate <= whole.generate
