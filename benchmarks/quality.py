@@ -653,6 +653,8 @@ def options(parser: argparse.ArgumentParser) -> None:
     add("--peer-heads", type=int, default=8, help="megabyte-pytorch's heads of 64 (its 8)")
     add("--ablate", metavar="MODALITY", help="the ablation table on MODALITY")
     add("--ablate-steps", type=int, help="steps of every ablation run (300; --smoke 2)")
+    add("--ablate-recipe", metavar="PATH",
+        help="the ablation's baseline recipe (default: the modality's, as compared)")  # fmt: skip
     add("--only", metavar="NAME,...", help="ablation rows to run (the baseline always runs)")
     add("--fresh", action="store_true", help="redo cached runs (comparison and ablation)")
 
@@ -672,6 +674,8 @@ def check(args: argparse.Namespace, known: list[str]) -> None:
     for name in [*args.compared, *[args.ablate] * bool(args.ablate)]:
         if name not in known:
             fail(f"{name}: not a modality of the quickstart's plans ({', '.join(known)})")
+    if args.ablate_recipe and not args.ablate:
+        fail("--ablate-recipe is the ablation's baseline: give --ablate MODALITY")
     if args.only and not args.ablate:
         fail("--only picks ablation rows: give --ablate MODALITY")
     args.rows = [n.strip() for n in (args.only or ",".join(ABLATIONS)).split(",") if n.strip()]
@@ -696,10 +700,15 @@ def run(args: argparse.Namespace) -> dict:
         if args.folder is None and args.smoke:
             args.folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-quality-"))
         args.folder = str(args.folder or FOLDER)
-        needed = sorted({*args.compared, *[args.ablate] * bool(args.ablate)}, key=known.index)
-        sets = settings(needed, args)
-        rows = compare({m: sets[m] for m in args.compared}, args, installed)
-        ablation = ablate(sets[args.ablate], args) if args.ablate else None
+        ablated = None
+        if args.ablate:  # its own baseline recipe (--ablate-recipe), else the comparison's
+            paths = dict(args.recipe_paths)
+            if args.ablate_recipe:
+                paths[args.ablate] = args.ablate_recipe
+            own = argparse.Namespace(**{**vars(args), "recipe_paths": paths})
+            ablated = settings([args.ablate], own)[args.ablate]  # checked before any training
+        rows = compare(settings(args.compared, args), args, installed)
+        ablation = ablate(ablated, args) if ablated else None
     setup = {"jobs": args.jobs, "timing_steps": args.timing_steps, "folder": args.folder,
                  "peer": f"megabyte-pytorch {peer.VERSION}", "peer_installed": installed,
                  "peer_heads": args.peer_heads, "smoke": args.smoke}  # fmt: skip

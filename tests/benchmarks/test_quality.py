@@ -306,6 +306,8 @@ def test_quality_smoke_two_jobs_time_apart_and_report_a_refused_override(tmp_pat
         (["--ablate", "text", "--only", "nope"], "--only nope: not in the ablation table"),
         (["--only", "untied_head"], "--only picks ablation rows: give --ablate MODALITY"),
         (["--no-compare"], "nothing to run"),
+        (["--ablate-recipe", "x.yaml"], "--ablate-recipe is the ablation's baseline"),
+        (["--ablate", "text", "--ablate-recipe", "{tmp}/none.yaml"], "none.yaml: recipe not found"),
         (["--jobs", "0"], "--jobs 0: must be at least 1"),
         (["--modalities", "video"], "video: not a modality of the quickstart's plans"),
     ],
