@@ -451,7 +451,7 @@ def compare(sets: dict[str, Setting], args: argparse.Namespace, peer_installed: 
     wall_steps = {m: max(1, math.floor(sets[m].steps * steady[f"{m}-ours"] / steady[f"{m}-peer"]))
                   for m in with_peer}  # fmt: skip
     second = [sets[m].run(f"{m}-peer-wall", "peer", wall_steps[m]) for m in with_peer
-              if wall_steps[m] != sets[m].steps]  # fmt: skip
+              if wall_steps[m] != sets[m].steps and not args.no_wall]  # fmt: skip
     results |= required(execute(second, args.jobs, cache, args.fresh))
     method = "timing run" if args.jobs > 1 else "measured"
 
@@ -472,17 +472,21 @@ def compare(sets: dict[str, Setting], args: argparse.Namespace, peer_installed: 
                "codecs": codecs, "models": {"ours": ours},
                "goals": goals(m, ours["bpb"], codecs)}  # fmt: skip
         if m in with_peer:
-            wall = f"{m}-peer-wall" if f"{m}-peer-wall" in results else f"{m}-peer"
-            row["models"] |= {"peer_steps": model(f"{m}-peer", f"{m}-peer"),
-                              "peer_wall": model(wall, f"{m}-peer")}  # fmt: skip
+            row["models"]["peer_steps"] = model(f"{m}-peer", f"{m}-peer")
+            row["peer_wall_steps"] = wall_steps[m]  # the peer's steps in our wall time
+            wall = f"{m}-peer-wall" if wall_steps[m] != setting.steps else f"{m}-peer"
             at_steps = ours["bpb"] - row["models"]["peer_steps"]["bpb"]
-            at_wall = ours["bpb"] - row["models"]["peer_wall"]["bpb"]
+            at_wall = None  # --no-wall: the peer's equal-wall-time run was not made
+            if wall in results:
+                row["models"]["peer_wall"] = model(wall, f"{m}-peer")
+                at_wall = ours["bpb"] - row["models"]["peer_wall"]["bpb"]
             row["differences"] = {"equal_steps": at_steps, "equal_wall": at_wall}
             row["goals"] = [
                 {"goal": "lower than megabyte-pytorch at equal steps",
                  "threshold": ours["bpb"] - at_steps, "met": at_steps < 0},
                 {"goal": f"lower by >= {WALL_MARGIN} at equal wall time",
-                 "threshold": ours["bpb"] - at_wall - WALL_MARGIN, "met": at_wall <= -WALL_MARGIN},
+                 "threshold": None if at_wall is None else ours["bpb"] - at_wall - WALL_MARGIN,
+                 "met": None if at_wall is None else at_wall <= -WALL_MARGIN},
                 *row["goals"],
             ]  # fmt: skip
         elif m in PEER_MODALITIES:
@@ -584,12 +588,14 @@ def render_comparison(s: dict, rows: list[dict]) -> list[str]:
         h.markdown_table(headers, table),
     ]
     diffs = [[row["modality"], _f(row["differences"]["equal_steps"], sign=True),
-              _f(row["differences"]["equal_wall"], sign=True)]
+              _f(row["differences"]["equal_wall"], sign=True), row.get("peer_wall_steps", "")]
              for row in rows if "differences" in row]  # fmt: skip
     if diffs:
+        headers = ["modality", "at equal steps", "at equal wall time",
+                   "the peer's steps in our wall time"]  # fmt: skip
         parts.append(
-            "Ours minus megabyte-pytorch (bpb; negative: ours lower):\n\n"
-            + h.markdown_table(["modality", "at equal steps", "at equal wall time"], diffs)
+            "Ours minus megabyte-pytorch (bpb; negative: ours lower; n/a: the equal-wall-time "
+            "run was skipped, `--no-wall`):\n\n" + h.markdown_table(headers, diffs)
         )
     names = list(dict.fromkeys(c for row in rows for c in row["codecs"]))  # as evaluate lists
     codecs = [
@@ -651,6 +657,7 @@ def options(parser: argparse.ArgumentParser) -> None:
         help="steps of a timing run after a warm-up step (20; --smoke 2)",
     )
     add("--peer-heads", type=int, default=8, help="megabyte-pytorch's heads of 64 (its 8)")
+    add("--no-wall", action="store_true", help="skip the peer's equal-wall-time run (n/a)")
     add("--ablate", metavar="MODALITY", help="the ablation table on MODALITY")
     add("--ablate-steps", type=int, help="steps of every ablation run (300; --smoke 2)")
     add("--ablate-recipe", metavar="PATH",
