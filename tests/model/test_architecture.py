@@ -382,7 +382,7 @@ def test_compiled_decoding_of_every_option_at_once():
 @pytest.mark.parametrize(
     ("fields", "names"),
     [
-        (dict(architecture="tuned"), ["architecture", "'tuned'", "peer", "paper"]),
+        (dict(architecture="mine"), ["architecture", "'mine'", "peer", "paper", "tuned"]),
         (dict(norm="batchnorm"), ["norm", "rmsnorm"]),
         (dict(positions=("learned", "sinusoidal")), ["positions", "sinusoidal"]),
         (dict(positions=("learned",) * 3), ["positions", "1 or 2"]),
