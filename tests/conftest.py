@@ -91,8 +91,9 @@ def fit_recipe(fit, recipes):
     asserts it succeeded and returns {step: val/bpb}."""
 
     def run(recipe: str, data: Path, root: Path, steps: int, *options: str) -> dict[int, float]:
-        status = fit(
-            "--config", recipes / recipe, "--data.path", data, *options,
+        status = fit(  # warmup scaled to the short run, as the quickstart does
+            "--config", recipes / recipe, "--data.path", data,
+            "--model.warmup_steps", max(1, steps // 10), *options,
             "--trainer.max_steps", steps, "--trainer.val_check_interval", steps // 2,
             "--trainer.default_root_dir", root, "--trainer.log_every_n_steps", 5,
             "--trainer.enable_progress_bar", "false",
