@@ -252,14 +252,14 @@ def cache_file(run: Run) -> Path:
     return Path(run.folder) / "runs" / f"{run.name}.json"
 
 
-def execute(runs: list[Run], jobs: int, cache: bool = False, fresh: bool = False) -> dict:
-    """Results by run name: cached ones reused (`cache` and not `fresh`), the rest trained here
+def execute(runs: list[Run], jobs: int, fresh: bool = False) -> dict:
+    """Results by run name: cached ones reused (unless `fresh`), the rest trained here
     one at a time (jobs 1) or `jobs` at a time in child processes. A failed run's result is
     {"error": why}; cached results are only those of finished runs with the same spec."""
     results, todo = {}, []
     for run in runs:
         stored = cache_file(run)
-        if cache and not fresh and stored.is_file():
+        if not fresh and stored.is_file():
             saved = json.loads(stored.read_text())
             if saved["run"] == asdict(run):
                 h.log(f"{run.name}: cached ({stored})")
@@ -273,8 +273,8 @@ def execute(runs: list[Run], jobs: int, cache: bool = False, fresh: bool = False
         except RunFailed as error:
             h.log(f"failed: {error}")
             return {"name": run.name, "error": str(error)}
-        if cache:  # as soon as it finishes: a long benchmark that stops keeps what it did
-            cache_file(run).write_text(json.dumps({"run": asdict(run), "result": result}, indent=1))
+        # cached as soon as it finishes: a long benchmark that stops keeps what it did
+        cache_file(run).write_text(json.dumps({"run": asdict(run), "result": result}, indent=1))
         return result
 
     if jobs == 1:
@@ -438,21 +438,20 @@ def goals(modality: str, bpb: float, codecs: dict) -> list[dict]:
 def compare(sets: dict[str, Setting], args: argparse.Namespace, peer_installed: bool) -> list:
     """Per modality: ours, the peer at equal steps and at equal wall time, codecs and goals."""
     with_peer = [m for m in sets if m in PEER_MODALITIES and peer_installed]
-    cache = not args.smoke  # finished runs are reused while their spec and recipe are unchanged
     first = [s.run(f"{m}-ours", "ours", codecs=True) for m, s in sets.items()]
     first += [sets[m].run(f"{m}-peer", "peer") for m in with_peer]
-    results = required(execute(first, args.jobs, cache, args.fresh))
+    results = required(execute(first, args.jobs, fresh=args.fresh))
     steady = {name: r["step_s"] for name, r in results.items()}  # s/step: each run's own clock
     if args.jobs > 1:  # after the trainings, so each timing run has the machine to itself
         timings = [s.timing(f"{m}-ours", "ours") for m, s in sets.items()]
         timings += [sets[m].timing(f"{m}-peer", "peer") for m in with_peer]
-        for name, result in required(execute(timings, 1, cache, args.fresh)).items():
+        for name, result in required(execute(timings, 1, fresh=args.fresh)).items():
             steady[name.removesuffix("-timing")] = result["steady_step_s"]
     wall_steps = {m: max(1, math.floor(sets[m].steps * steady[f"{m}-ours"] / steady[f"{m}-peer"]))
                   for m in with_peer}  # fmt: skip
     second = [sets[m].run(f"{m}-peer-wall", "peer", wall_steps[m]) for m in with_peer
               if wall_steps[m] != sets[m].steps and not args.no_wall]  # fmt: skip
-    results |= required(execute(second, args.jobs, cache, args.fresh))
+    results |= required(execute(second, args.jobs, fresh=args.fresh))
     method = "timing run" if args.jobs > 1 else "measured"
 
     def model(name: str, timed_as: str) -> dict:  # s/step: the run's own, or its timing run's
@@ -517,12 +516,12 @@ def ablate(setting: Setting, args: argparse.Namespace) -> dict:
         return setting.run(f"ablate-{m}-{name}", "ours", steps, overrides=ABLATIONS[name])
 
     runs = [run(name) for name in names]
-    results = execute(runs, args.jobs, cache=True, fresh=args.fresh)
+    results = execute(runs, args.jobs, fresh=args.fresh)
     timings = {}
     if args.jobs > 1:  # after the trainings, so each timing run has the machine to itself
         timed = [setting.timing(r.name, "ours", overrides=r.overrides) for r in runs
                  if "error" not in results[r.name]]  # fmt: skip
-        timed_results = execute(timed, 1, cache=True, fresh=args.fresh)
+        timed_results = execute(timed, 1, fresh=args.fresh)
         timings = {name.removesuffix("-timing"): r for name, r in timed_results.items()}
     base = results[runs[0].name].get("bits_per_byte")
     rows = []
@@ -642,7 +641,7 @@ def render(r: dict) -> str:
 
 def options(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
-    add("--folder", help=f"shards, runs and the ablation cache (default {FOLDER}; --smoke: temp)")
+    add("--folder", help=f"shards, runs and their cache (default {FOLDER}; --smoke: temp)")
     add("--modalities", nargs="+", help="modalities to compare (default: every plan's)")
     add("--no-compare", action="store_true", help="no comparison: only --ablate")
     add("--recipe", action="append", default=[], metavar="MODALITY=PATH",
