@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import io
+import itertools
 import math
 import os
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -261,31 +262,51 @@ class ImageAdapter(BaseAdapter):
         return [Path(out)]
 
     # -- training augmentation ------------------------------------------------------------------
+    # Each is a byte permutation drawn per sample (a gather, no decode), so it is right for every
+    # order and size and keeps the pixel statistics exactly: no resampling, no new values.
 
     def mirror(self, data: bytes) -> bytes:
         """The image mirrored left-right, in this adapter's byte order (one gather, no decode)."""
-        self._check_sample(data)
-        return np.frombuffer(bytes(data), np.uint8)[self._mirror_positions()].tobytes()
+        return self.rearrange(data, "hflip")
 
-    def _check_sample(self, data: bytes) -> None:
+    def rearrange(self, data: bytes, view: str, name: str | None = None) -> bytes:
+        """The image under one of ``VIEWS`` (a symmetry of the square or an RGB permutation)."""
+        self._check_sample(data, name or view)
+        positions = view_positions(self.size, self.order, self.default_patch_size, view)
+        return np.frombuffer(bytes(data), np.uint8)[positions].tobytes()
+
+    def _check_sample(self, data: bytes, name: str = "hflip") -> None:
         if len(data) != self.seq_len:
             raise ValueError(
-                f"hflip needs one whole {self.size}px image of {self.seq_len} bytes, "
+                f"{name} needs one whole {self.size}px image of {self.seq_len} bytes, "
                 f"got {len(data)}"
             )
 
-    def _mirror_positions(self) -> np.ndarray:
-        return mirror_positions(self.size, self.order, self.default_patch_size)
-
     def augmentations(self) -> dict[str, Augmentation]:
-        """``hflip``: mirror left-right with probability 0.5 (one draw per sample)."""
+        """Random byte permutations, one draw per sample whatever happens next:
 
-        def hflip(data: bytes, rng: np.random.Generator) -> bytes:
-            flip = rng.random() < 0.5  # always one draw, so later augmentations see one stream
-            self._check_sample(data)  # whatever the draw: a wrong length is never let through
-            return self.mirror(data) if flip else bytes(data)
+        - ``hflip``: mirror left-right with probability 0.5;
+        - ``vflip``: upside down with probability 0.5;
+        - ``rotate``: one of the 8 symmetries of the square (rotations by 90°, with or
+          without a mirror), each with probability 1/8;
+        - ``channels``: the R, G and B planes in one of their 6 orders, each with probability 1/6.
+        """
 
-        return {"hflip": hflip}
+        def choice(name: str, views: tuple[str, ...]) -> Augmentation:
+            def augment(data: bytes, rng: np.random.Generator) -> bytes:
+                view = views[int(rng.integers(len(views)))]  # always one draw: a fixed stream
+                self._check_sample(data, name)  # whatever the draw: a wrong length never passes
+                return bytes(data) if view == "identity" else self.rearrange(data, view, name)
+
+            augment.__name__ = name
+            return augment
+
+        return {
+            "hflip": choice("hflip", ("identity", "hflip")),
+            "vflip": choice("vflip", ("identity", "vflip")),
+            "rotate": choice("rotate", SQUARE_SYMMETRIES),
+            "channels": choice("channels", CHANNEL_ORDERS),
+        }
 
     # -- exact (lossless) coding --
     # Only what the bytes hold exactly: an 8-bit RGB PNG of size x size, no colour key, one frame.
@@ -345,18 +366,47 @@ def save_grid(
     Image.fromarray(grid, "RGB").save(Path(path), format="PNG")
 
 
-@lru_cache(maxsize=16)
-def mirror_positions(size: int, order: str, patch_size: int) -> np.ndarray:
-    """Byte i of a mirrored image is byte ``positions[i]`` of the original, in either order.
+# A view of HWC pixels: the 8 symmetries of the square, and the 6 orders of the RGB planes.
+VIEWS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "identity": lambda p: p,
+    "hflip": lambda p: p[:, ::-1],
+    "vflip": lambda p: p[::-1],
+    "rot90": lambda p: np.rot90(p, 1),
+    "rot180": lambda p: np.rot90(p, 2),
+    "rot270": lambda p: np.rot90(p, 3),
+    "transpose": lambda p: p.transpose(1, 0, 2),
+    "antitranspose": lambda p: np.rot90(p, 2).transpose(1, 0, 2),
+    **{
+        "".join("rgb"[c] for c in order): (lambda p, order=order: p[:, :, list(order)])
+        for order in itertools.permutations(range(3))
+    },
+}
+SQUARE_SYMMETRIES = (
+    "identity",
+    "hflip",
+    "vflip",
+    "rot90",
+    "rot180",
+    "rot270",
+    "transpose",
+    "antitranspose",
+)
+CHANNEL_ORDERS = ("rgb", "rbg", "grb", "gbr", "brg", "bgr")
 
-    Built once per adapter options from the layout itself (positions through ``unorder``, the
-    columns reversed, back through ``order_pixels``), so it is right for every order and size.
+
+@lru_cache(maxsize=64)
+def view_positions(size: int, order: str, patch_size: int, view: str) -> np.ndarray:
+    """Byte i of the viewed image is byte ``positions[i]`` of the original, in either order.
+
+    Built once per adapter options and view from the layout itself (positions through
+    ``unorder``, the view applied, back through ``order_pixels``), so it is right for every order
+    and size.
     """
     adapter = ImageAdapter(size=size, order=order, patch_size=patch_size)
     positions = adapter.unorder(np.arange(adapter.seq_len, dtype=np.int64))
-    mirrored = adapter.order_pixels(positions[:, ::-1, :])[0]
-    mirrored.flags.writeable = False  # shared by every adapter with these options
-    return mirrored
+    viewed = adapter.order_pixels(VIEWS[view](positions))[0]
+    viewed.flags.writeable = False  # shared by every adapter with these options
+    return viewed
 
 
 def is_npz_batch(path: Path) -> bool:
