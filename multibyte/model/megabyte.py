@@ -125,6 +125,10 @@ class MegabyteConfig:
     """Std of the byte embeddings' and pads' init (paper: init_std; peer: 1.0)."""
     head_dim: int | None = None
     """Attention width per head, so q/k/v are heads * head_dim wide (paper: dim // heads)."""
+    byte_init: str | None = None
+    """Byte embeddings' (and an untied head's) init: "random" (paper, peer: i.i.d. normal rows)
+    or "ordinal": rows that vary smoothly with the byte value (`ordinal_table`), so what is
+    learned for one value carries to its neighbours (pixels, samples). Same std either way."""
     preset_name: str | None = field(default=None, compare=False)
     """Named sizes from multibyte/model/presets.py for every field left None (recipes use it)."""
 
@@ -448,6 +452,20 @@ class LocalModel(nn.Module):
         return torch.cat([out[:, 0, :1], later[:, :-1]], dim=1)
 
 
+def ordinal_table(width: int, std: float, scale: float = 16.0) -> torch.Tensor:
+    """[256, width] rows smooth in the byte value v: the DCT-II basis cos(pi k (v + 1/2) / 256),
+    its frequency k weighted 1 / (1 + k / scale), mixed by a normal [256, width] matrix, centred
+    and scaled to `std`. Rows of values a few apart are close (cosine ~0.86 at 1 apart, ~0.06 at
+    10, for scale 16), distant ones unrelated; all 256 frequencies keep every row distinct."""
+    value = torch.arange(VOCAB, dtype=torch.float64) + 0.5
+    frequency = torch.arange(VOCAB, dtype=torch.float64)
+    basis = torch.cos(math.pi * value[:, None] * frequency[None, :] / VOCAB)
+    mix = torch.randn(VOCAB, width, dtype=torch.float64)
+    table = (basis / (1.0 + frequency / scale)) @ mix
+    table = table - table.mean(0)
+    return (table * (std / table.std())).float()
+
+
 class Megabyte(nn.Module):
     def __init__(self, config: MegabyteConfig) -> None:
         super().__init__()
@@ -480,6 +498,12 @@ class Megabyte(nn.Module):
                     nn.init.zeros_(module.bias)
         for stage in self.stages:
             nn.init.normal_(stage.pad, std=embed_std)
+        if self.config.byte_init == "ordinal":  # drawn last: "random" keeps its seed's weights
+            tables = [*byte_embeds, *([] if self.config.tie_embeddings else [self.head])]
+            with torch.no_grad():
+                for table in tables:
+                    std = embed_std if table is not self.head else self.config.init_std
+                    table.weight.copy_(ordinal_table(table.weight.shape[1], std))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: LongTensor [B, T] of bytes -> logits [B, T, 256]; logits[:, t] predicts x[:, t]."""

@@ -20,6 +20,7 @@ ARCHITECTURE_CHOICES: dict[str, tuple | None] = {
     "activation": ("relu", "gelu"),
     "embed_init_std": None,
     "head_dim": None,
+    "byte_init": ("random", "ordinal"),
 }
 
 # Named architectures. "paper" is the model as the paper describes it (and as it always was
@@ -30,7 +31,7 @@ ARCHITECTURES: dict[str, dict[str, Any]] = {
     "paper": dict(
         token_shift=False, norm="layernorm", positions=("learned",), patch_embedder="concat",
         context_proj="split", first_byte="context", tie_embeddings=True, head_bias=False,
-        activation="relu", embed_init_std=None, head_dim=None,
+        activation="relu", embed_init_std=None, head_dim=None, byte_init="random",
     ),
     # megabyte-pytorch 0.3.6's MEGABYTE with its defaults (no positions, heads 64 wide; the
     # number of heads stays the config's): with global_byte_dim = local_dim it computes what

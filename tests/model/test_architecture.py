@@ -20,7 +20,8 @@ FIXTURES = Path(__file__).resolve().parents[1] / "data" / "checkpoints"
 SIZES = dict(patch_size=4, max_seq_len=48, global_dim=32, global_layers=2, global_heads=4,
              local_dim=16, local_layers=2, local_heads=2)  # fmt: skip
 NEW_FIELDS = ("architecture", "token_shift", "norm", "positions", "patch_embedder",
-              "context_proj", "first_byte", "head_bias", "embed_init_std", "head_dim")  # fmt: skip
+              "context_proj", "first_byte", "head_bias", "embed_init_std", "head_dim",
+              "byte_init")  # fmt: skip
 
 
 def build(seed: int = 0, **fields) -> Megabyte:
@@ -279,6 +280,42 @@ def test_embed_init_std_sets_the_byte_embeddings_and_pads_apart_from_the_matrice
     assert model.global_model.embed.position.weight.std().item() < 0.02
 
 
+def test_ordinal_byte_init_makes_rows_smooth_in_the_byte_value_at_the_same_std():
+    def cosine(table: torch.Tensor, a: int, b: int) -> float:
+        return F.cosine_similarity(table[a], table[b], dim=0).item()
+
+    random = build(seed=1, architecture="peer", global_layers=1, global_byte_dim=16)
+    ordinal = build(seed=1, architecture="peer", global_layers=1, global_byte_dim=16,
+                    byte_init="ordinal")  # fmt: skip
+    tables = {"head": (ordinal.head.weight, random.head.weight)}
+    for i, (stage, plain) in enumerate(zip(ordinal.stages, random.stages)):
+        tables[f"stage {i}"] = (stage.embed.byte_embed.weight, plain.embed.byte_embed.weight)
+    for name, (smooth, plain) in tables.items():
+        assert smooth.shape == plain.shape
+        assert abs(smooth.std().item() / plain.std().item() - 1) < 0.25, name
+        with torch.no_grad():
+            near = [cosine(smooth, v, v + 1) for v in range(0, 255, 15)]
+            far = [abs(cosine(smooth, v, (v + 128) % 256)) for v in range(0, 256, 15)]
+            plain_near = [cosine(plain, v, v + 1) for v in range(0, 255, 15)]
+        # neighbours alike, distant ones not (16-wide rows: chance cosines of ~0.25 either way)
+        assert sum(near) / len(near) > 0.7 and sum(far) / len(far) < 0.35, name
+        assert sum(plain_near) / len(plain_near) < 0.3, name  # random rows: no such order
+        assert torch.linalg.matrix_rank(smooth.double()) == min(smooth.shape), name  # distinct
+    # everything else is the random model's, weight for weight (the rows are drawn last)
+    state, plain_state = ordinal.state_dict(), random.state_dict()
+    moved = {"head.weight", *(k for k in state if k.endswith("embed.byte_embed.weight"))}
+    assert len(moved) == 3
+    for key in state:
+        assert torch.equal(state[key], plain_state[key]) != (key in moved), key
+
+
+def test_ordinal_byte_init_with_a_tied_head_sets_the_embeddings_it_shares():
+    model = build(seed=2, byte_init="ordinal")  # paper: the head is E_local
+    assert model.head.weight is model.local_model.embed.byte_embed.weight
+    table = model.head.weight.detach()
+    assert F.cosine_similarity(table[100], table[101], dim=0) > 0.6
+
+
 def test_head_dim_sets_the_attention_width_apart_from_the_model_width():
     model = build(head_dim=6, global_heads=3)  # 3 heads do not divide 32: fine with head_dim
     attn = model.global_model.transformer.blocks[0].attn
@@ -395,6 +432,7 @@ def test_compiled_decoding_of_every_option_at_once():
         (dict(head_dim=5, positions=("rotary",)), ["global_heads", "head_dim", "rotary"]),
         (dict(global_heads=3), ["global_heads", "global_dim"]),  # without head_dim: divide
         (dict(first_byte="next"), ["first_byte", "previous_patch"]),
+        (dict(byte_init="smooth"), ["byte_init", "ordinal"]),
         (dict(first_byte="previous_patch", cross_patch=2), ["cross_patch", "first_byte"]),
     ],
 )
