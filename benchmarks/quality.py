@@ -331,26 +331,10 @@ def warmup_for(recipe: dict, steps: int) -> int:
     return max(1, round(warmup * steps / planned)) if planned > 0 else warmup
 
 
-def prepare_flags(plan, recipe: dict) -> list[str]:
-    """The plan's prepare flags, the recipe's modality options (as `multibyte prepare` spells
-    them) taking precedence, so that the shards hold what the recipe trains on."""
-    import modalities
-    from multibyte.quickstart import replaced
-
-    declared = {f.keyword: f for f in getattr(modalities.factory(plan.name), "flags", ())}
-    options = (recipe.get("data") or {}).get("modality") or {}
-    flags = []
-    for key, value in options.items():
-        flag = declared.get(key)
-        if flag is not None and not flag.reading and flag.kind is not bool:
-            flags += [flag.flag, str(value)]
-    return replaced(plan.prepare, flags)
-
-
 def prepare(plan, recipe: dict, folder: Path) -> str:
     """Shards of the sample pack by the quickstart's split, in `folder`/shards/MODALITY."""
     from multibyte.prepare import main as prepare_main
-    from multibyte.quickstart import SAMPLES, split_inputs
+    from multibyte.quickstart import SAMPLES, prepare_flags, split_inputs
 
     shards = folder / "shards" / plan.name
     train, val = split_inputs(plan, SAMPLES / plan.source)

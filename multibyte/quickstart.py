@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+import modalities
 from multibyte.evaluation.command import main as evaluate_main
 from multibyte.flops import matched_baseline
 from multibyte.model import MegabyteConfig
@@ -131,12 +132,12 @@ def run_modality(plan: Plan, out: Path, samples: Path, quick: bool) -> dict[str,
     folder = out / plan.name
     shards = out / "shards" / plan.name
     train_files, val_files = split_inputs(plan, samples / plan.source)
+    recipe = _recipe(plan)
     _run("prepare", prepare_main, [
         plan.name, "--src", *map(str, train_files), "--val-src", *map(str, val_files),
         "--out", str(shards), "--val-fraction", "0", "--overwrite", "--workers", "1",
-        "--quiet", *plan.prepare,
+        "--quiet", *prepare_flags(plan, recipe),
     ])  # fmt: skip
-    recipe = _recipe(plan)
     seq_len = _seq_len(recipe)
     steps = plan.quick_steps if quick else plan.steps
     mega = MegabyteConfig(**recipe["model"]["model"]["init_args"]["config"])
@@ -201,6 +202,20 @@ def replaced(flags: list[str], overrides: list[str]) -> list[str]:
     return [word for pair in pairs.items() for word in pair]
 
 
+def prepare_flags(plan: Plan, recipe: dict[str, Any]) -> list[str]:
+    """The plan's prepare flags, the recipe's modality options (as `multibyte prepare` spells
+    them) taking precedence: shards fix the byte layout (their manifest's options are what
+    training uses), so they must hold what the recipe trains on, e.g. its image order."""
+    declared = {f.keyword: f for f in getattr(modalities.factory(plan.name), "flags", ())}
+    options = (recipe.get("data") or {}).get("modality") or {}
+    flags = []
+    for key, value in options.items():
+        flag = declared.get(key)
+        if flag is not None and not flag.reading and flag.kind is not bool:
+            flags += [flag.flag, str(value)]
+    return replaced(plan.prepare, flags)
+
+
 def run_multimodal(results: list[dict[str, Any]], out: Path, samples: Path, quick: bool) -> dict:
     """One tiny MEGABYTE on every modality: as many steps as the specialists together, and
     (in expectation) each modality's bytes, by mixing weights equal to each specialist's bytes."""
@@ -215,7 +230,7 @@ def run_multimodal(results: list[dict[str, Any]], out: Path, samples: Path, quic
             _run("prepare", prepare_main, [
                 plan.name, "--src", *map(str, train_files), "--val-src", *map(str, val_files),
                 "--out", str(shards), "--val-fraction", "0", "--overwrite", "--workers", "1",
-                "--quiet", *replaced(plan.prepare, plan.multimodal_prepare),
+                "--quiet", *replaced(prepare_flags(plan, _recipe(plan)), plan.multimodal_prepare),
             ])  # fmt: skip
         data = _recipe(plan)["data"]
         weights.append(result["steps"] * data["batch_size"] * result["seq_len"])  # its bytes

@@ -25,7 +25,7 @@ from benchmarks import peer, quality  # noqa: E402
 from multibyte.checkpoint import CheckpointError  # noqa: E402
 from multibyte.loss import cross_entropy_sum, next_byte_loss  # noqa: E402
 from multibyte.model import Megabyte, MegabyteConfig  # noqa: E402
-from multibyte.quickstart import PLANS  # noqa: E402
+from multibyte.quickstart import PLANS, prepare_flags  # noqa: E402
 
 needs_peer = pytest.mark.skipif(
     not peer.installed(), reason="megabyte-pytorch (the bench extra) is not installed"
@@ -183,10 +183,10 @@ def test_fit_flags_warmup_and_prepare_flags():
     assert [quality.warmup_for(recipe, s) for s in (200, 80, 2, 1000)] == [20, 8, 1, 100]
     image = next(p for p in PLANS if p.name == "image")
     patch = {"data": {"modality": {"name": "image", "size": 64, "order": "patch"}}}
-    assert quality.prepare_flags(image, patch) == ["--size", "64", "--order", "patch"]
+    assert prepare_flags(image, patch) == ["--size", "64", "--order", "patch"]
     audio = next(p for p in PLANS if p.name == "audio")
     recipe = {"data": {"modality": {"name": "audio", "seq_len": 8192}}}
-    flags = quality.prepare_flags(audio, recipe)
+    flags = prepare_flags(audio, recipe)
     assert flags[flags.index("--seq-len") + 1] == "8192" and flags.count("--seq-len") == 1
 
 

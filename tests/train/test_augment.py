@@ -68,10 +68,9 @@ def assert_rows_are_flipped_or_not(augmented, plain, mirror) -> int:
 def test_an_unknown_name_is_refused_naming_what_the_adapter_has(pictures, text_folder):
     with pytest.raises(ConfigError) as error:
         module(pictures, augment=["xyz"])
-    assert (
-        str(error.value)
-        == "data.augment: 'xyz' is not an augmentation of image; it has: hflip, vflip, rotate, channels"
-    )
+    offered = "hflip, vflip, rotate, channels"
+    message = f"data.augment: 'xyz' is not an augmentation of image; it has: {offered}"
+    assert str(error.value) == message
     with pytest.raises(ConfigError) as error:
         ByteDataModule(str(text_folder), modality={"name": "text"}, seq_len=64, augment=["hflip"])
     assert str(error.value) == "data.augment: 'hflip' is not an augmentation of text; it has: none"
