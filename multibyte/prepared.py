@@ -201,6 +201,15 @@ def open_prepared(
         if options is None:
             options = stored
         elif stored.get("name") == options.get("name"):
+            unmet = {k: v for k, v in options.items() if k in stored and stored[k] != v}
+            if unmet:  # said once, not silently dropped: the shards' bytes cannot be re-laid out
+                given = ", ".join(f"{k}={v}" for k, v in unmet.items())
+                held = ", ".join(f"{k}={stored[k]}" for k in unmet)
+                print(
+                    f"multibyte: {roots[0]}: the shards hold {held}; {given} does not apply "
+                    f"(prepare them with those options to use it)",
+                    file=sys.stderr,
+                )
             options = stored  # the bytes are laid out as the shards say
         elif override is None:
             raise ModalityMismatch(stored.get("name"), options.get("name"), str(roots[0]), True)

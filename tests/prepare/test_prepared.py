@@ -58,6 +58,17 @@ def test_shards_give_each_split_as_one_stream(text_shards):
     assert whole.count(SEPARATOR) == 4
 
 
+def test_options_the_shards_do_not_hold_are_named_once_not_dropped_silently(text_shards, capsys):
+    open_prepared([text_shards], {"name": "text", "patch_size": 8})  # what they hold: quiet
+    assert capsys.readouterr().err == ""
+    prepared = open_prepared([text_shards], {"name": "text", "patch_size": 4})
+    assert prepared.adapter.options["patch_size"] == 8  # the bytes are as the shards say
+    assert capsys.readouterr().err == (
+        f"multibyte: {text_shards}: the shards hold patch_size=8; patch_size=4 does not apply "
+        "(prepare them with those options to use it)\n"
+    )
+
+
 def test_raw_files_split_exactly_as_prepare_does(books, text_shards):
     manifest = json.loads((text_shards / "manifest.json").read_text())
     prepared = open_prepared([books], {"name": "text"}, val_fraction=manifest["val_fraction"])
