@@ -170,13 +170,16 @@ def open_prepared(
     seed: int = 0,
     allow_incomplete: bool = False,
     allow_flag: str = "--allow-incomplete",
+    name_unmet: bool = False,
 ) -> Prepared:
     """Open shards or raw files (or, with no paths, only resolve the modality).
 
     ``expected`` are the adapter options the caller has (a checkpoint's or a recipe's);
     ``override`` is a modality name the user gave to read the data as, whatever it holds.
     A folder whose prepare did not complete raises IncompleteShards (naming ``allow_flag``, the
-    caller's way to allow it) unless ``allow_incomplete``.
+    caller's way to allow it) unless ``allow_incomplete``. With ``name_unmet`` (a recipe's
+    options, which the user wrote), options that the shards' manifest sets otherwise are named in
+    one stderr line: the bytes are laid out as the shards say, so those cannot apply.
     Raises PreparedError (ModalityMismatch, ModalityUnknown, IncompleteShards), ShardError for
     a listed shard that is missing, or ValueError for bad options.
     """
@@ -202,7 +205,7 @@ def open_prepared(
             options = stored
         elif stored.get("name") == options.get("name"):
             unmet = {k: v for k, v in options.items() if k in stored and stored[k] != v}
-            if unmet:  # said once, not silently dropped: the shards' bytes cannot be re-laid out
+            if unmet and name_unmet:  # said, not dropped silently: bytes cannot be re-laid out
                 given = ", ".join(f"{k}={v}" for k, v in unmet.items())
                 held = ", ".join(f"{k}={stored[k]}" for k in unmet)
                 print(

@@ -264,6 +264,7 @@ class ByteDataModule(L.LightningDataModule):
             prepared = open_prepared(
                 self.paths, modality, val_fraction=val_fraction, seed=seed,
                 allow_incomplete=self.allow_incomplete, allow_flag="--data.allow_incomplete true",
+                name_unmet=True,
             )  # fmt: skip
         except (IncompleteShards, ShardError) as error:
             raise ConfigError(f"data.path: {error}") from error

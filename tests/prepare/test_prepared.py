@@ -59,9 +59,10 @@ def test_shards_give_each_split_as_one_stream(text_shards):
 
 
 def test_options_the_shards_do_not_hold_are_named_once_not_dropped_silently(text_shards, capsys):
-    open_prepared([text_shards], {"name": "text", "patch_size": 8})  # what they hold: quiet
+    open_prepared([text_shards], {"name": "text", "patch_size": 8}, name_unmet=True)  # they hold it
+    open_prepared([text_shards], {"name": "text", "patch_size": 4})  # a checkpoint's: its own P
     assert capsys.readouterr().err == ""
-    prepared = open_prepared([text_shards], {"name": "text", "patch_size": 4})
+    prepared = open_prepared([text_shards], {"name": "text", "patch_size": 4}, name_unmet=True)
     assert prepared.adapter.options["patch_size"] == 8  # the bytes are as the shards say
     assert capsys.readouterr().err == (
         f"multibyte: {text_shards}: the shards hold patch_size=8; patch_size=4 does not apply "
