@@ -45,11 +45,23 @@ def model_spec(model: nn.Module) -> dict[str, Any]:
 
 
 def build_model(spec: dict[str, Any]) -> nn.Module:
+    """The untrained model that `spec` ({"class": ..., "config": {...}}) describes; a spec that
+    does not describe one (a missing or unknown field, a value the config refuses) is a
+    CheckpointError saying why."""
+    if not isinstance(spec, dict):
+        raise CheckpointError(f"its model entry is {type(spec).__name__}, not a dict")
     name = spec.get("class")
     if name not in MODEL_CLASSES:
         raise CheckpointError(f"unknown model class {name!r}; known: {sorted(MODEL_CLASSES)}")
     model_class, config_class = MODEL_CLASSES[name]
-    return model_class(config_class(**spec["config"]))
+    fields = spec.get("config")
+    if not isinstance(fields, dict):
+        raise CheckpointError(f"its {name} config is {type(fields).__name__}, not a dict")
+    try:
+        config = config_class(**fields)
+    except (TypeError, ValueError) as error:  # an unknown field, or a value the config refuses
+        raise CheckpointError(f"its {name} config cannot be built: {error}") from error
+    return model_class(config)
 
 
 def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
@@ -127,11 +139,19 @@ def _moments_fit(state: dict, ids: list, params: list[torch.Tensor]) -> bool:
     )
 
 
-def load(path: str | os.PathLike, map_location: Any = "cpu") -> nn.Module:
+def load(ckpt_path: str | os.PathLike, map_location: Any = "cpu") -> nn.Module:
     """The trained model in eval mode; `.modality` holds the adapter options it was trained on."""
+    path = ckpt_path
     checkpoint = read_checkpoint(path, map_location)
     info = checkpoint["multibyte"]
-    model = build_model(info["model"])
+    if not isinstance(info, dict) or "model" not in info:
+        raise CheckpointError(f"{path}: its 'multibyte' entry has no model description")
+    if not isinstance(info.get("modality"), (dict, type(None))):
+        raise CheckpointError(f"{path}: its modality options are not a dict")
+    try:
+        model = build_model(info["model"])
+    except CheckpointError as error:
+        raise CheckpointError(f"{path}: {error}") from error
     missing, unexpected = model.load_state_dict(model_state_dict(checkpoint), strict=False)
     # Tied heads appear under both names in some saves; anything else missing is an error.
     missing = [key for key in missing if key != "head.weight" or not model.config.tie_embeddings]

@@ -7,6 +7,7 @@ import sys
 
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
+from multibyte.checkpoint import read_checkpoint
 from multibyte.train.callbacks import Checkpoints
 from multibyte.train.data import ByteDataModule, ConfigError
 from multibyte.train.module import ByteLM
@@ -61,6 +62,16 @@ class MultibyteCLI(LightningCLI):
         for callback in self.trainer.checkpoint_callbacks:
             if isinstance(callback, Checkpoints) and callback.dirpath is None:
                 callback.dirpath = os.path.join(self.trainer.default_root_dir, "checkpoints")
+
+    def _parse_ckpt_path(self) -> None:
+        # Lightning reads --ckpt_path here, before any hook, and its refusal of a file that needs
+        # more than plain data is a raw UnpicklingError. Read it our way first (weights_only=True,
+        # and it must be a multibyte checkpoint), so the refusal is one line naming the file.
+        subcommand = self.config.get("subcommand")
+        path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if path and os.path.isfile(path):
+            read_checkpoint(path)
+        super()._parse_ckpt_path()
 
     def before_fit(self) -> None:
         self._check_model_against_data()

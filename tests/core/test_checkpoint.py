@@ -108,6 +108,26 @@ def test_load_refuses_what_is_not_a_multibyte_checkpoint(payload, message, tmp_p
         multibyte.load(path)
 
 
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"format": 1}, "no model description"),
+        ({"format": 1, "model": "Megabyte"}, "model entry is str"),
+        ({"format": 1, "model": {"class": "Megabyte"}}, "Megabyte config is NoneType"),
+        ({"format": 1, "model": {"class": "Megabyte", "config": {"bogus": 1}}}, "bogus"),
+        ({"format": 1, "model": {"class": "Megabyte", "config": {"patch_size": 0}}}, "patch_size"),
+        ({"format": 1, "model": {"class": "Megabyte", "config": {}}, "modality": "image"},
+         "modality options are not a dict"),
+    ],
+    ids=["no_model", "model_not_a_dict", "no_config", "unknown_field", "refused_value",
+         "modality_not_a_dict"],
+)  # fmt: skip
+def test_load_refuses_a_malformed_model_description_naming_the_file(entry, message, tmp_path):
+    torch.save({"multibyte": entry, "state_dict": {}}, tmp_path / "odd.ckpt")
+    with pytest.raises(CheckpointError, match=f"odd.ckpt.*{message}"):
+        multibyte.load(ckpt_path=tmp_path / "odd.ckpt")
+
+
 def test_load_names_a_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.ckpt"):
         multibyte.load(tmp_path / "missing.ckpt")

@@ -9,6 +9,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+import torch
 
 from multibyte.data import ShardError
 from tests.faults.conftest import ROOT, tree
@@ -60,6 +61,11 @@ def test_checkpoint_mistakes(checkpoint, tmp_path, in_process):
     in_process("sample", "--ckpt", tmp_path, "--out", tmp_path / "s").assert_user_error(
         tmp_path, "is a folder, not a checkpoint"
     )
+    odd = tmp_path / "odd.ckpt"  # a newer or edited file: a config field this version lacks
+    torch.save({"multibyte": {"format": 1, "model": {"class": "Megabyte", "config": {"x": 1}}},
+                "state_dict": {}}, odd)  # fmt: skip
+    in_process("evaluate", "--ckpt", odd, "--data", text_file).assert_user_error(odd, "config")
+    in_process("sample", "--ckpt", odd, "--out", tmp_path / "s").assert_user_error(odd, "config")
 
 
 def test_sample_refuses_zero_bytes_and_a_prompt_of_another_modality(
@@ -116,3 +122,16 @@ def test_debug_shows_the_traceback(shards, checkpoint, tmp_path, in_process, mon
     with pytest.raises(ShardError):
         main([str(a) for a in evaluate])
     assert ROOT.is_dir()
+
+
+def test_resume_from_a_file_that_would_run_code_is_refused_by_name(shards, tmp_path, in_process):
+    class Payload:
+        def __reduce__(self):
+            return (print, ("this must never run",))
+
+    evil = tmp_path / "evil.ckpt"
+    torch.save({"multibyte": Payload(), "state_dict": {}}, evil)
+    result = in_process(*fit_args(shards, tmp_path / "run"), "--ckpt_path", evil)
+    text = result.assert_user_error(evil, "refusing to load")
+    assert "this must never run" not in text
+    assert not (tmp_path / "run" / "checkpoints").exists()  # refused before any training
