@@ -59,14 +59,21 @@ class Case:
     run: Callable[[argparse.Namespace], dict]
     render: Callable[[dict], str]
     options: Callable[[argparse.ArgumentParser], None] | None
+    documented: tuple[str, ...] = ()
+    """Options of the run docs/benchmarks.md shows, which `run all` (without --smoke) adds."""
 
 
 CASES: dict[str, Case] = {}
 
 
-def case(name: str, render: Callable[[dict], str], options: Callable | None = None) -> Callable:
+def case(
+    name: str,
+    render: Callable[[dict], str],
+    options: Callable | None = None,
+    documented: Sequence[str] = (),
+) -> Callable:
     """Decorator: register `run(args) -> results` as the case `name`."""
-    return lambda run: CASES.setdefault(name, Case(run, render, options)).run
+    return lambda run: CASES.setdefault(name, Case(run, render, options, tuple(documented))).run
 
 
 def log(message: str) -> None:  # progress to stderr: stdout carries the result section
@@ -411,7 +418,8 @@ def cli(argv: Sequence[str] | None = None) -> int:
         run_case(argv[1], argv[2:])
         return 0
     for name in CASES:  # one process per case: peak memory and glibc settings stay its own
-        command = [sys.executable, "-m", "benchmarks", "run", name, *argv[2:]]
+        documented = [] if "--smoke" in argv else list(CASES[name].documented)
+        command = [sys.executable, "-m", "benchmarks", "run", name, *documented, *argv[2:]]
         if code := subprocess.run(command).returncode:
             return code
     return 0

@@ -676,7 +676,13 @@ def check(args: argparse.Namespace, known: list[str]) -> None:
         fail("nothing to run: --no-compare without --ablate")
 
 
-@h.case("quality", render, options)
+# The documented run (docs/benchmarks.md): two trainings at a time, the peer with 4 heads of 64
+# (closest to our 64-wide heads), and the text ablation against the pre-issue-15 recipe.
+DOCUMENTED = ("--jobs", "2", "--peer-heads", "4", "--ablate", "text", "--ablate-steps", "300",
+              "--ablate-recipe", "benchmarks/ablation/pg19-tiny-paper.yaml")  # fmt: skip
+
+
+@h.case("quality", render, options, documented=DOCUMENTED)
 def run(args: argparse.Namespace) -> dict:
     from benchmarks import peer  # Lightning and webdataset: imported when this case runs
     from multibyte.quickstart import PLANS

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -81,6 +82,21 @@ def test_cases_are_registered_and_listed(capsys):
     }
     assert h.cli(["list"]) == 0
     assert set(capsys.readouterr().out.split()) == set(h.CASES)
+
+
+def test_run_all_gives_each_case_its_documented_options_unless_smoke(monkeypatch):
+    commands = []
+    monkeypatch.setattr(
+        h.subprocess, "run", lambda c: commands.append(c) or SimpleNamespace(returncode=0)
+    )
+    assert h.cli(["run", "all", "--folder", "x"]) == 0
+    by_case = {c[4]: c[5:] for c in commands}
+    assert list(by_case) == list(h.CASES)
+    assert by_case["quality"] == [*quality.DOCUMENTED, "--folder", "x"]  # the user's last: it wins
+    assert by_case["core"] == ["--folder", "x"]
+    commands.clear()
+    assert h.cli(["run", "all", "--smoke"]) == 0
+    assert all(c[5:] == ["--smoke"] for c in commands)
 
 
 def test_train_step_smoke(tmp_path):
