@@ -159,6 +159,9 @@ def run_modality(plan: Plan, out: Path, samples: Path, quick: bool) -> dict[str,
             "--trainer.max_steps", str(steps), "--trainer.val_check_interval", str(steps),
             "--trainer.default_root_dir", str(root), "--trainer.log_every_n_steps", "5",
             "--model.warmup_steps", str(max(1, steps // 10)),
+            # eager: a fresh machine may lack the C++ compiler that CPU torch.compile needs, and
+            # a few hundred steps barely repay compiling
+            "--model.compile", "false",
         ])  # fmt: skip
         checkpoint = root / "checkpoints" / "last.ckpt"
         report_json = root / "evaluation.json"

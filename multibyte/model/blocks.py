@@ -209,6 +209,18 @@ def compile_blocks(model: nn.Module) -> int:
     return len(blocks)
 
 
+def cpu_compile_unavailable() -> str | None:
+    """Why `torch.compile` cannot build CPU kernels here, or None: inductor's CPU kernels are
+    C++, compiled on first use, so a machine without a C++ compiler fails at the first step."""
+    from torch._inductor import cpp_builder, exc
+
+    try:
+        cpp_builder.get_cpp_compiler()
+    except exc.InvalidCxxCompiler:
+        return "torch.compile on the CPU needs a C++ compiler (g++ or clang++), and none was found"
+    return None
+
+
 def shift_right(tokens: torch.Tensor, pad: nn.Parameter) -> torch.Tensor:
     """Drop the last token and put the trainable pad first, so token i sees only tokens < i."""
     pad = pad.to(tokens.dtype).expand(tokens.shape[0], 1, -1)

@@ -20,7 +20,7 @@ from multibyte.checkpoint import (
 from multibyte.data.header import HeaderTable, is_mixture
 from multibyte.flops import flops_per_byte
 from multibyte.loss import cross_entropy_sum, next_byte_loss, next_byte_nats
-from multibyte.model.blocks import compile_blocks
+from multibyte.model.blocks import compile_blocks, cpu_compile_unavailable
 from multibyte.train.data import ConfigError
 
 LN2 = math.log(2.0)
@@ -316,6 +316,10 @@ class ByteLM(L.LightningModule):
     # -- checkpoints --------------------------------------------------------------------------
 
     def on_fit_start(self) -> None:
+        if self.hparams.compile and self.device.type == "cpu":  # refuse before the first step
+            reason = cpu_compile_unavailable()
+            if reason:
+                raise ConfigError(f"model.compile: {reason}; install one or set it to false")
         self._remember_modality()
 
     def on_validation_start(self) -> None:

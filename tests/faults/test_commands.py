@@ -135,3 +135,17 @@ def test_resume_from_a_file_that_would_run_code_is_refused_by_name(shards, tmp_p
     text = result.assert_user_error(evil, "refusing to load")
     assert "this must never run" not in text
     assert not (tmp_path / "run" / "checkpoints").exists()  # refused before any training
+
+
+def test_compile_without_a_cpu_compiler_is_refused_before_training(
+    shards, tmp_path, in_process, monkeypatch
+):
+    from torch._inductor import cpp_builder, exc
+
+    def no_compiler():
+        raise exc.InvalidCxxCompiler
+
+    monkeypatch.setattr(cpp_builder, "get_cpp_compiler", no_compiler)
+    result = in_process(*fit_args(shards, tmp_path / "run"), "--model.compile", "true")
+    result.assert_user_error("model.compile", "C++ compiler", "false")
+    assert not list((tmp_path / "run").rglob("*.ckpt"))  # refused before the first step
