@@ -140,6 +140,7 @@ def recipe(ours: dict, heads: int = 8) -> dict:
     model["class_path"] = CLASS_PATH
     config = model["init_args"]["config"]  # sizes only: our architecture flags do not apply
     model["init_args"] = {"config": {k: config[k] for k in SIZES if k in config}, "heads": heads}
+    swapped["model"].pop("compile", None)  # it compiles our blocks; the peer trains as it ships
     trainer = swapped.setdefault("trainer", {})
     callbacks = trainer.get("callbacks") or []
     trainer["callbacks"] = [c for c in callbacks if not _is_checkpoint(c["class_path"])]

@@ -124,6 +124,8 @@ def test_the_peer_recipe_swaps_the_model_and_drops_checkpoints():
     assert "multibyte.train.Checkpoints" not in kept and "multibyte.train.ByteThroughput" in kept
     assert swapped["trainer"]["enable_checkpointing"] is False
     assert swapped["model"]["lr"] == ours["model"]["lr"] and swapped["data"] == ours["data"]
+    # our recipe compiles our blocks; the peer has none and trains eagerly, as it ships
+    assert ours["model"]["compile"] is True and "compile" not in swapped["model"]
     assert ours["model"]["model"]["class_path"] == "multibyte.Megabyte"  # the original unchanged
 
 
