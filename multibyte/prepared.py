@@ -102,6 +102,14 @@ def is_shards(paths: Sequence[Path]) -> bool:
     return (folder / MANIFEST).is_file() or any(list_shards(folder, s) for s in SPLITS)
 
 
+def full_options(stored: dict[str, Any]) -> dict[str, Any]:
+    """Stored adapter options with every option the adapter has (defaults filled in)."""
+    try:
+        return dict(modalities.get(**stored).options)
+    except (KeyError, TypeError, ValueError):  # an unknown name or option fails where it is used
+        return dict(stored)
+
+
 def resolve_options(expected: dict[str, Any] | None, override: str | None) -> dict[str, Any] | None:
     """The adapter options to use: ``expected`` unless ``override`` names another modality,
     which then gets its defaults."""
@@ -204,10 +212,11 @@ def open_prepared(
         if options is None:
             options = stored
         elif stored.get("name") == options.get("name"):
-            unmet = {k: v for k, v in options.items() if k in stored and stored[k] != v}
+            held_options = full_options(stored)  # an option older shards lack is its default
+            unmet = {k: v for k, v in options.items() if k in held_options and held_options[k] != v}
             if unmet and name_unmet:  # said, not dropped silently: bytes cannot be re-laid out
                 given = ", ".join(f"{k}={v}" for k, v in unmet.items())
-                held = ", ".join(f"{k}={stored[k]}" for k in unmet)
+                held = ", ".join(f"{k}={held_options[k]}" for k in unmet)
                 print(
                     f"multibyte: {roots[0]}: the shards hold {held}; {given} does not apply "
                     f"(prepare them with those options to use it)",

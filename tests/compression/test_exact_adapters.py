@@ -24,9 +24,10 @@ def test_text_is_the_files_bytes(tmp_path, files):
     assert adapter.encode_exact(tmp_path / "empty.txt") == b""
 
 
+@pytest.mark.parametrize("predictor", ["none", "med", "med_colour"])
 @pytest.mark.parametrize("order", ["raster", "patch"])
-def test_image_pixels_round_trip(tmp_path, files, order):
-    adapter = modalities.get("image", size=8, order=order, patch_size=12)
+def test_image_pixels_round_trip(tmp_path, files, order, predictor):
+    adapter = modalities.get("image", size=8, order=order, patch_size=12, predictor=predictor)
     data = adapter.encode_exact(files.png)
     assert data == adapter.encode(files.pixels)  # the pixels, in the adapter's order
     adapter.save_exact(data, tmp_path / "back.png")

@@ -39,9 +39,10 @@ def test_byte_codec_rates_are_8_times_compressed_over_raw():
     assert rates["xz"] == 8 * sum(len(lzma.compress(s, preset=9)) for s in sequences) / raw
 
 
+@pytest.mark.parametrize("predictor", ["none", "med_colour"])
 @pytest.mark.parametrize("order", ["raster", "patch"])
-def test_image_codecs_round_trip_in_either_byte_order(order):
-    adapter = modalities.get("image", size=8, order=order, patch_size=12)
+def test_image_codecs_round_trip_in_either_byte_order(order, predictor):
+    adapter = modalities.get("image", size=8, order=order, patch_size=12, predictor=predictor)
     codecs, notes = adapter.codecs()
     assert {"png", "webp"} <= set(codecs) and notes == {}
     data = image_bytes(adapter)

@@ -49,7 +49,13 @@ def test_image_folder_end_to_end(tmp_path, workers):
     assert main(argv) == 0
     manifest = _manifest(out)
     assert manifest["complete"] is True
-    assert manifest["options"] == {"name": "image", "size": 8, "order": "patch", "patch_size": 12}
+    assert manifest["options"] == {
+        "name": "image",
+        "size": 8,
+        "order": "patch",
+        "patch_size": 12,
+        "predictor": "none",
+    }
     assert sum(manifest["counts"].values()) == 6
     assert manifest["total_bytes"] == 6 * 8 * 8 * 3
     skipped = {s["source"].rsplit("/", 1)[-1]: s["reason"] for s in manifest["skipped"]}
