@@ -70,6 +70,22 @@ def test_options_the_shards_do_not_hold_are_named_once_not_dropped_silently(text
     )
 
 
+def test_an_option_older_shards_lack_is_its_default_and_named(pictures, tmp_path, capsys):
+    out = tmp_path / "old"
+    argv = ["image", "--src", str(pictures), "--out", str(out), "--size", "4", "--quiet"]
+    assert prepare([*argv, "--val-fraction", "0.5", "--workers", "1"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    del manifest["options"]["predictor"]  # as written before the option existed
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    wanted = {"name": "image", "size": 4, "predictor": "med"}
+    prepared = open_prepared([out], wanted, name_unmet=True)
+    assert prepared.adapter.options["predictor"] == "none"  # the bytes are pixels
+    assert capsys.readouterr().err == (
+        f"multibyte: {out}: the shards hold predictor=none; predictor=med does not apply "
+        "(prepare them with those options to use it)\n"
+    )
+
+
 def test_raw_files_split_exactly_as_prepare_does(books, text_shards):
     manifest = json.loads((text_shards / "manifest.json").read_text())
     prepared = open_prepared([books], {"name": "text"}, val_fraction=manifest["val_fraction"])
