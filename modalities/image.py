@@ -132,8 +132,7 @@ class ImageAdapter(BaseAdapter):
 
     def pixels(self, data: bytes | np.ndarray) -> np.ndarray:
         """This adapter's bytes of one image back to HWC uint8 pixels [size, size, 3]."""
-        layout = self.unorder(np.asarray(np.frombuffer(bytes(data), np.uint8)))
-        return from_residuals(layout[None], self.predictor)[0]
+        return from_residuals(self.unorder(data)[None], self.predictor)[0]
 
     def order_pixels(self, pixels: np.ndarray) -> np.ndarray:
         """HWC values (or a batch [N, H, W, 3]) as flat values in this adapter's byte order."""
