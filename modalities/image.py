@@ -28,7 +28,7 @@ from modalities.base import (
     files_under,
 )
 from modalities.imagenet64 import load_npz_batch
-from modalities.predictors import PREDICTORS, from_residuals, to_residuals
+from modalities.predictors import check_predictor, from_residuals, to_residuals
 from multibyte.codecs import Codec, CodecUnavailable
 
 ORDERS = ("raster", "patch")
@@ -85,7 +85,7 @@ class ImageAdapter(BaseAdapter):
         check_positive_int("size", size)
         check_choice("order", order, ORDERS)
         check_positive_int("patch_size", patch_size)
-        check_choice("predictor", predictor, PREDICTORS)
+        check_predictor(predictor)
         self.size = size
         self.order = order
         self.predictor = predictor
@@ -222,7 +222,7 @@ class ImageAdapter(BaseAdapter):
         def compress(data: bytes) -> bytes:
             if len(data) != self.seq_len:
                 raise CodecUnavailable(f"{len(data)} bytes is not one {self.size}px image")
-            # The adapter's order is undone first: the codec sees the picture, not the byte order.
+            # Order and predictor are undone first: the codec sees the picture, not our bytes.
             out = io.BytesIO()
             Image.fromarray(np.ascontiguousarray(self.pixels(data)), "RGB").save(out, **save)
             return out.getvalue()
@@ -289,11 +289,12 @@ class ImageAdapter(BaseAdapter):
     # predictor the image is rebuilt, viewed and predicted again (about 2 ms).
 
     def mirror(self, data: bytes) -> bytes:
-        """The image mirrored left-right, in this adapter's byte order (one gather, no decode)."""
+        """The image mirrored left-right, as this adapter's bytes (see ``rearrange``)."""
         return self.rearrange(data, "hflip")
 
     def rearrange(self, data: bytes, view: str, name: str | None = None) -> bytes:
-        """The image under one of ``VIEWS`` (a symmetry of the square or an RGB permutation)."""
+        """The image under one of ``VIEWS`` (a symmetry of the square or an RGB permutation):
+        one gather of the bytes, or, with a predictor, the pixels rebuilt, viewed and predicted."""
         self._check_sample(data, name or view)
         if self.predictor != "none":  # residuals are not a permutation of a view's residuals
             return self.serialize(VIEWS[view](self.pixels(data))).tobytes()
