@@ -37,11 +37,14 @@ from multibyte.compression.container import (
     pack,
     unpack,
 )
+from multibyte.model.generation import compiled_kernel_target
 
 DEFAULT_BATCH = 32
 """Chunks coded together when the caller does not say (recorded in the file either way)."""
 # Environment entries that must be equal for the model to give bit-identical logits.
 MUST_MATCH = ("torch", "constriction", "device", "device_name")
+# ...and for the compiled step on a CPU, the cache sizes its GEMM kernels are blocked for.
+COMPILED_MUST_MATCH = ("compiled_for",)
 STEPS = {False: "eager", True: "compiled"}
 """`environment["decode_step"]`: which decode step made the logits (files without it: eager)."""
 
@@ -80,7 +83,7 @@ def coding_environment(device: torch.device, threads: int, compile: bool = False
         name = torch.cuda.get_device_name(device)
     else:
         name = torch.backends.cpu.get_cpu_capability()
-    return {
+    environment = {
         "torch": torch.__version__,
         "constriction": metadata.version("constriction"),
         "device": device.type,
@@ -88,6 +91,10 @@ def coding_environment(device: torch.device, threads: int, compile: bool = False
         "threads": threads,
         "decode_step": STEPS[compile],
     }
+    target = compiled_kernel_target(device) if compile else None
+    if target is not None:
+        environment["compiled_for"] = target
+    return environment
 
 
 @contextmanager
@@ -215,8 +222,15 @@ def check_compatible(
             "their probabilities differ in the last bits, so decoding would not be exact. "
             f"Decompress it with compile={step == STEPS[True]}"
         )
-    here = coding_environment(model_device(model), env["threads"])
-    differ = [key for key in MUST_MATCH if env.get(key) != here[key]]
+    compiled = step == STEPS[True]
+    here = coding_environment(model_device(model), env["threads"], compiled)
+    if compiled and "compiled_for" in here and "compiled_for" not in env:
+        raise EnvironmentMismatchError(
+            "made by an earlier compiled decode step (before the C++ GEMM kernels), whose "
+            "probabilities this version's does not reproduce: decompress it with the multibyte "
+            "version that made it"
+        )
+    differ = [key for key in MUST_MATCH + COMPILED_MUST_MATCH if env.get(key) != here.get(key)]
     if differ:
         raise EnvironmentMismatchError(
             f"made with {_describe(env)}, but here is {_describe(here)}: the model's "
@@ -231,8 +245,9 @@ def _positive_int(value: Any) -> bool:
 
 
 def _describe(env: dict[str, Any]) -> str:
+    compiled = f", compiled for {env['compiled_for']}" if env.get("compiled_for") else ""
     return (
-        f"torch {env.get('torch')} on {env.get('device')} ({env.get('device_name')}), "
+        f"torch {env.get('torch')} on {env.get('device')} ({env.get('device_name')}{compiled}), "
         f"constriction {env.get('constriction')}"
     )
 

@@ -212,7 +212,11 @@ class CausalSelfAttention(nn.Module):
             q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
         cache.keys.index_copy_(2, position, k)
         cache.values.index_copy_(2, position, v)
-        y = F.scaled_dot_product_attention(q, cache.keys, cache.values, attn_mask=visible)
+        # Attention written out (one query row): inductor fuses it into the step's own loops,
+        # where the SDPA kernel's setup per call costs more than the arithmetic at this size.
+        scores = (q * q.shape[-1] ** -0.5) @ cache.keys.transpose(-1, -2)
+        weights = scores.masked_fill(~visible, float("-inf")).softmax(dim=-1)
+        y = weights @ cache.values  # [batch, heads, 1, head_dim]
         return F.linear(y.view(x.shape[0], self.inner), self.proj.weight)
 
     def _with_previous_patch(

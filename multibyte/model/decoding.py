@@ -126,7 +126,7 @@ class CompiledMegabyteDecoder(MegabyteDecoder):
         self.sizes = tuple(spec.token_bytes for spec in self.specs)
         self.contexts = [like.new_zeros(batch, spec.sequence, spec.dim) for spec in self.specs]
         self.states = [like.new_zeros(batch, spec.dim) for spec in self.specs]
-        self.step = compiled_step(megabyte_static_step)
+        self.step = compiled_step(megabyte_static_step, model)
 
     def prefill(self, t: int) -> torch.Tensor:
         logits = super().prefill(t)

@@ -3,34 +3,89 @@ temperature, top-k, nucleus)."""
 
 from __future__ import annotations
 
+import itertools
+import weakref
 from collections.abc import Callable
 
 import torch
 import torch._dynamo
+import torch._inductor.config
+from torch import nn
 
 # Graphs one compiled step function may hold: (model, step kind, batch, threads) each get their
 # own; dynamo's default of 8 would silently fall back to eager in a long session.
 RECOMPILE_LIMIT = 256
-_COMPILED: dict[Callable, Callable] = {}
+# On a CPU the weights are frozen into the graph (constants, prepacked) so inductor's C++ GEMM
+# template can replace the extern MKL calls: at batch 1 that takes the step to the memory floor
+# (docs/benchmarks.md "decode"). "CPP" alone: one candidate per product, so no timing run ever
+# picks a kernel, and a shape always gets the same arithmetic (compression needs that).
+FROZEN_CPU = {"freezing": True, "max_autotune": True, "max_autotune_gemm_backends": "CPP"}
+_COMPILED: dict[tuple[Callable, bool], Callable] = {}
+# The weights each model's frozen graphs were built from (a copy, compared on every new decoder).
+_FROZEN: weakref.WeakKeyDictionary[nn.Module, list[torch.Tensor]] = weakref.WeakKeyDictionary()
 
 
-def compiled_step(step: Callable) -> Callable:
-    """`step` as one compiled graph (inductor), compiled on first use.
+def compiled_step(step: Callable, model: nn.Module) -> Callable:
+    """`step` as one compiled graph (inductor) for `model`, compiled on first use.
 
     Static shapes only (`dynamic=False`): a new batch size or step kind compiles a graph of its
     own instead of turning an existing one dynamic, so the arithmetic of a given shape never
     depends on what ran before (compression needs that). `fullgraph=True`: a graph break is an
     error, not a silent partial eager fallback. Callers pass positions as tensors and every
     Python-level choice (step kind, thread count) as plain arguments, which dynamo specializes.
+
+    On a CPU the graph holds `model`'s weights as constants (`FROZEN_CPU`); dynamo then keeps one
+    graph per model object, and a model whose weights changed since (training, a loaded state
+    dict) has every compiled graph dropped and rebuilt, never run with the old weights.
     """
-    if step not in _COMPILED:
+    frozen = next(model.parameters()).device.type == "cpu"
+    if frozen:
+        _check_frozen_weights(model)
+    key = (step, frozen)
+    if key not in _COMPILED:
         config = torch._dynamo.config
         config.recompile_limit = max(config.recompile_limit, RECOMPILE_LIMIT)
         config.accumulated_recompile_limit = max(
             config.accumulated_recompile_limit, RECOMPILE_LIMIT
         )
-        _COMPILED[step] = torch.compile(step, dynamic=False, fullgraph=True)
-    return _COMPILED[step]
+        compiled = torch.compile(step, dynamic=False, fullgraph=True)
+        _COMPILED[key] = _with_inductor_config(compiled, FROZEN_CPU) if frozen else compiled
+    return _COMPILED[key]
+
+
+def compiled_kernel_target(device: torch.device) -> str | None:
+    """What a compiled step's arithmetic depends on beyond torch and the CPU capability: the
+    C++ GEMM template blocks its loops (and so orders its sums) by the L1d and L2 cache sizes.
+    None where nothing beyond those applies (a GPU)."""
+    if device.type != "cpu":
+        return None
+    caps = torch.cpu.get_capabilities()
+    return f"cpp gemm, L1d {caps.get('l1d_cache_size')} B, L2 {caps.get('l2_cache_size')} B"
+
+
+def _with_inductor_config(compiled: Callable, patch: dict) -> Callable:
+    # Set around every call, not as `torch.compile(options=...)`: dynamo reads `freezing` itself
+    # while tracing (to treat parameters as constants), outside the options' scope.
+    def step(*args: object) -> object:
+        with torch._inductor.config.patch(patch):
+            return compiled(*args)
+
+    return step
+
+
+def _check_frozen_weights(model: nn.Module) -> None:
+    tensors = [t.detach() for t in itertools.chain(model.parameters(), model.buffers())]
+    kept = _FROZEN.get(model)
+    if kept is not None and not (
+        len(kept) == len(tensors)
+        and all(a.shape == b.shape and torch.equal(a, b) for a, b in zip(kept, tensors))
+    ):
+        torch._dynamo.reset()  # the only way to drop graphs that hold the old weights
+        _COMPILED.clear()
+        _FROZEN.clear()
+        kept = None
+    if kept is None:
+        _FROZEN[model] = [t.clone() for t in tensors]
 
 
 def check_sampling_args(temperature: float, top_k: int | None, top_p: float | None) -> None:

@@ -166,7 +166,7 @@ class CompiledByteTransformerDecoder(ByteTransformerDecoder):
 
     def __init__(self, model: ByteTransformer, buffer: torch.Tensor) -> None:
         super().__init__(model, buffer)
-        self.step = compiled_step(byte_transformer_static_step)
+        self.step = compiled_step(byte_transformer_static_step, model)
 
     def advance(self, t: int) -> torch.Tensor:
         position = torch.tensor([t], device=self.x.device)

@@ -12,6 +12,7 @@ import pytest
 
 import multibyte
 from multibyte.compression import CompressionError, EnvironmentMismatchError, unpack
+from multibyte.compression.container import pack
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +29,19 @@ def test_compiled_round_trip_records_its_step(model, helpers):
     assert multibyte.decompress(model, blob, compile=True) == data
     with pytest.raises(EnvironmentMismatchError, match="compiled decode step"):
         multibyte.decompress(model, blob, compile=False)
+
+
+def test_a_compiled_file_names_the_caches_its_kernels_were_built_for(model, helpers):
+    data = helpers.random_bytes(60, seed=6)
+    container = unpack(multibyte.compress(model, data, chunk=48, compile=True))
+    assert "L1d" in container.meta["environment"]["compiled_for"]
+    container.meta["environment"]["compiled_for"] = "cpp gemm, L1d 1 B, L2 2 B"
+    with pytest.raises(EnvironmentMismatchError, match="compiled for cpp gemm, L1d 1 B"):
+        multibyte.decompress(model, pack(container))
+    assert multibyte.decompress(model, pack(container), allow_mismatch=True) == data
+    del container.meta["environment"]["compiled_for"]  # as files of the earlier compiled step
+    with pytest.raises(EnvironmentMismatchError, match="earlier compiled decode step"):
+        multibyte.decompress(model, pack(container))
 
 
 def test_an_eager_file_refuses_the_compiled_step(model, helpers):

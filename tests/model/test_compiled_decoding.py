@@ -77,3 +77,19 @@ def test_unsupported_compiled_decoding_is_refused(make_megabyte):
     with pytest.raises(ValueError, match="use_cache"):
         make_megabyte().generate(torch.zeros(1, 0, dtype=torch.long), 4, use_cache=False,
                                  compile=True)  # fmt: skip
+
+
+def test_compiled_decoding_runs_the_weights_the_model_has_now():
+    # On a CPU the graph holds the weights as constants: another model of the same shapes, and
+    # the same model after its weights change, must each decode with their own weights.
+    torch.manual_seed(1)
+    first, second = (Megabyte(MegabyteConfig(patch_size=4, **TINY)).eval() for _ in range(2))
+    prompt = torch.randint(0, 256, (1, 4), generator=torch.Generator().manual_seed(2))
+    for model in (first, second):
+        assert torch.equal(generate(model, prompt, 20, compile=True), generate(model, prompt, 20))
+    first.load_state_dict(second.state_dict())  # in place, as a checkpoint load or training does
+    assert torch.equal(generate(first, prompt, 20, compile=True), generate(second, prompt, 20))
+    with torch.no_grad():
+        first.head.weight.data.mul_(2.0)  # `.data` bypasses the version counter: still seen
+    assert torch.equal(generate(first, prompt, 20, compile=True), generate(first, prompt, 20))
+    assert not torch.equal(generate(first, prompt, 20), generate(second, prompt, 20))
