@@ -39,12 +39,15 @@ def generate(
     top_p: float | None = None,
     generator: torch.Generator | None = None,
     progress: bool = True,
+    compile: bool = False,
 ) -> torch.Tensor:
-    """``model.generate(..., use_cache=True)`` with a tqdm bar that ticks once per byte."""
+    """``model.generate(..., use_cache=True)`` with a tqdm bar that ticks once per byte;
+    `compile`: every cached step one compiled graph (see `Megabyte.decoder`)."""
     with tqdm(total=max_new_bytes, unit="B", desc="sample", disable=not progress) as bar:
         return model.generate(
             prompt, max_new_bytes, temperature=temperature, top_k=top_k, top_p=top_p,
             use_cache=True, generator=generator, progress=lambda done: bar.update(done - bar.n),
+            compile=compile,
         )  # fmt: skip
 
 
@@ -80,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--compile", action="store_true",
+        help="run each decoding step as one compiled graph: ~10 s of compiling first, then "
+        "~1.7x faster per byte on a CPU (pays for long samples, e.g. whole images)",
+    )  # fmt: skip
     return parser
 
 
@@ -139,7 +147,7 @@ def run(args: argparse.Namespace) -> list[Path]:
         x = x.reshape(1, -1).repeat(args.n, 1)
         out = generate(
             model, x.to(args.device), new, args.temperature, args.top_k, args.top_p, generator,
-            progress=not args.quiet,
+            progress=not args.quiet, compile=args.compile,
         )  # fmt: skip
         samples = [bytes(row.tolist())[len(header) :] for row in out.cpu()]
         return adapter.render(samples, Path(args.out), prompt)

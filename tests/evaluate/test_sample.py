@@ -6,6 +6,7 @@ import numpy as np
 import soundfile
 import torch
 from PIL import Image
+from torch._dynamo.utils import counters
 
 import multibyte
 from multibyte.cli import main as cli
@@ -25,6 +26,16 @@ def test_unconditional_image_grid(image_ckpt, tmp_path):
     again = tmp_path / "again.png"
     assert sample("--ckpt", image_ckpt, "--out", again, "--n", "3", "--seed", "1") == 0
     assert out.read_bytes() == again.read_bytes()
+
+
+def test_compiled_sampling_writes_the_same_grid(image_ckpt, tmp_path):
+    eager, compiled = tmp_path / "eager.png", tmp_path / "compiled.png"
+    assert sample("--ckpt", image_ckpt, "--out", eager, "--n", "2", "--seed", "3") == 0
+    frames = counters["stats"]["unique_graphs"]
+    assert sample("--ckpt", image_ckpt, "--out", compiled, "--n", "2", "--seed", "3",
+                  "--compile") == 0  # fmt: skip
+    assert counters["stats"]["unique_graphs"] > frames  # the steps did run compiled
+    assert compiled.read_bytes() == eager.read_bytes()
 
 
 def test_image_completion_resizes_a_wrong_size_prompt_and_says_so(image_ckpt, tmp_path, capsys):
