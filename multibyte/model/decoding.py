@@ -33,13 +33,18 @@ class MegabyteDecoder:
         self.model, self.x = model, buffer
         self.specs = model.config.stages
         batch, like = buffer.shape[0], model.head.weight
+        # The global stage holds the patches this buffer reaches, not max_seq_len's: a static
+        # step reads its whole cache, and a short buffer should not pay for a long model.
+        patches = min(
+            -(-max(buffer.shape[1], 1) // self.specs[0].token_bytes), self.specs[0].length
+        )
+        capacities = [spec.sequence + spec.cross_patch for spec in self.specs]
+        capacities[0] -= self.specs[0].length - patches
         self.caches = [
-            stage.transformer.new_caches(
-                batch, spec.sequence + spec.cross_patch, like, self.zeroed_caches
-            )
-            for stage, spec in zip(model.stages, self.specs)
+            stage.transformer.new_caches(batch, capacity, like, self.zeroed_caches)
+            for stage, capacity in zip(model.stages, capacities)
         ]
-        self.global_out = like.new_zeros(batch, self.specs[0].length, self.specs[0].dim)
+        self.global_out = like.new_zeros(batch, patches, self.specs[0].dim)
         self.context: list[torch.Tensor | None] = [None] * len(self.specs)
         self.outputs: list[torch.Tensor | None] = [None] * len(self.specs)
 

@@ -141,8 +141,8 @@ class ByteTransformerDecoder:
 
     def __init__(self, model: ByteTransformer, buffer: torch.Tensor) -> None:
         self.model, self.x = model, buffer
-        self.caches = model.transformer.new_caches(
-            buffer.shape[0], model.config.max_seq_len, model.head.weight, self.zeroed_caches
+        self.caches = model.transformer.new_caches(  # as long as the buffer, not max_seq_len
+            buffer.shape[0], max(buffer.shape[1], 1), model.head.weight, self.zeroed_caches
         )
 
     def prefill(self, t: int) -> torch.Tensor:

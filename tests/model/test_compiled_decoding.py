@@ -93,3 +93,16 @@ def test_compiled_decoding_runs_the_weights_the_model_has_now():
         first.head.weight.data.mul_(2.0)  # `.data` bypasses the version counter: still seen
     assert torch.equal(generate(first, prompt, 20, compile=True), generate(first, prompt, 20))
     assert not torch.equal(generate(first, prompt, 20), generate(second, prompt, 20))
+
+
+@pytest.mark.parametrize("total", [1, 13, 16])
+def test_a_short_buffer_gets_caches_of_its_own_length(megabytes, total):
+    model = megabytes["plain"]  # P = 4, max_seq_len = 48: 12 patches
+    with torch.inference_mode():
+        decoder = model.decoder(torch.zeros(2, total, dtype=torch.long), compile=True)
+    assert decoder.caches[0][0].keys.shape[2] == -(-total // 4)  # not 12
+    assert decoder.global_out.shape[1] == -(-total // 4)
+    prompt = torch.randint(0, 256, (2, 1), generator=torch.Generator().manual_seed(4))
+    compiled = generate(model, prompt, total - 1, compile=True)
+    assert torch.equal(compiled, generate(model, prompt, total - 1, use_cache=False))
+    assert torch.equal(compiled, generate(model, prompt, total - 1))
