@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--compile", action="store_true",
         help="run each decoding step as one compiled graph: ~10 s of compiling first, then "
-        "~1.7x faster per byte on a CPU (pays for long samples, e.g. whole images)",
+        "1.4-1.8x faster per byte on a CPU (pays for long samples, e.g. whole images)",
     )  # fmt: skip
     return parser
 
