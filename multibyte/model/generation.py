@@ -85,8 +85,7 @@ def _check_frozen_weights(model: nn.Module) -> None:
     tensors = [t.detach() for t in itertools.chain(model.parameters(), model.buffers())]
     kept = _FROZEN.get(model)
     if kept is not None and not (
-        len(kept) == len(tensors)
-        and all(a.shape == b.shape and torch.equal(a, b) for a, b in zip(kept, tensors))
+        len(kept) == len(tensors) and all(map(torch.equal, kept, tensors))
     ):
         torch._dynamo.reset()  # the only way to drop graphs that hold the old weights
         _COMPILED.clear()
