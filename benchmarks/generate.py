@@ -27,15 +27,19 @@ SMOKE = dict(prompt=4, new_bytes=24, batches=(1, 2), points=3, span=1, short=(4,
              matvec=256, lucidrains=dict(dim=(32, 16), depth=(1, 1), dim_head=8, heads=2))  # fmt: skip  # noqa: E501
 LABELS = {"megabyte_cached": "MEGABYTE, KV cache", "megabyte_uncached": "MEGABYTE, no cache",
           "byte_transformer_cached": "ByteTransformer, KV cache",
+          "megabyte_compiled": "MEGABYTE, KV cache, compiled",
+          "byte_transformer_compiled": "ByteTransformer, KV cache, compiled",
           "megabyte_pytorch": "megabyte-pytorch 0.3.6 (no cache, as it ships)"}  # fmt: skip
 
 
-def cached_full(model: nn.Module, batch: int, prompt: int, new: int) -> dict:
-    """One cached `generate` of `new` bytes, after a short warm-up generation."""
-    x = h.random_bytes(batch, prompt)
-    model.generate(x, min(new, 32))
-    seconds = h.once(lambda: model.generate(x, new))
-    return {"method": "timed in full", "seconds": seconds}
+def cached_full(model: nn.Module, batch: int, prompt: int, new: int, compile: bool = False) -> dict:
+    """One cached `generate` of `new` bytes, after a warm-up generation (a short one; a full one
+    when compiled, since graphs are built for the buffer's length)."""
+    x = h.random_bytes(batch, prompt).to(model.head.weight.device)
+    model.generate(x, new if compile else min(new, 32), compile=compile)
+    seconds = h.once(lambda: model.generate(x, new, compile=compile))
+    method = "compiled step, CUDA graphs" if compile and x.is_cuda else "timed in full"
+    return {"method": method, "seconds": seconds}
 
 
 @torch.inference_mode()
@@ -217,14 +221,18 @@ def generation_table(rows: dict[str, dict]) -> str:
 
 
 def run_gpu(smoke: bool) -> dict:
-    """Cached generation on CUDA, both models, batch 1 and 8 (on the CPU when smoke-testing)."""
+    """Cached generation on CUDA, both models, batch 1 and 8, eager and compiled (each step kind
+    one CUDA graph), on the CPU when smoke-testing."""
     sizes, device = SMOKE if smoke else FULL, "cuda" if torch.cuda.is_available() else "cpu"
     prompt, new, rows = sizes["prompt"], sizes["new_bytes"], {}
     for name, model in h.equal_pair(prompt + new, smoke).items():
+        model = model.to(device).eval()
         for batch in (1, 8):
-            h.log(f"{device}: {name} cached, batch {batch}")
-            model = model.to(device).eval()
-            rows[f"{name}_cached/{batch}"] = cached_full(model, batch, prompt, new)
+            for kind in ("cached", "compiled"):
+                h.log(f"{device}: {name} {kind}, batch {batch}")
+                rows[f"{name}_{kind}/{batch}"] = cached_full(
+                    model, batch, prompt, new, compile=kind == "compiled"
+                )
     return {"device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu (smoke)",
             "sizes": sizes, "generate": add_rates(rows, new)}  # fmt: skip
 

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# GPU benchmarks (issue 6), each case under its own time limit, < 8 minutes on one H100:
+# GPU benchmarks (issues 6, 14), each case under its own time limit, < 11 minutes on one H100:
 #   bash benchmarks/gpu.sh            # JSON under $OUT (or runs/benchmarks/gpu), tables printed
 #   bash benchmarks/gpu.sh --smoke    # the same Python at tiny sizes (runs on a CPU)
 # train_step --gpu: imagenet64-small MFU (bf16, compiled blocks) and bytes/s against a matched
-# ByteTransformer, SDPA kernels; generate --gpu: cached bytes/s at batch 1 and 8; scaling --gpu:
+# ByteTransformer, SDPA kernels; generate --gpu: cached bytes/s at batch 1 and 8, eager and
+# compiled (each step kind one CUDA graph), after the CUDA-graph decoding test; scaling --gpu:
 # the longest trainable T (audio-tiny MEGABYTE, bf16, checkpointing).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -15,8 +16,12 @@ run() {  # LIMIT_S CASE [OPTIONS...]
   timeout "$1" "$PY" -m benchmarks run "${@:2}" --gpu "${SMOKE[@]}" --out "$DIR" --no-doc \
     || echo "$2: failed or timed out" >&2
 }
+if [ ${#SMOKE[@]} -eq 0 ]; then  # the CUDA-graph decode step against eager decoding, first
+  timeout 90 "$PY" -m pytest -q -p no:cacheprovider tests/model/test_compiled_decoding.py \
+    -k cuda_graph || echo "the CUDA-graph decoding test failed or timed out" >&2
+fi
 run 200 train_step
-run 80 generate
+run 180 generate
 if [ ${#SMOKE[@]} -eq 0 ]; then
   run 170 scaling --time-limit 60 --megabyte-range 262144 4194304 --transformer-range 16384 262144
 else

@@ -42,6 +42,10 @@ class KVCache:
         self.length = 0
         self._clear_shifted()
 
+    def tensors(self) -> list[torch.Tensor]:
+        """Every tensor a decoding step writes (keys, values, token-shift state)."""
+        return [self.keys, self.values, *self.shifted]
+
     def _clear_shifted(self) -> None:
         for state in self.shifted:
             state.zero_()

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from multibyte.model.attention import KVCache
-from multibyte.model.generation import compiled_step
+from multibyte.model.generation import StepGraphs, compiled_step
 
 
 class MegabyteDecoder:
@@ -131,7 +131,16 @@ class CompiledMegabyteDecoder(MegabyteDecoder):
         self.sizes = tuple(spec.token_bytes for spec in self.specs)
         self.contexts = [like.new_zeros(batch, spec.sequence, spec.dim) for spec in self.specs]
         self.states = [like.new_zeros(batch, spec.dim) for spec in self.specs]
+        # The step's inputs live in tensors of their own, updated in place (CUDA graphs read
+        # fixed addresses; and `torch.tensor([t])` on a GPU would wait for the device).
+        self.position = like.new_zeros(1, dtype=torch.long)
+        self.embedded = like.new_zeros(batch, self.specs[0].dim)
         self.step = compiled_step(megabyte_static_step, model)
+        written = [self.global_out, *self.contexts, *self.states]
+        written += [
+            tensor for stage in self.caches for cache in stage for tensor in cache.tensors()
+        ]
+        self.graphs = StepGraphs(like.device, written)
 
     def prefill(self, t: int) -> torch.Tensor:
         logits = super().prefill(t)
@@ -146,13 +155,14 @@ class CompiledMegabyteDecoder(MegabyteDecoder):
         patch = self.sizes[0]
         embedded = None
         if t % patch == 0:
-            embedded = self.model.global_model.embed(self.x, t - patch, t)[:, 0]
+            embedded = self.embedded
+            embedded.copy_(self.model.global_model.embed(self.x, t - patch, t)[:, 0])
         kind = step_kind(self.sizes, t)
-        position = torch.tensor([t], device=self.x.device)
-        return self.step(
-            self.model, kind, self.sizes, torch.get_num_threads(), self.x, position, embedded,
-            self.caches, self.global_out, self.contexts, self.states,
-        )  # fmt: skip
+        self.position.fill_(t)
+        return self.graphs(kind, lambda: self.step(
+            self.model, kind, self.sizes, torch.get_num_threads(), self.x, self.position,
+            embedded, self.caches, self.global_out, self.contexts, self.states,
+        ))  # fmt: skip
 
 
 def step_kind(sizes: tuple[int, ...], t: int) -> tuple[int, ...]:

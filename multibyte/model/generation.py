@@ -60,6 +60,52 @@ def compiled_step(step: Callable, model: nn.Module) -> Callable:
     return _COMPILED[key]
 
 
+class StepGraphs:
+    """A decoder's compiled steps as CUDA graphs: each step kind is captured on its first use
+    and replayed after, so a step costs one launch instead of one per kernel. A no-op on a CPU.
+
+    A capture records the addresses of the tensors the step reads and writes (the buffer, the
+    caches, the position), so the graphs belong to one decoder, whose tensors stay in place.
+    Before its capture a step runs once (compiling it, off the capture stream), and `state`,
+    every tensor a step writes, is put back afterwards: a step is not idempotent (token shift
+    reads the state it then overwrites), and its replay must see what the warm-up saw.
+    """
+
+    def __init__(self, device: torch.device, state: list[torch.Tensor]) -> None:
+        self.enabled = device.type == "cuda"
+        self.state = state
+        self.graphs: dict[object, tuple[Callable[[], object], torch.Tensor]] = {}
+
+    def __call__(self, kind: object, step: Callable[[], torch.Tensor]) -> torch.Tensor:
+        if not self.enabled:
+            return step()
+        if kind not in self.graphs:
+            kept = [tensor.clone() for tensor in self.state]
+            warm = self._warm_up(step)
+            for tensor, before in zip(self.state, kept):
+                tensor.copy_(before)
+            self.graphs[kind] = self._capture(step, warm)
+        replay, logits = self.graphs[kind]
+        replay()
+        return logits.clone()  # the graph's output is overwritten by its next replay
+
+    def _warm_up(self, step: Callable[[], torch.Tensor]) -> torch.Tensor:
+        side = torch.cuda.Stream()  # lazy initialisation must not happen inside a capture
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            warm = step()
+        torch.cuda.current_stream().wait_stream(side)
+        return warm
+
+    def _capture(
+        self, step: Callable[[], torch.Tensor], warm: torch.Tensor
+    ) -> tuple[Callable[[], object], torch.Tensor]:
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            logits = step()
+        return graph.replay, logits
+
+
 def compiled_kernel_target(device: torch.device) -> str | None:
     """What a compiled step's arithmetic may depend on beyond torch and the CPU capability:
     inductor generates its C++ GEMM code for this CPU, and by default blocks its loops (so

@@ -22,7 +22,7 @@ from multibyte.model.blocks import (
     check_bytes,
     shift_right,
 )
-from multibyte.model.generation import compiled_step, generate_bytes
+from multibyte.model.generation import StepGraphs, compiled_step, generate_bytes
 
 
 @dataclass
@@ -167,10 +167,15 @@ class CompiledByteTransformerDecoder(ByteTransformerDecoder):
     def __init__(self, model: ByteTransformer, buffer: torch.Tensor) -> None:
         super().__init__(model, buffer)
         self.step = compiled_step(byte_transformer_static_step, model)
+        self.position = buffer.new_zeros(1)  # updated in place: CUDA graphs read fixed addresses
+        written = [tensor for cache in self.caches for tensor in cache.tensors()]
+        self.graphs = StepGraphs(model.head.weight.device, written)
 
     def advance(self, t: int) -> torch.Tensor:
-        position = torch.tensor([t], device=self.x.device)
-        return self.step(self.model, torch.get_num_threads(), self.x, position, self.caches)
+        self.position.fill_(t)
+        return self.graphs("step", lambda: self.step(
+            self.model, torch.get_num_threads(), self.x, self.position, self.caches
+        ))  # fmt: skip
 
 
 def byte_transformer_static_step(

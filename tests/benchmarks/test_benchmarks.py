@@ -277,7 +277,10 @@ def test_gpu_cases_run_on_cpu_at_smoke_sizes(tmp_path):
     check_train_rows(result["train"])
     assert result["sdpa_ops"] and result["device"] == "cpu (smoke)"
     result = run("generate", tmp_path, "--gpu")
-    assert set(result["generate"]) == {f"{n}_cached/{b}" for n in h.PAIR for b in (1, 8)}
+    kinds = ("cached", "compiled")
+    assert set(result["generate"]) == {
+        f"{n}_{k}/{b}" for n in h.PAIR for k in kinds for b in (1, 8)
+    }
     assert all(positive(g["bytes_per_s"]) for g in result["generate"].values())
     assert subprocess.run(["bash", "-n", str(ROOT / "benchmarks" / "gpu.sh")]).returncode == 0
 

@@ -4,8 +4,9 @@ import pytest
 import torch
 from torch._dynamo.utils import counters
 
-from multibyte.model import Megabyte, MegabyteConfig
+from multibyte.model import Megabyte, MegabyteConfig, decoding, transformer
 from multibyte.model.decoding import step_kind
+from multibyte.model.generation import StepGraphs
 
 # Compiling takes seconds per graph here, so each model is built (and compiled) once.
 TINY = dict(max_seq_len=48, global_dim=32, global_layers=2, global_heads=4, local_dim=16,
@@ -106,3 +107,54 @@ def test_a_short_buffer_gets_caches_of_its_own_length(megabytes, total):
     compiled = generate(model, prompt, total - 1, compile=True)
     assert torch.equal(compiled, generate(model, prompt, total - 1, use_cache=False))
     assert torch.equal(compiled, generate(model, prompt, total - 1))
+
+
+class ReplayedGraphs(StepGraphs):
+    """`StepGraphs` on a CPU: its warm-up, put-back and replay in the same order, with a
+    "graph" that re-runs its step into the captured output."""
+
+    def __init__(self, device, state, put_back=True):
+        super().__init__(device, state if put_back else [])
+        self.enabled = True
+
+    def _warm_up(self, step):
+        return step()
+
+    def _capture(self, step, warm):
+        logits = torch.empty_like(warm)
+        return (lambda: logits.copy_(step())), logits
+
+
+@pytest.mark.parametrize("put_back", [True, False])
+def test_graphed_steps_replay_what_eager_decoding_computes(make_megabyte, monkeypatch, put_back):
+    # Token shift reads the state a step then overwrites: a step run twice at one position
+    # goes wrong unless the graphs put the warm-up's writes back, which the failing case shows.
+    model = make_megabyte(patch_sizes=(8, 2), token_shift=True, first_byte="previous_patch")
+    monkeypatch.setattr(decoding, "compiled_step", lambda step, model: step)  # no compiling
+    monkeypatch.setattr(
+        decoding, "StepGraphs", lambda device, state: ReplayedGraphs(device, state, put_back)
+    )
+    prompt = torch.randint(0, 256, (2, 5), generator=torch.Generator().manual_seed(4))
+    graphed = generate(model, prompt, 43, compile=True)
+    assert torch.equal(graphed, generate(model, prompt, 43)) == put_back
+
+
+def test_graphed_byte_transformer_steps_replay_eager_decoding(make_transformer, monkeypatch):
+    model = make_transformer(rotary=True)
+    monkeypatch.setattr(transformer, "compiled_step", lambda step, model: step)
+    monkeypatch.setattr(transformer, "StepGraphs", ReplayedGraphs)
+    prompt = torch.randint(0, 256, (2, 3), generator=torch.Generator().manual_seed(5))
+    assert torch.equal(generate(model, prompt, 45, compile=True), generate(model, prompt, 45))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU (gpu.sh)")
+def test_cuda_graph_decoding_equals_eager_decoding(make_megabyte):
+    model = make_megabyte(patch_sizes=(8, 2), token_shift=True, first_byte="previous_patch")
+    model = model.cuda()
+    prompt = torch.randint(0, 256, (2, 5), generator=torch.Generator().manual_seed(4)).cuda()
+    with torch.inference_mode():
+        decoder = model.decoder(torch.zeros(2, 48, dtype=torch.long, device="cuda"), True)
+    assert decoder.graphs.enabled
+    eager = model.generate(prompt, 43, temperature=0)
+    graphed = model.generate(prompt, 43, temperature=0, compile=True)
+    assert torch.equal(graphed, eager)
