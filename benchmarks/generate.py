@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
+import time
 from contextlib import nullcontext
 from functools import partial
 
@@ -359,6 +361,25 @@ def step_profile(model: nn.Module, steps: int, batch: int) -> str:
     return profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=14)
 
 
+@torch.inference_mode()
+def step_kind_times(model: nn.Module, steps: int, batch: int) -> dict:
+    """Median ms of a compiled step that starts a patch (the global model's step, then the local
+    one), of a step within a patch (the local model alone) and of sampling its byte."""
+    buffer = h.random_bytes(batch, model.config.max_seq_len, seed=5)
+    decoder, patch = model.decoder(buffer, compile=True), model.config.patch_size
+    decoder.prefill(16 % model.config.max_seq_len)
+    times: dict[str, list[float]] = {"patch_start": [], "within_patch": [], "sample": []}
+    for t in range(17, min(17 + patch + steps, model.config.max_seq_len)):
+        start = time.perf_counter()
+        logits = decoder.advance(t)
+        middle = time.perf_counter()
+        buffer[:, t] = sample_next_byte(logits)
+        if t > 16 + patch:  # every step kind ran (and compiled) before
+            times["within_patch" if t % patch else "patch_start"].append(middle - start)
+            times["sample"].append(time.perf_counter() - middle)
+    return {name: 1e3 * statistics.median(v) for name, v in times.items()}
+
+
 def run_decode(args: argparse.Namespace) -> dict:
     """Eager and compiled cached generation interleaved in one run, batch 1 and 8, with the
     memory floor, the linears alone and megabyte-pytorch on 256 bytes after 16 as references."""
@@ -398,12 +419,14 @@ def run_decode(args: argparse.Namespace) -> dict:
         short_s = {k: t.median for k, t in h.measure(short, s["repeats"] + 2).items()}
         h.log("profiles of the compiled step")
         tables = {b: step_profile(model, s["profile_steps"], b) for b in (b1, b8)}
+        kinds = {b: step_kind_times(model, 4 * s["profile_steps"], b) for b in (b1, b8)}
     weights = weight_bytes_per_byte(model)
     return {"threads": used, "sizes": s, "compile_s": compile_s, "seconds": seconds,
             "matvec_bytes_per_s": bandwidth, "weight_bytes_per_byte": weights,
             "floor_s_per_byte": weights / bandwidth, "linears_alone_s_per_step": alone,
             "short_seconds": short_s, "megabyte_pytorch_installed": theirs is not None,
-            "profiles": tables}  # fmt: skip
+            "profiles": tables, "step_kinds_ms": kinds,
+            "patch_size": model.config.patch_size}  # fmt: skip
 
 
 def render_decode(r: dict) -> str:
@@ -444,6 +467,19 @@ def render_decode(r: dict) -> str:
     else:
         out.append("megabyte-pytorch is not installed (`pip install -e .[bench]`): no ratio.")
     out.append(h.markdown_table(["target", "goal", "measured (same run)"], targets))
+    patch, kinds = r["patch_size"], r["step_kinds_ms"]
+    mean = {b: (k["patch_start"] + (patch - 1) * k["within_patch"]) / patch + k["sample"]
+            for b, k in kinds.items()}  # fmt: skip
+    out.append(f"Compiled steps by kind (median ms, up to {4 * s['profile_steps']} steps after "
+               f"every kind compiled; P = {patch}): a step that starts a patch runs the global "
+               "model and then the local one, a step within a patch the local model alone; the "
+               "mean is (start + (P − 1) × within) ÷ P + sampling. "
+               f"For the 5× target, batch {b8} needs a mean step ≤ {b8 / 5:.1f}× batch {b1}'s: "
+               f"{b8 / 5 * mean[b1]:.3f} ms here.")  # fmt: skip
+    out.append(h.markdown_table(
+        ["batch", "step starting a patch", "step within a patch", "sampling", "mean per step"],
+        [[b, f"{k['patch_start']:.3f}", f"{k['within_patch']:.3f}", f"{k['sample']:.3f}",
+          f"{mean[b]:.3f}"] for b, k in kinds.items()]))  # fmt: skip
     for b, table in r["profiles"].items():
         out.append(f"Profile of {s['profile_steps']} compiled steps at batch {b} (self CPU "
                    f"time; `Torch-Compiled Region` rows: one per step kind):"

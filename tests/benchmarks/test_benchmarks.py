@@ -159,6 +159,8 @@ def test_decode_smoke(tmp_path):
     assert positive(result["floor_s_per_byte"], *result["linears_alone_s_per_step"].values())
     assert len(result["profiles"]) == 2  # the profiled steps ran compiled, at both batches
     assert all("Torch-Compiled Region" in table for table in result["profiles"].values())
+    for kinds in result["step_kinds_ms"].values():  # both step kinds were timed at each batch
+        assert set(kinds) == {"patch_start", "within_patch", "sample"} and positive(*kinds.values())
 
 
 def test_data_smoke(tmp_path):
