@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
+import torch.distributed as dist
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from multibyte.checkpoint import read_checkpoint
@@ -110,4 +111,15 @@ def main(argv: list[str] | None = None) -> int:
         command = argv[0] if argv else "fit"
         print(f"multibyte {command}: configuration error: {error}", file=sys.stderr)
         return 2
+    end_process_group()
     return 0
+
+
+def end_process_group() -> None:
+    """After a run that ended well on every rank: wait for the others, then close the process
+    group. A rank that exits while another still holds connections to it can make that one
+    abort at exit ("terminate called without an active exception", seen with gloo). Not after
+    an error: a rank that failed may never reach the barrier."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

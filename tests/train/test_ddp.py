@@ -14,6 +14,7 @@ SCRIPT = textwrap.dedent(
     import torch
     from multibyte import Megabyte, MegabyteConfig
     from multibyte.train import ByteDataModule, ByteLM
+    from multibyte.train.cli import end_process_group
 
     class Report(L.Callback):
         def on_train_end(self, trainer, module):
@@ -44,6 +45,7 @@ SCRIPT = textwrap.dedent(
                         use_distributed_sampler=False, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, limit_val_batches=0, callbacks=[Report()])
     trainer.fit(module, data)
+    end_process_group()  # as `multibyte fit` ends
     """
 )
 
