@@ -81,24 +81,23 @@ class StepGraphs:
             return step()
         if kind not in self.graphs:
             kept = [tensor.clone() for tensor in self.state]
-            warm = self._warm_up(step)
+            self._warm_up(step)
             for tensor, before in zip(self.state, kept):
                 tensor.copy_(before)
-            self.graphs[kind] = self._capture(step, warm)
+            self.graphs[kind] = self._capture(step)
         replay, logits = self.graphs[kind]
         replay()
         return logits.clone()  # the graph's output is overwritten by its next replay
 
-    def _warm_up(self, step: Callable[[], torch.Tensor]) -> torch.Tensor:
+    def _warm_up(self, step: Callable[[], torch.Tensor]) -> None:
         side = torch.cuda.Stream()  # lazy initialisation must not happen inside a capture
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
-            warm = step()
+            step()
         torch.cuda.current_stream().wait_stream(side)
-        return warm
 
     def _capture(
-        self, step: Callable[[], torch.Tensor], warm: torch.Tensor
+        self, step: Callable[[], torch.Tensor]
     ) -> tuple[Callable[[], object], torch.Tensor]:
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
