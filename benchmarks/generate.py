@@ -344,19 +344,25 @@ DECODE_SMOKE = dict(prompt=4, new_bytes=24, batches=(1, 2), short=(4, 12), repea
                     matvec=256, lucidrains=SMOKE["lucidrains"], profile_steps=8)  # fmt: skip
 
 
+def warmed_decoder(model: nn.Module, steps: int, batch: int) -> tuple[object, torch.Tensor, range]:
+    """A compiled decoder of random bytes, prefilled to byte 16 and stepped through one patch
+    (so every step kind is compiled), its buffer, and the next `steps` positions (or fewer)."""
+    buffer, patch = h.random_bytes(batch, model.config.max_seq_len, seed=5), model.config.patch_size
+    decoder = model.decoder(buffer, compile=True)
+    decoder.prefill(16 % model.config.max_seq_len)
+    for t in range(17, 17 + patch):
+        decoder.advance(t)
+    return decoder, buffer, range(17 + patch, min(17 + patch + steps, model.config.max_seq_len))
+
+
 @torch.inference_mode()
 def step_profile(model: nn.Module, steps: int, batch: int) -> str:
     """torch.profiler table (self CPU time) of `steps` compiled cached steps at `batch`."""
     from torch.profiler import profile
 
-    buffer = h.random_bytes(batch, model.config.max_seq_len, seed=5)
-    decoder = model.decoder(buffer, compile=True)
-    decoder.prefill(16 % model.config.max_seq_len)
-    for t in range(17, 17 + 2 * model.config.patch_size):  # every step kind compiled
-        decoder.advance(t)
-    start = 17 + 2 * model.config.patch_size
+    decoder, _, positions = warmed_decoder(model, steps, batch)
     with profile() as profiler:
-        for t in range(start, min(start + steps, model.config.max_seq_len)):
+        for t in positions:
             decoder.advance(t)
     return profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=14)
 
@@ -365,18 +371,17 @@ def step_profile(model: nn.Module, steps: int, batch: int) -> str:
 def step_kind_times(model: nn.Module, steps: int, batch: int) -> dict:
     """Median ms of a compiled step that starts a patch (the global model's step, then the local
     one), of a step within a patch (the local model alone) and of sampling its byte."""
-    buffer = h.random_bytes(batch, model.config.max_seq_len, seed=5)
-    decoder, patch = model.decoder(buffer, compile=True), model.config.patch_size
-    decoder.prefill(16 % model.config.max_seq_len)
+    decoder, buffer, positions = warmed_decoder(model, steps, batch)
     times: dict[str, list[float]] = {"patch_start": [], "within_patch": [], "sample": []}
-    for t in range(17, min(17 + patch + steps, model.config.max_seq_len)):
+    for t in positions:
         start = time.perf_counter()
         logits = decoder.advance(t)
         middle = time.perf_counter()
         buffer[:, t] = sample_next_byte(logits)
-        if t > 16 + patch:  # every step kind ran (and compiled) before
-            times["within_patch" if t % patch else "patch_start"].append(middle - start)
-            times["sample"].append(time.perf_counter() - middle)
+        times["within_patch" if t % model.config.patch_size else "patch_start"].append(
+            middle - start
+        )
+        times["sample"].append(time.perf_counter() - middle)
     return {name: 1e3 * statistics.median(v) for name, v in times.items()}
 
 
@@ -471,9 +476,9 @@ def render_decode(r: dict) -> str:
     mean = {b: (k["patch_start"] + (patch - 1) * k["within_patch"]) / patch + k["sample"]
             for b, k in kinds.items()}  # fmt: skip
     out.append(f"Compiled steps by kind (median ms, up to {4 * s['profile_steps']} steps after "
-               f"every kind compiled; P = {patch}): a step that starts a patch runs the global "
-               "model and then the local one, a step within a patch the local model alone; the "
-               "mean is (start + (P − 1) × within) ÷ P + sampling. "
+               f"one patch that compiles every kind; P = {patch}): a step that starts a patch "
+               "runs the global model and then the local one, a step within a patch the local "
+               "model alone; the mean is (start + (P − 1) × within) ÷ P + sampling. "
                f"For the 5× target, batch {b8} needs a mean step ≤ {b8 / 5:.1f}× batch {b1}'s: "
                f"{b8 / 5 * mean[b1]:.3f} ms here.")  # fmt: skip
     out.append(h.markdown_table(
