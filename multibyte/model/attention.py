@@ -172,14 +172,8 @@ class CausalSelfAttention(nn.Module):
             k, v, attn_mask = self._with_previous_patch(k, v, rows or batch)
         else:
             is_causal = True  # lets SDPA pick the flash / memory-efficient kernels
-        y = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=attn_mask,
-            dropout_p=self.dropout if self.training else 0.0,
-            is_causal=is_causal,
-        )
+        dropout = self.dropout if self.training else 0.0
+        y = attend(q, k, v, attn_mask=attn_mask, dropout_p=dropout, is_causal=is_causal)
         return self.proj(y.transpose(1, 2).reshape(batch, length, self.inner))
 
     def _position_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -245,6 +239,46 @@ class CausalSelfAttention(nn.Module):
         sees_carried = ~first_patch.reshape(batch, 1, 1, 1)
         mask = torch.cat([mask[..., :carried] & sees_carried, mask[..., carried:]], dim=-1)
         return keys, values, mask
+
+
+# Keys up to this many: half-precision attention on a CPU is written out (see `attend`).
+WRITTEN_OUT_MAX_KEYS = 128
+
+
+def attend(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    attn_mask: torch.Tensor | None = None,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+) -> torch.Tensor:
+    """`scaled_dot_product_attention`, written out for short bfloat16/float16 rows on a CPU.
+
+    MEGABYTE's local model attends within patches: thousands of rows of a few keys each. There
+    the fused CPU kernels run half precision slowly (forward and backward of 3,072 rows of 8
+    keys: 92 ms, against 32 ms for these products on the CPU's bf16 units), while from a few
+    hundred keys on, the fused kernel wins (docs/benchmarks.md, "bf16 on a CPU"). The softmax
+    is taken in float32.
+    """
+    written_out = (
+        q.device.type == "cpu"
+        and q.dtype in (torch.bfloat16, torch.float16)
+        and k.shape[-2] <= WRITTEN_OUT_MAX_KEYS
+    )
+    if not written_out:
+        return F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal
+        )
+    scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-1, -2)
+    if is_causal:  # queries and keys are the same positions
+        attn_mask = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool, device=q.device).tril()
+    if attn_mask is not None:
+        scores = scores.masked_fill(~attn_mask, float("-inf"))
+    weights = scores.float().softmax(dim=-1).to(v.dtype)
+    if dropout_p:
+        weights = F.dropout(weights, dropout_p)
+    return weights @ v
 
 
 def _causal_mask(length: int, offset: int, device) -> torch.Tensor:

@@ -2,8 +2,16 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from multibyte.model.attention import CausalSelfAttention, KVCache, Rotary, _causal_mask
+from multibyte.model.attention import (
+    WRITTEN_OUT_MAX_KEYS,
+    CausalSelfAttention,
+    KVCache,
+    Rotary,
+    _causal_mask,
+    attend,
+)
 
 HEADS, HEAD_DIM = 2, 8
 
@@ -117,3 +125,77 @@ def test_cross_patch_training_equals_decoding_patch_by_patch_with_a_cache(carrie
                 b = row * patches + patch
                 step = attention(x[b : b + 1], cache)
                 torch.testing.assert_close(step[0], batched[b], rtol=0, atol=1e-5)
+
+
+def _qkv(length: int, keys: int | None = None, dtype=torch.float32):
+    torch.manual_seed(0)
+    shape = (3, 2, length, 16)
+    q = torch.randn(shape)
+    k, v = (
+        torch.randn(shape[:2] + (keys or length, 16)),
+        torch.randn(shape[:2] + (keys or length, 16)),
+    )
+    return [t.to(dtype).requires_grad_() for t in (q, k, v)]
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_bf16_attention_on_a_cpu_computes_what_sdpa_computes(masked):
+    """The written-out bf16 path: the same outputs and gradients as float32 SDPA, to bf16's
+    precision, for causal self-attention and for an explicit mask over extra keys."""
+    length, keys = 12, 16 if masked else 12
+    mask = _causal_mask(length, keys - length, "cpu") if masked else None
+    q, k, v = _qkv(length, keys, torch.bfloat16)
+    y = attend(q, k, v, attn_mask=mask, is_causal=not masked)
+    y.float().square().sum().backward()
+    q32, k32, v32 = (t.detach().float().requires_grad_() for t in (q, k, v))
+    y32 = F.scaled_dot_product_attention(q32, k32, v32, attn_mask=mask, is_causal=not masked)
+    y32.square().sum().backward()
+    assert y.dtype == torch.bfloat16
+    torch.testing.assert_close(y.float(), y32, atol=3e-2, rtol=3e-2)
+    for half, full in ((q, q32), (k, k32), (v, v32)):
+        torch.testing.assert_close(half.grad.float(), full.grad, atol=6e-2, rtol=6e-2)
+
+
+def test_bf16_attention_is_causal_and_drops_weights_only_when_asked():
+    q, k, v = _qkv(8, dtype=torch.bfloat16)
+    y = attend(q, k, v, is_causal=True)
+    v_later = v.detach().clone()
+    v_later[:, :, 5:] += 1.0  # later values must not reach earlier queries
+    y_later = attend(q, k, v_later, is_causal=True)
+    assert torch.equal(y[:, :, :5], y_later[:, :, :5]) and not torch.equal(y, y_later)
+    torch.manual_seed(1)
+    dropped = attend(q, k, v, is_causal=True, dropout_p=0.5)
+    assert not torch.equal(dropped, y)
+    assert torch.equal(attend(q, k, v, is_causal=True, dropout_p=0.0), y)
+
+
+def test_layer_under_cpu_autocast_matches_float32(monkeypatch):
+    """A layer under bf16 autocast on a CPU (Lightning's bf16-mixed) takes the written-out path
+    and stays close to the float32 layer."""
+    torch.manual_seed(0)
+    layer = CausalSelfAttention(32, heads=4, rotary_max_len=64).eval()
+    x = torch.randn(2, 24, 32)
+    sdpa = F.scaled_dot_product_attention
+
+    def fused_kernel(*args, **kwargs):
+        raise AssertionError("bf16 on a CPU must not reach the fused SDPA kernels")
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", fused_kernel)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = layer(x)
+    monkeypatch.setattr(F, "scaled_dot_product_attention", sdpa)
+    assert y.dtype == torch.bfloat16
+    torch.testing.assert_close(y.float(), layer(x), atol=3e-2, rtol=3e-2)
+
+
+def test_long_bf16_rows_keep_the_fused_kernel(monkeypatch):
+    """From WRITTEN_OUT_MAX_KEYS keys on, the fused kernel wins, so it stays."""
+    calls = []
+    sdpa = F.scaled_dot_product_attention
+    monkeypatch.setattr(
+        F, "scaled_dot_product_attention", lambda *a, **k: calls.append(1) or sdpa(*a, **k)
+    )
+    for length in (WRITTEN_OUT_MAX_KEYS, WRITTEN_OUT_MAX_KEYS + 1):
+        q, k, v = _qkv(length, dtype=torch.bfloat16)
+        attend(q, k, v, is_causal=True)
+    assert len(calls) == 1

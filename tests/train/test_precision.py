@@ -37,3 +37,15 @@ def test_compiled_model_trains_and_saves_plain_keys(fit_recipe, text_folder, tmp
         .isfinite()
         .all()
     )
+
+
+@pytest.mark.parametrize("lacks_units", [True, False])
+def test_bf16_on_a_cpu_without_bf16_units_is_warned_of(
+    fit_recipe, text_folder, tmp_path, monkeypatch, capsys, lacks_units
+):
+    from multibyte.train import cli
+
+    monkeypatch.setattr(cli, "cpu_lacks_bf16_units", lambda: lacks_units)
+    fit_recipe("pg19-tiny.yaml", text_folder, tmp_path, 2, "--trainer.precision", "bf16-mixed")
+    warned = "without bf16 matrix instructions" in capsys.readouterr().err
+    assert warned == lacks_units
