@@ -3,6 +3,7 @@
 from benchmarks import (  # noqa: F401
     compression,
     core,
+    cpu_bf16,
     data,
     diagnostics,
     generate,

@@ -201,9 +201,10 @@ def integrate(
     return result
 
 
-def matmul_flops(size: int = 2048) -> dict:
-    """FLOP/s of a square fp32 `torch.matmul` (2 n^3 FLOPs): the dense ceiling."""
-    a, b, out = torch.randn(size, size), torch.randn(size, size), torch.empty(size, size)
+def matmul_flops(size: int = 2048, dtype: torch.dtype = torch.float32) -> dict:
+    """FLOP/s of a square `torch.matmul` (2 n^3 FLOPs) in `dtype`: the dense ceiling."""
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    out = torch.empty(size, size, dtype=dtype)
     timing = measure(lambda: torch.matmul(a, b, out=out), repeats=5, warmup=2)
     return {"size": size, "flops_per_s": 2 * size**3 / timing.median, "timing": timing.to_dict()}
 

@@ -261,17 +261,29 @@ def attend(
     hundred keys on, the fused kernel wins (docs/benchmarks.md, "bf16 on a CPU"). The softmax
     is taken in float32.
     """
-    written_out = (
+    short_half_on_cpu = (
         q.device.type == "cpu"
         and q.dtype in (torch.bfloat16, torch.float16)
         and k.shape[-2] <= WRITTEN_OUT_MAX_KEYS
     )
-    if not written_out:
+    if not short_half_on_cpu:
         return F.scaled_dot_product_attention(
             q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal
         )
+    return written_out_attention(q, k, v, attn_mask, dropout_p, is_causal)
+
+
+def written_out_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    attn_mask: torch.Tensor | None = None,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+) -> torch.Tensor:
+    """Attention as two products and a float32 softmax; `is_causal`: queries are the keys."""
     scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-1, -2)
-    if is_causal:  # queries and keys are the same positions
+    if is_causal:
         attn_mask = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool, device=q.device).tril()
     if attn_mask is not None:
         scores = scores.masked_fill(~attn_mask, float("-inf"))

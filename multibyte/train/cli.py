@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import sys
 
 import torch
@@ -130,8 +131,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cpu_lacks_bf16_units() -> bool:
-    """True where this CPU has neither AVX512-BF16 nor AMX, so bf16 products are emulated
-    (False where torch cannot tell)."""
+    """True on an x86 CPU with neither AVX512-BF16 nor AMX, where bf16 products are emulated
+    (False elsewhere: torch cannot tell there)."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
     checks = [
         getattr(torch.cpu, name, None)
         for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")

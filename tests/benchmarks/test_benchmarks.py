@@ -21,6 +21,7 @@ import modalities  # noqa: E402
 from benchmarks import (  # noqa: E402, F401
     compression,
     core,
+    cpu_bf16,
     data,
     diagnostics,
     generate,
@@ -71,6 +72,7 @@ def test_cases_are_registered_and_listed(capsys):
     assert set(h.CASES) == {
         "compression",
         "core",
+        "cpu_bf16",
         "train_step",
         "generate",
         "decode",
@@ -106,6 +108,19 @@ def test_train_step_smoke(tmp_path):
     check_train_rows(result["train"])
     assert positive(result["baseline_not_timed"]["64"]["estimated_step_s"])
     assert positive(result["ratios_megabyte_vs_transformer"]["32"])
+
+
+def test_cpu_bf16_smoke(tmp_path):
+    result = run("cpu_bf16", tmp_path)
+    assert set(result["steps"]) == set(cpu_bf16.RECIPES)
+    for row in result["steps"].values():
+        for model in row["models"].values():
+            assert positive(model["float32"]["median_s"], model["bf16"]["median_s"])
+            assert model["speedup"] == model["float32"]["median_s"] / model["bf16"]["median_s"]
+    assert list(result["attention"]) == ["8", "32"]
+    for timing in result["attention"].values():
+        assert positive(timing["fused_bf16"], timing["fused_float32"], timing["written_out"])
+    assert positive(*(c["flops_per_s"] for c in result["ceilings"].values()))
 
 
 def test_core_smoke(tmp_path):
