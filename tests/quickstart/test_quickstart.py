@@ -86,3 +86,20 @@ def test_quickstart_writes_a_consistent_report(pack, tmp_path):
         assert (out / modality / "training.png").is_file()
         for model in ("megabyte", "bytetransformer"):
             assert (out / modality / model / "checkpoints" / "last.ckpt").is_file()
+
+
+@pytest.mark.parametrize(
+    ("precision", "lacks_units", "flags"),
+    [
+        ("bf16-mixed", True, ["--trainer.precision", "32-true"]),
+        ("bf16-mixed", False, []),
+        ("32-true", True, []),
+    ],
+)
+def test_bf16_recipes_train_in_float32_where_the_cpu_would_emulate_bf16(
+    monkeypatch, precision, lacks_units, flags
+):
+    from multibyte import quickstart
+
+    monkeypatch.setattr(quickstart, "cpu_lacks_bf16_units", lambda: lacks_units)
+    assert quickstart.precision_flags({"trainer": {"precision": precision}}) == flags
