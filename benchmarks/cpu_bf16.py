@@ -33,10 +33,13 @@ HEADS, HEAD_DIM = 4, 64  # the tiny recipes' attention (4 heads of 64)
 
 def recipe_model(name: str, smoke: bool) -> tuple[MegabyteConfig, int, int]:
     """The recipe's MEGABYTE config, batch size and training length (data.seq_len, else the
-    model's max_seq_len, which the image adapter fills)."""
+    modality's seq_len, else the model's max_seq_len, which the image adapter fills)."""
     text = yaml.safe_load((h.REPO / "recipes" / f"{name}.yaml").read_text())
     config = MegabyteConfig(**text["model"]["model"]["init_args"]["config"])
-    batch, length = text["data"]["batch_size"], text["data"].get("seq_len") or config.max_seq_len
+    data = text["data"]
+    modality = data.get("modality") if isinstance(data.get("modality"), dict) else {}
+    length = data.get("seq_len") or modality.get("seq_len") or config.max_seq_len
+    batch = data["batch_size"]
     if smoke:
         return replace(config, **SMOKE_MODEL), 1, SMOKE_MODEL["max_seq_len"]
     return config, batch, length
