@@ -212,9 +212,7 @@ class CausalSelfAttention(nn.Module):
         cache.values.index_copy_(2, position, v)
         # Attention written out (one query row): inductor fuses it into the step's own loops,
         # where the SDPA kernel's setup per call costs more than the arithmetic at this size.
-        scores = (q * q.shape[-1] ** -0.5) @ cache.keys.transpose(-1, -2)
-        weights = scores.masked_fill(~visible, float("-inf")).softmax(dim=-1)
-        y = weights @ cache.values  # [batch, heads, 1, head_dim]
+        y = written_out_attention(q, cache.keys, cache.values, attn_mask=visible)
         return F.linear(y.view(x.shape[0], self.inner), self.proj.weight)
 
     def _with_previous_patch(
