@@ -105,10 +105,7 @@ def run_lockstep(
     if compile and not has_decoder:
         raise CodingError("a compiled decode step needs a model with a cached decoder")
     if compile:
-        try:
-            decoder = model.decoder(buffer, compile=True)
-        except ValueError as error:  # a configuration the compiled step does not support
-            raise CodingError(f"cannot compile this model's decode step: {error}") from error
+        decoder = model.decoder(buffer, compile=True)
     else:
         decoder = model.decoder(buffer) if has_decoder else None
     for t in range(steps):

@@ -61,20 +61,33 @@ class KVCache:
         self.length = end
         return self.keys[:, :, :end], self.values[:, :, :end]
 
-    def keep_last(self, count: int, rotary: Rotary | None = None) -> None:
+    def keep_last(self, count: int, rotary: Rotary | None = None, end: int | None = None) -> None:
         """Keep only the newest `count` positions, moved to the front (cross-patch attention).
 
         Rotary keys are re-rotated so that they sit at positions 0..count-1, as in training.
+        `end`: the slot after the newest position (a static step's caches keep no length).
         """
-        start = self.length - count
-        keys = self.keys[:, :, start : self.length].clone()
-        values = self.values[:, :, start : self.length].clone()
+        end = self.length if end is None else end
+        start = end - count
+        keys = self.keys[:, :, start:end].clone()
+        values = self.values[:, :, start:end].clone()
         if rotary is not None:
             keys = rotary.shift(keys, -start)
         self.keys[:, :, :count] = keys
         self.values[:, :, :count] = values
         self.length = count
         self._clear_shifted()  # token shift starts afresh in each patch (carried keys do not)
+
+    def make_room(self, count: int, rotary: Rotary) -> None:
+        """Move every position `count` slots (and rotary positions) later, with zeros in front:
+        a first patch laid out as later ones are, behind `count` carried slots (masked)."""
+        keys = rotary.shift(self.keys[:, :, : self.length], count)
+        values = self.values[:, :, : self.length].clone()
+        self.keys[:, :, count : count + self.length] = keys
+        self.values[:, :, count : count + self.length] = values
+        self.keys[:, :, :count] = 0
+        self.values[:, :, :count] = 0
+        self.length += count
 
 
 class Rotary(nn.Module):

@@ -125,11 +125,17 @@ class Block(nn.Module):
         return x + F.linear(h, mlp.down.weight, mlp.down.bias)
 
     def static_step(
-        self, x: torch.Tensor, cache: KVCache, position: torch.Tensor, visible: torch.Tensor
+        self,
+        x: torch.Tensor,
+        cache: KVCache,
+        position: torch.Tensor,
+        visible: torch.Tensor,
+        slot: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """`step` with fixed shapes (see `CausalSelfAttention.static_step`)."""
+        """`step` with fixed shapes (see `CausalSelfAttention.static_step`). `slot`: the new
+        key's cache slot and rotary position where it is not `position` (carried keys first)."""
         h = _norm(self._shift_step(x, cache, 0, position), self.attn_norm)
-        x = x + self.attn.static_step(h, cache, position, visible)
+        x = x + self.attn.static_step(h, cache, position if slot is None else slot, visible)
         h = _norm(self._shift_step(x, cache, 1, position), self.mlp_norm)
         mlp = self.mlp
         h = mlp.activation(F.linear(h, mlp.up.weight, mlp.up.bias))
@@ -174,14 +180,27 @@ class TransformerStack(nn.Module):
         return _norm(x, self.norm)
 
     def static_step(
-        self, x: torch.Tensor, caches: list[KVCache], position: torch.Tensor
+        self,
+        x: torch.Tensor,
+        caches: list[KVCache],
+        position: torch.Tensor,
+        carried: int = 0,
+        carried_visible: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """`step` for a compiled graph: the new position is `position`, a LongTensor [1] (not
-        the caches' Python-side lengths), every shape is fixed by the caches' capacity."""
+        the caches' Python-side lengths), every shape is fixed by the caches' capacity.
+
+        Cross-patch attention: the first `carried` slots hold the previous patch's last keys
+        (`KVCache.keep_last`), position p sits in slot p + carried, and the carried slots are
+        read where `carried_visible` (a bool tensor: not the sequence's first patch)."""
         slots = torch.arange(caches[0].keys.shape[2], device=x.device)
-        visible = (slots <= position)[None]  # [1, capacity]: the one query row
+        slot = position + carried
+        visible = slots <= slot
+        if carried:
+            visible = visible & ((slots >= carried) | carried_visible)
+        visible = visible[None]  # [1, capacity]: the one query row
         for block, cache in zip(self.blocks, caches):
-            x = block.static_step(x, cache, position, visible)
+            x = block.static_step(x, cache, position, visible, slot if carried else None)
         return _norm(x, self.norm)
 
     def new_caches(

@@ -121,11 +121,6 @@ class CompiledMegabyteDecoder(MegabyteDecoder):
     zeroed_caches = True
 
     def __init__(self, model: nn.Module, buffer: torch.Tensor) -> None:
-        if model.config.cross_patch:
-            raise ValueError(
-                "compile=True does not support cross_patch attention (its carried keys are "
-                "re-rotated at every patch); decode it with compile=False"
-            )
         super().__init__(model, buffer)
         batch, like = buffer.shape[0], model.head.weight
         self.sizes = tuple(spec.token_bytes for spec in self.specs)
@@ -145,6 +140,11 @@ class CompiledMegabyteDecoder(MegabyteDecoder):
     def prefill(self, t: int) -> torch.Tensor:
         logits = super().prefill(t)
         for s in range(1, len(self.specs)):  # hand the eager state to the graph's tensors
+            carried = self.specs[s].cross_patch
+            if carried and t < self.sizes[s - 1]:  # the first patch: static steps put the
+                rotaries = (block.attn.rotary for block in self.model.stages[s].transformer.blocks)
+                for cache, rotary in zip(self.caches[s], rotaries):  # carried slots in front
+                    cache.make_room(carried, rotary)
             if self.context[s] is not None:
                 self.contexts[s].copy_(self.context[s])
             if self.outputs[s] is not None:
@@ -208,6 +208,7 @@ def megabyte_static_step(
         if kind[s] == 2 and stage.leading_pad:  # the sequence before predicts byte t (t > 0)
             h = _previous_token(stage, x, position, size) + contexts[s][:, -1]
             states[s].copy_(stage.transformer.static_step(h, caches[s], j + stage.length))
+        carried = stage.transformer.config.cross_patch
         if kind[s] == 2:
             if s == 1:
                 parent = global_out.index_select(1, position // sizes[0])[:, 0]
@@ -215,10 +216,14 @@ def megabyte_static_step(
                 parent = states[s - 1]
             contexts[s].copy_(stage.positioned_context(parent))
             token = stage.pad.expand(batch, -1)
+            if carried:  # t > 0 here: every new patch has one before it
+                for cache, block in zip(caches[s], stage.transformer.blocks):
+                    cache.keep_last(carried, block.attn.rotary, end=stage.length + carried)
         else:
             token = _previous_token(stage, x, position, size)
         h = token + contexts[s].index_select(1, j)[:, 0]
-        out = stage.transformer.static_step(h, caches[s], j)
+        not_first = position >= sizes[s - 1]  # the sequence's first patch carries no keys
+        out = stage.transformer.static_step(h, caches[s], j, carried, not_first)
         if kind[s] == 1 or not stage.leading_pad:  # (a later pad's output predicts nothing)
             states[s].copy_(out)
     return F.linear(states[-1], model.head.weight, model.head.bias)

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 import multibyte
-from multibyte.compression import CompressionError, EnvironmentMismatchError, unpack
+from multibyte.compression import EnvironmentMismatchError, unpack
 from multibyte.compression.container import pack
 
 
@@ -51,9 +51,11 @@ def test_an_eager_file_refuses_the_compiled_step(model, helpers):
         multibyte.decompress(model, blob, compile=True)
 
 
-def test_a_model_the_compiled_step_does_not_support_is_refused(helpers):
-    with pytest.raises(CompressionError, match="cross_patch"):
-        multibyte.compress(helpers.tiny_megabyte(cross_patch=2), b"abc", compile=True)
+def test_cross_patch_attention_round_trips_through_the_compiled_step(helpers):
+    model = helpers.tiny_megabyte(cross_patch=2)  # carried keys: re-rotated at each patch
+    data = helpers.random_bytes(70, seed=8)
+    blob = multibyte.compress(model, data, chunk=48, batch=2, compile=True)
+    assert multibyte.decompress(model, blob) == data
 
 
 SCRIPT = """

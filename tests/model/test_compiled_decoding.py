@@ -12,20 +12,28 @@ from multibyte.model.generation import StepGraphs
 TINY = dict(max_seq_len=48, global_dim=32, global_layers=2, global_heads=4, local_dim=16,
             local_layers=2, local_heads=2)  # fmt: skip
 COMBINED = dict(patch_sizes=(8, 2), conv_encoder=True, qk_norm=True, rotary=True)
+CROSS = dict(patch_sizes=(8, 4), cross_patch=3, architecture="tuned", first_byte="context",
+             head_dim=8)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def megabytes():
     torch.manual_seed(0)
     plain = Megabyte(MegabyteConfig(patch_size=4, **TINY)).eval()
-    return {"plain": plain, "combined": Megabyte(MegabyteConfig(**TINY, **COMBINED)).eval()}
+    combined = Megabyte(MegabyteConfig(**TINY, **COMBINED)).eval()
+    # cross-patch keys, token shift (reset at each patch) and three stages
+    cross = Megabyte(MegabyteConfig(**TINY, **CROSS)).eval()
+    return {"plain": plain, "combined": combined, "cross": cross}
 
 
 def generate(model, prompt, new, **options):
     return model.generate(prompt, new, generator=torch.Generator().manual_seed(11), **options)
 
 
-@pytest.mark.parametrize(("name", "batch", "prompt_len"), [("plain", 2, 5), ("combined", 1, 0)])
+GENERATIONS = [("plain", 2, 5), ("combined", 1, 0), ("cross", 2, 2), ("cross", 1, 13)]
+
+
+@pytest.mark.parametrize(("name", "batch", "prompt_len"), GENERATIONS)
 def test_compiled_generation_equals_uncached(megabytes, name, batch, prompt_len):
     model = megabytes[name]
     prompt = torch.randint(0, 256, (batch, prompt_len), generator=torch.Generator().manual_seed(7))
@@ -34,9 +42,12 @@ def test_compiled_generation_equals_uncached(megabytes, name, batch, prompt_len)
     assert torch.equal(compiled, generate(model, prompt, 48 - prompt_len))  # eager cached
 
 
-@pytest.mark.parametrize("prompt_len", [0, 9])
-def test_compiled_logits_match_a_full_forward_pass(megabytes, prompt_len):
-    model = megabytes["combined"]
+PREFILLS = [("combined", 0), ("combined", 9), ("cross", 0), ("cross", 3), ("cross", 9)]
+
+
+@pytest.mark.parametrize(("name", "prompt_len"), PREFILLS)
+def test_compiled_logits_match_a_full_forward_pass(megabytes, name, prompt_len):
+    model = megabytes[name]
     x = torch.randint(0, 256, (1, 48), generator=torch.Generator().manual_seed(3))
     with torch.inference_mode():
         full = model(x)
@@ -73,8 +84,6 @@ def test_compiled_byte_transformer_equals_uncached(make_transformer):
 
 
 def test_unsupported_compiled_decoding_is_refused(make_megabyte):
-    with pytest.raises(ValueError, match="cross_patch"):
-        make_megabyte(cross_patch=2).generate(torch.zeros(1, 0, dtype=torch.long), 4, compile=True)
     with pytest.raises(ValueError, match="use_cache"):
         make_megabyte().generate(torch.zeros(1, 0, dtype=torch.long), 4, use_cache=False,
                                  compile=True)  # fmt: skip
