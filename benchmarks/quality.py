@@ -73,6 +73,13 @@ ABLATIONS: dict[str, dict] = {
     "dropout_0.1": {"dropout": 0.1},
     "peer_architecture": {"architecture": "peer", "global_byte_dim": 96},
     "tuned_architecture": {"architecture": "tuned", "global_byte_dim": 96},
+    "cross_patch_4": {"cross_patch": 4},
+    "tuned_cross_patch_4": {
+        "architecture": "tuned",
+        "global_byte_dim": 96,
+        "first_byte": "context",
+        "cross_patch": 4,
+    },
 }
 # Overrides that are not model config fields, and their `multibyte fit` flags.
 TRAINING_FLAGS = {
