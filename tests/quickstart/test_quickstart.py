@@ -11,7 +11,8 @@ import pytest
 import soundfile
 from PIL import Image
 
-from multibyte.quickstart import main
+import multibyte
+from multibyte.quickstart import PLANS, main
 
 # A value shown with 3 decimals is within half a unit of the last digit (plus float rounding).
 HALF_UNIT = 5e-4 + 1e-9
@@ -86,6 +87,11 @@ def test_quickstart_writes_a_consistent_report(pack, tmp_path):
         assert (out / modality / "training.png").is_file()
         for model in ("megabyte", "bytetransformer"):
             assert (out / modality / model / "checkpoints" / "last.ckpt").is_file()
+    # a plan's model fields win over its recipe's in the demo's MEGABYTE run
+    assert any(plan.model for plan in PLANS)
+    for plan in PLANS:
+        config = multibyte.load(out / plan.name / "megabyte" / "checkpoints" / "last.ckpt").config
+        assert {key: getattr(config, key) for key in plan.model} == plan.model
 
 
 @pytest.mark.parametrize(
