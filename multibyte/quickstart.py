@@ -351,6 +351,13 @@ def write_report(
             "bf16-mixed would run slower here)."
             if cpu_lacks_bf16_units()
             else "Precision: as each recipe says."
+        )
+        + "".join(
+            f" {plan.name}: the recipe's MEGABYTE with "
+            f"{', '.join(f'{key}={value}' for key, value in plan.model.items())}, "
+            "which learns faster over these few steps."
+            for plan in PLANS
+            if plan.model and plan.name in {row["modality"] for row in rows}
         ),
         "",
         "| modality | bytes | MEGABYTE bpb | in unit | unit | 95% CI (bpb) | ByteTransformer bpb "

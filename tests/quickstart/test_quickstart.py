@@ -92,6 +92,7 @@ def test_quickstart_writes_a_consistent_report(pack, tmp_path):
     for plan in PLANS:
         config = multibyte.load(out / plan.name / "megabyte" / "checkpoints" / "last.ckpt").config
         assert {key: getattr(config, key) for key in plan.model} == plan.model
+    assert "text: the recipe's MEGABYTE with first_byte=previous_patch, cross_patch=0" in report
 
 
 @pytest.mark.parametrize(
