@@ -140,10 +140,12 @@ class CompiledMegabyteDecoder(MegabyteDecoder):
     def prefill(self, t: int) -> torch.Tensor:
         logits = super().prefill(t)
         for s in range(1, len(self.specs)):  # hand the eager state to the graph's tensors
+            # In the sequence's first patch, cross-patch keys get their (masked) slots in front,
+            # as static steps lay out every patch.
             carried = self.specs[s].cross_patch
-            if carried and t < self.sizes[s - 1]:  # the first patch: static steps put the
+            if carried and t < self.sizes[s - 1]:
                 rotaries = (block.attn.rotary for block in self.model.stages[s].transformer.blocks)
-                for cache, rotary in zip(self.caches[s], rotaries):  # carried slots in front
+                for cache, rotary in zip(self.caches[s], rotaries):
                     cache.make_room(carried, rotary)
             if self.context[s] is not None:
                 self.contexts[s].copy_(self.context[s])
