@@ -159,8 +159,11 @@ def run_modality(plan: Plan, out: Path, samples: Path, quick: bool) -> dict[str,
     steps = plan.quick_steps if quick else plan.steps
     mega = MegabyteConfig(**{**recipe["model"]["model"]["init_args"]["config"], **plan.model})
     baseline = matched_baseline(mega, seq_len, by="flops").to_dict()
-    overrides = [(f"--model.model.init_args.config.{key}", str(v)) for key, v in plan.model.items()]
-    model_flags = {"MEGABYTE": [part for pair in overrides for part in pair]}
+    model_flags = [
+        part
+        for key, value in plan.model.items()
+        for part in (f"--model.model.init_args.config.{key}", str(value))
+    ]
     # The baseline's recipe: the MEGABYTE recipe with the model swapped, written next to its run.
     folder.mkdir(parents=True, exist_ok=True)
     baseline_recipe = folder / "bytetransformer.yaml"
@@ -180,7 +183,8 @@ def run_modality(plan: Plan, out: Path, samples: Path, quick: bool) -> dict[str,
             "--model.warmup_steps", str(max(1, steps // 10)),
             # eager: a fresh machine may lack the C++ compiler that CPU torch.compile needs, and
             # a few hundred steps barely repay compiling
-            "--model.compile", "false", *precision_flags(recipe), *model_flags.get(label, []),
+            "--model.compile", "false", *precision_flags(recipe),
+            *(model_flags if label == "MEGABYTE" else []),
         ])  # fmt: skip
         checkpoint = root / "checkpoints" / "last.ckpt"
         report_json = root / "evaluation.json"

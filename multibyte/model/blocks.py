@@ -129,13 +129,13 @@ class Block(nn.Module):
         x: torch.Tensor,
         cache: KVCache,
         position: torch.Tensor,
+        slot: torch.Tensor,
         visible: torch.Tensor,
-        slot: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """`step` with fixed shapes (see `CausalSelfAttention.static_step`). `slot`: the new
-        key's cache slot and rotary position where it is not `position` (carried keys first)."""
+        """`step` with fixed shapes (see `CausalSelfAttention.static_step`): token shift reads
+        `position`, the new key goes to cache `slot` (position + carried cross-patch keys)."""
         h = _norm(self._shift_step(x, cache, 0, position), self.attn_norm)
-        x = x + self.attn.static_step(h, cache, position if slot is None else slot, visible)
+        x = x + self.attn.static_step(h, cache, slot, visible)
         h = _norm(self._shift_step(x, cache, 1, position), self.mlp_norm)
         mlp = self.mlp
         h = mlp.activation(F.linear(h, mlp.up.weight, mlp.up.bias))
@@ -200,7 +200,7 @@ class TransformerStack(nn.Module):
             visible = visible & ((slots >= carried) | carried_visible)
         visible = visible[None]  # [1, capacity]: the one query row
         for block, cache in zip(self.blocks, caches):
-            x = block.static_step(x, cache, position, visible, slot if carried else None)
+            x = block.static_step(x, cache, position, slot, visible)
         return _norm(x, self.norm)
 
     def new_caches(
