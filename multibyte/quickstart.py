@@ -26,8 +26,8 @@ from multibyte.flops import matched_baseline
 from multibyte.model import MegabyteConfig
 from multibyte.prepare import main as prepare_main
 from multibyte.sample import main as sample_main
-from multibyte.train.cli import cpu_lacks_bf16_units
 from multibyte.train.cli import main as fit_main
+from multibyte.train.precision import resolve_precision
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"
@@ -87,17 +87,6 @@ def split_inputs(plan: Plan, folder: Path) -> tuple[list[Path], list[Path]]:
 
 def _recipe(plan: Plan) -> dict[str, Any]:
     return yaml.safe_load((RECIPES / plan.recipe).read_text())
-
-
-def precision_flags(recipe: dict[str, Any]) -> list[str]:
-    """float32 where the recipe asks for bf16 and this CPU would emulate it (slower, not worse:
-    the losses agree to the third decimal, docs/benchmarks.md "bf16 on a CPU")."""
-    precision = str((recipe.get("trainer") or {}).get("precision", ""))
-    return (
-        ["--trainer.precision", "32-true"]
-        if precision.startswith("bf16") and cpu_lacks_bf16_units()
-        else []
-    )
 
 
 def _seq_len(recipe: dict[str, Any]) -> int:
@@ -183,7 +172,7 @@ def run_modality(plan: Plan, out: Path, samples: Path, quick: bool) -> dict[str,
             "--model.warmup_steps", str(max(1, steps // 10)),
             # eager: a fresh machine may lack the C++ compiler that CPU torch.compile needs, and
             # a few hundred steps barely repay compiling
-            "--model.compile", "false", *precision_flags(recipe),
+            "--model.compile", "false",
             *(model_flags if label == "MEGABYTE" else []),
         ])  # fmt: skip
         checkpoint = root / "checkpoints" / "last.ckpt"
@@ -274,7 +263,6 @@ def run_multimodal(results: list[dict[str, Any]], out: Path, samples: Path, quic
         "--trainer.max_steps", str(steps), "--trainer.val_check_interval", str(steps),
         "--trainer.default_root_dir", str(root), "--trainer.log_every_n_steps", "5",
         "--model.warmup_steps", str(max(1, steps // 10)), *QUICK_MULTIMODAL * quick,
-        *precision_flags(yaml.safe_load((RECIPES / MULTIMODAL_RECIPE).read_text())),
     ])  # fmt: skip
     checkpoint = root / "checkpoints" / "last.ckpt"
     report_json = root / "evaluation.json"
@@ -350,12 +338,7 @@ def write_report(
         f"Wall time: {seconds / 60:.1f} min{' (reduced mode)' if quick else ''}. "
         "Evaluated on the held-out (val) samples; lower is better. The ByteTransformer baseline "
         "is trained on the same bytes for the same steps with the same training FLOPs per byte. "
-        + (
-            "Precision: float32 (this CPU has no bf16 matrix instructions, so the recipes' "
-            "bf16-mixed would run slower here)."
-            if cpu_lacks_bf16_units()
-            else "Precision: as each recipe says."
-        )
+        + "Precision: {0.value} ({0.reason}).".format(resolve_precision("bf16-mixed", "cpu"))
         + "".join(
             f" {plan.name}: the recipe's MEGABYTE with "
             f"{', '.join(f'{key}={value}' for key, value in plan.model.items())}, "

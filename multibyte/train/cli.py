@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import platform
 import sys
 
 import torch
@@ -14,6 +13,7 @@ from multibyte.checkpoint import read_checkpoint
 from multibyte.train.callbacks import Checkpoints
 from multibyte.train.data import ByteDataModule, ConfigError
 from multibyte.train.module import ByteLM
+from multibyte.train.precision import device_kind, resolve_compile, resolve_precision
 
 
 class SaveConfigNextToCheckpoints(SaveConfigCallback):
@@ -31,6 +31,8 @@ class SaveConfigNextToCheckpoints(SaveConfigCallback):
 
 
 class MultibyteCLI(LightningCLI):
+    command_line: list[str] = []  # the arguments as given, to tell flags from recipe settings
+
     def _check_model_against_data(self) -> None:
         """Configuration that only the model and the data together can reject, before any work."""
         config = self.model.model.config
@@ -76,22 +78,37 @@ class MultibyteCLI(LightningCLI):
             read_checkpoint(path)
         super()._parse_ckpt_path()
 
-    def _warn_of_emulated_bf16(self) -> None:
-        precision = str(self.trainer.precision)
-        on_cpu = self.trainer.strategy.root_device.type == "cpu"
-        if on_cpu and precision.startswith("bf16") and cpu_lacks_bf16_units():
-            print(
-                f"multibyte fit: warning: trainer.precision={precision} on a CPU without bf16 "
-                "matrix instructions (AVX512-BF16 or AMX) is slower than float32; "
-                "--trainer.precision 32-true trains faster here",
-                file=sys.stderr,
+    def before_instantiate_classes(self) -> None:
+        """Resolve precision and compile against this machine, before anything is built."""
+        config = self.config[self.config.subcommand]
+        trainer, model = config.trainer, config.model
+        device = device_kind(trainer.accelerator)
+        if device == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(
+                f"trainer.accelerator={trainer.accelerator}: no CUDA GPU is available here "
+                "(a GPU recipe; on a CPU add --trainer.accelerator cpu --trainer.devices 1)"
             )
+        precision = resolve_precision(
+            trainer.precision, device, explicit=self._given("--trainer.precision")
+        )
+        trainer.precision = precision.value
+        resolved = [("precision", precision)]
+        if model.get("compile"):
+            compiled = resolve_compile(True, device, explicit=self._given("--model.compile"))
+            model.compile = compiled.value == "true"
+            if not model.compile:
+                resolved.append(("compile", compiled))
+        if is_rank_zero():
+            for name, setting in resolved:
+                print(setting.line(name), flush=True)
+
+    def _given(self, flag: str) -> bool:
+        """Whether the command line itself sets `flag` (not a --config file)."""
+        return any(arg == flag or arg.startswith(flag + "=") for arg in self.command_line)
 
     def before_fit(self) -> None:
         self._check_model_against_data()
         self._place_checkpoints()
-        if self.trainer.is_global_zero:
-            self._warn_of_emulated_bf16()
 
     def before_validate(self) -> None:
         self._check_model_against_data()
@@ -111,6 +128,7 @@ class MultibyteCLI(LightningCLI):
 def main(argv: list[str] | None = None) -> int:
     """Run a LightningCLI sub-command; argv starts with fit, validate or test."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    MultibyteCLI.command_line = argv
     try:
         MultibyteCLI(
             ByteLM,
@@ -130,17 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def cpu_lacks_bf16_units() -> bool:
-    """True on an x86 CPU with neither AVX512-BF16 nor AMX, where bf16 products are emulated
-    (False elsewhere: torch cannot tell there)."""
-    if platform.machine().lower() not in ("x86_64", "amd64"):
-        return False
-    checks = [
-        getattr(torch.cpu, name, None)
-        for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    ]
-    known = [check for check in checks if check is not None]
-    return bool(known) and not any(check() for check in known)
+def is_rank_zero() -> bool:
+    """Before the trainer exists: a DDP child process has RANK or LOCAL_RANK set."""
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0
 
 
 def end_process_group() -> None:

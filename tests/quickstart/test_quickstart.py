@@ -93,20 +93,3 @@ def test_quickstart_writes_a_consistent_report(pack, tmp_path):
         config = multibyte.load(out / plan.name / "megabyte" / "checkpoints" / "last.ckpt").config
         assert {key: getattr(config, key) for key in plan.model} == plan.model
     assert "text: the recipe's MEGABYTE with first_byte=previous_patch, cross_patch=0" in report
-
-
-@pytest.mark.parametrize(
-    ("precision", "lacks_units", "flags"),
-    [
-        ("bf16-mixed", True, ["--trainer.precision", "32-true"]),
-        ("bf16-mixed", False, []),
-        ("32-true", True, []),
-    ],
-)
-def test_bf16_recipes_train_in_float32_where_the_cpu_would_emulate_bf16(
-    monkeypatch, precision, lacks_units, flags
-):
-    from multibyte import quickstart
-
-    monkeypatch.setattr(quickstart, "cpu_lacks_bf16_units", lambda: lacks_units)
-    assert quickstart.precision_flags({"trainer": {"precision": precision}}) == flags
