@@ -31,6 +31,7 @@ LAYERS = {
     "multibyte.loss": CORE,
     "multibyte.codecs": CORE,
     "multibyte.checkpoint": CORE,
+    "multibyte.outputs": CORE,
     "modalities": MODALITIES,
     "multibyte.train": WORKFLOWS,
     "multibyte.evaluation": WORKFLOWS,
