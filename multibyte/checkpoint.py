@@ -8,7 +8,8 @@ a plain-data entry `checkpoint["multibyte"]`:
      "modality": {"name": "image", "size": 64, "order": "raster", ...} | None}
 
 It is read with `torch.load(weights_only=True)`, which unpickles tensors and plain containers
-only; anything else is refused.
+only; anything else is refused. `load` also takes a folder written by `multibyte export`
+(model.safetensors + config.json, multibyte/model/pretrained.py), read with no pickle at all.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from torch import nn
 
 from multibyte.model.compat import pre_split_parameters
 from multibyte.model.megabyte import Megabyte, MegabyteConfig
+from multibyte.model.pretrained import CheckpointError, read_config
 from multibyte.model.transformer import ByteTransformer, ByteTransformerConfig
 
 MODEL_CLASSES: dict[str, tuple[type[nn.Module], type]] = {
@@ -30,10 +32,6 @@ MODEL_CLASSES: dict[str, tuple[type[nn.Module], type]] = {
     "ByteTransformer": (ByteTransformer, ByteTransformerConfig),
 }
 CHECKPOINT_FORMAT = 1
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be loaded safely or is not a multibyte checkpoint."""
 
 
 def model_spec(model: nn.Module) -> dict[str, Any]:
@@ -140,8 +138,18 @@ def _moments_fit(state: dict, ids: list, params: list[torch.Tensor]) -> bool:
 
 
 def load(ckpt_path: str | os.PathLike, map_location: Any = "cpu") -> nn.Module:
-    """The trained model in eval mode; `.modality` holds the adapter options it was trained on."""
+    """The trained model in eval mode; `.modality` holds the adapter options it was trained on.
+
+    `ckpt_path` is a checkpoint file or a folder written by `multibyte export` (or
+    `save_pretrained`): model.safetensors + config.json, read without unpickling anything."""
     path = ckpt_path
+    if os.path.isdir(path):
+        name = read_config(path)["model"].get("class")
+        if name not in MODEL_CLASSES:
+            raise CheckpointError(
+                f"{path}: unknown model class {name!r}; known: {sorted(MODEL_CLASSES)}"
+            )
+        return MODEL_CLASSES[name][0].from_pretrained(path, map_location)
     checkpoint = read_checkpoint(path, map_location)
     info = checkpoint["multibyte"]
     if not isinstance(info, dict) or "model" not in info:

@@ -44,6 +44,7 @@ from multibyte.model.compat import pre_split_order, upgrade_key
 from multibyte.model.decoding import CompiledMegabyteDecoder, MegabyteDecoder
 from multibyte.model.generation import generate_bytes
 from multibyte.model.presets import MEGABYTE_PRESETS, resolve_architecture
+from multibyte.model.pretrained import PretrainedMixin
 
 # The fields a preset may set (they default to None), and their values when no preset sets them.
 DEFAULTS = dict(
@@ -466,7 +467,9 @@ def ordinal_table(width: int, std: float, scale: float = 16.0) -> torch.Tensor:
     return (table * (std / table.std())).float()
 
 
-class Megabyte(nn.Module):
+class Megabyte(nn.Module, PretrainedMixin):
+    config_class = MegabyteConfig  # from_pretrained builds it from config.json
+
     def __init__(self, config: MegabyteConfig) -> None:
         super().__init__()
         self.config = config

@@ -23,6 +23,7 @@ from multibyte.model.blocks import (
     shift_right,
 )
 from multibyte.model.generation import StepGraphs, compiled_step, generate_bytes
+from multibyte.model.pretrained import PretrainedMixin
 
 
 @dataclass
@@ -64,7 +65,9 @@ class ByteTransformerConfig:
         return asdict(self)
 
 
-class ByteTransformer(nn.Module):
+class ByteTransformer(nn.Module, PretrainedMixin):
+    config_class = ByteTransformerConfig  # from_pretrained builds it from config.json
+
     def __init__(self, config: ByteTransformerConfig) -> None:
         super().__init__()
         self.config = config
