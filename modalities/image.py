@@ -55,6 +55,11 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+MAX_SIZE = 1024
+"""Largest image side (pixels): every image is size² · 3 bytes (3 MiB at 1024), in memory
+several times while it is encoded, and one sequence for the model."""
+
+
 class ImageAdapter(BaseAdapter):
     """``PIL.Image`` <-> ``size*size*3`` bytes.
 
@@ -83,6 +88,11 @@ class ImageAdapter(BaseAdapter):
         self, size: int = 64, order: str = "raster", patch_size: int = 12, predictor: str = "none"
     ) -> None:
         check_positive_int("size", size)
+        if size > MAX_SIZE:  # size² · 3 bytes per image: refuse before memory runs out
+            raise ValueError(
+                f"option size={size} is too large: at most {MAX_SIZE} "
+                f"({MAX_SIZE}×{MAX_SIZE} pixels, {3 * MAX_SIZE**2:,} bytes per image)"
+            )
         check_choice("order", order, ORDERS)
         check_positive_int("patch_size", patch_size)
         check_predictor(predictor)
