@@ -6,6 +6,7 @@ from benchmarks import (  # noqa: F401
     cpu_bf16,
     data,
     diagnostics,
+    fit_precision,
     generate,
     harness,
     multimodal,

@@ -24,6 +24,7 @@ from benchmarks import (  # noqa: E402, F401
     cpu_bf16,
     data,
     diagnostics,
+    fit_precision,
     generate,
     multimodal,
     quality,
@@ -398,3 +399,10 @@ def test_multimodal_reads_a_quickstart_report_and_marks_the_goal(tmp_path, capsy
     with pytest.raises(SystemExit) as exit_:
         h.run_case("multimodal", ["--report", str(tmp_path / "empty.json"), "--no-doc"])
     assert exit_.value.code == 2 and "no multimodal rows" in capsys.readouterr().err
+
+
+def test_fit_precision_smoke(tmp_path):
+    result = run("fit_precision", tmp_path)
+    (row,) = result["recipes"].values()
+    assert row["resolved"] == ("bf16-mixed" if result["bf16_units"] else "32-true")
+    assert positive(row["as written"]["step_s"], row["32-true"]["step_s"], row["max_steps"])
