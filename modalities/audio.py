@@ -116,6 +116,14 @@ class AudioAdapter(BaseAdapter):
         return self.bytes_per_sample
 
     @property
+    def frame_bytes(self) -> int:
+        return self.bytes_per_sample
+
+    # Clip length and how a file's last short clip is kept say how files are cut, not what a
+    # byte means.
+    layout_free = ("patch_size", "seq_len", "tail")
+
+    @property
     def options(self) -> dict[str, Any]:
         return {
             "name": self.name,

@@ -180,6 +180,9 @@ class BaseAdapter:
     prompt_fraction: ClassVar[float] = 1.0
     seq_len: int | None = None  # bytes per sample; None for a stream
     default_patch_size: int = 8
+    # True when a sample means something only whole (an image): a training window never cuts
+    # one, so it must fit the window; False when any run of its bytes is data (an audio clip).
+    whole_samples: ClassVar[bool] = False
 
     # -- byte layout ---------------------------------------------------------------------------
 
@@ -196,6 +199,22 @@ class BaseAdapter:
     def bytes_per_unit(self) -> int:
         """Bytes per unit of the metric: value in unit = bits per byte × this."""
         return 1
+
+    @property
+    def frame_bytes(self) -> int:
+        """The smallest whole piece of the byte layout (an audio sample's 2 bytes in pcm16):
+        generated or cut lengths must be multiples of it."""
+        return 1
+
+    # Options that only set defaults for the model (a patch size) or how inputs are cut, not how
+    # one byte of a sample is laid out: data prepared with other values reads the same.
+    layout_free: ClassVar[tuple[str, ...]] = ("patch_size",)
+
+    @property
+    def layout(self) -> dict[str, Any]:
+        """The options that decide what the bytes mean: a model trained on data of one layout
+        cannot be scored on data of another (``evaluate`` compares these)."""
+        return {k: v for k, v in self.options.items() if k not in self.layout_free}
 
     def encode(self, obj: Any) -> bytes:
         raise NotImplementedError(f"{type(self).__name__} does not implement encode")

@@ -83,6 +83,7 @@ class ImageAdapter(BaseAdapter):
         Flag("--predictor", "predictor", str),
     )
     prompt_fraction = 0.5  # the top half of the prompt image's rows
+    whole_samples = True  # a piece of an image is not an image
 
     def __init__(
         self, size: int = 64, order: str = "raster", patch_size: int = 12, predictor: str = "none"
@@ -125,6 +126,14 @@ class ImageAdapter(BaseAdapter):
             "patch_size": self.default_patch_size,
             "predictor": self.predictor,
         }
+
+    @property
+    def layout(self) -> dict[str, Any]:
+        # patch_size places the bytes only in patch order
+        layout = dict(self.options)
+        if self.order != "patch":
+            del layout["patch_size"]
+        return layout
 
     # -- arrays ---------------------------------------------------------------------------------
 

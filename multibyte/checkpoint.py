@@ -34,6 +34,36 @@ MODEL_CLASSES: dict[str, tuple[type[nn.Module], type]] = {
 CHECKPOINT_FORMAT = 1
 
 
+class DeviceError(ValueError):
+    """A ``--device`` that torch does not know, or that this machine does not have."""
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch.device this machine has; DeviceError naming it otherwise (before a
+    checkpoint is read, so the error is about the device, not the file)."""
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as error:
+        raise DeviceError(
+            f"--device {device}: unknown device (cpu, cuda, cuda:N, mps, ...)"
+        ) from error
+    backend = getattr(torch, resolved.type, None) if resolved.type != "cpu" else None
+    if resolved.type == "mps":
+        available, count = torch.backends.mps.is_available(), 1
+    elif resolved.type == "cpu":
+        available, count = True, 1
+    elif backend is not None and hasattr(backend, "is_available"):
+        available = bool(backend.is_available())
+        count = int(backend.device_count()) if available and hasattr(backend, "device_count") else 1
+    else:
+        raise DeviceError(f"--device {device}: {resolved.type} is not usable by this torch")
+    if not available:
+        raise DeviceError(f"--device {device}: no {resolved.type} device is available here")
+    if resolved.index is not None and resolved.index >= count:
+        raise DeviceError(f"--device {device}: this machine has {count} {resolved.type} device(s)")
+    return resolved
+
+
 def model_spec(model: nn.Module) -> dict[str, Any]:
     """The plain-data description that rebuilds `model`'s architecture."""
     name = type(model).__name__
@@ -68,6 +98,13 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
         raise CheckpointError(f"{path} is a folder, not a checkpoint")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:  # is_zipfile says False for a file it cannot open: say why instead
+        with open(path, "rb") as handle:
+            handle.read(1)
+    except OSError as error:
+        raise CheckpointError(
+            f"checkpoint {path} cannot be read: {error.strerror or error}"
+        ) from error
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is not one
         raise CheckpointError(
             f"{path} is not a multibyte checkpoint (not a readable checkpoint: no torch.save "

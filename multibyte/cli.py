@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "compress": "multibyte.compression.command:compress_main",
     "decompress": "multibyte.compression.command:decompress_main",
     "verify": "multibyte.verify:main",
+    "export": "multibyte.export:main",
 }
 # Errors that mean "the input is bad", wherever they surface (also from inside a training loop).
 # multibyte.checkpoint's CheckpointError is added when loaded: importing it here would import
@@ -55,6 +56,7 @@ USAGE = """usage: multibyte COMMAND ... (one of the commands below; COMMAND --he
   compress    compress files losslessly with a checkpoint (.mbz)
   decompress  restore .mbz files with the checkpoint they were made with
   verify      check a shard folder against its manifest (samples, size, sha256 per shard)
+  export      write a checkpoint as model.safetensors + config.json + a model card (README.md)
   quickstart  the bundled end-to-end demo (`make demo`)
 
 --debug (or MULTIBYTE_DEBUG=1) shows tracebacks instead of one-line errors.
@@ -103,14 +105,14 @@ def config_error(argv: list[str]) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
+    if argv and argv[0] in ("-h", "--help"):
         print(USAGE)
         return 0
     debug = debugging(argv)
     argv = [a for a in argv if a != "--debug"]
-    if not argv:
-        print(USAGE)
-        return 0
+    if not argv:  # no command is a usage error, as argparse treats a missing argument
+        print(USAGE, file=sys.stderr, end="")
+        return 2
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
         print(f"multibyte: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)

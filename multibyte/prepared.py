@@ -14,6 +14,12 @@
    refused (``IncompleteShards``) unless the caller allows it, and a shard the manifest lists
    but the folder lacks is a ShardError. Each shard is checked against the manifest when it is
    read (``multibyte.data.shards.iter_tar_samples``).
+6. Can it be checked at all? Shards without a manifest that records each shard's size and
+   sha256 (no manifest, an old one, or bare ``.tar`` files that no manifest lists) are refused
+   (``UnverifiedShards``) unless the caller allows them; then one warning says so.
+7. Is it laid out as the model expects? A checkpoint's options and the manifest's are compared
+   by the adapter's ``layout`` (``LayoutMismatch``), and the manifest's options must be the ones
+   its shards' samples were written with (an edited manifest is an error).
 """
 
 from __future__ import annotations
@@ -32,10 +38,12 @@ from multibyte.data.shards import (
     MANIFEST,
     SPLITS,
     ShardError,
+    first_sample_meta,
     list_shards,
     load_manifest,
     read_samples,
     shard_infos,
+    unverifiable,
 )
 from multibyte.inputs import encode_in_memory
 
@@ -68,6 +76,67 @@ class IncompleteShards(PreparedError):
             f'{folder} is an incomplete prepare ({folder / MANIFEST} says "complete": false; '
             f"written so far: {written} samples): finish it with `{resume_command(manifest)}`, "
             f"or pass {allow} to use it as it is"
+        )
+
+
+class UnverifiedShards(PreparedError):
+    """Shards that no manifest records checksums for, and nobody said to read them anyway."""
+
+    def __init__(self, reason: str, allow: str) -> None:
+        super().__init__(
+            f"{reason}, so a damaged shard would go unnoticed: prepare the data again with "
+            f"`multibyte prepare`, or pass {allow} to read it unverified"
+        )
+
+
+class LayoutMismatch(PreparedError):
+    """Shards of the expected modality whose bytes are laid out otherwise (other options)."""
+
+    def __init__(self, found: dict[str, Any], expected: dict[str, Any], where: str) -> None:
+        self.found, self.expected, self.where = found, expected, where
+        super().__init__(f"the shards in {where} hold {describe(found)}, not {describe(expected)}")
+
+
+def describe(layout: dict[str, Any]) -> str:
+    """``image (size=64, order=raster)``: a layout in one phrase."""
+    rest = ", ".join(f"{k}={v}" for k, v in layout.items() if k != "name")
+    return f"{layout.get('name')} ({rest})" if rest else str(layout.get("name"))
+
+
+def layout_of(options: dict[str, Any]) -> dict[str, Any]:
+    """The adapter's ``layout`` of these options (the options themselves if they build none)."""
+    try:
+        return dict(modalities.get(**options).layout)
+    except (KeyError, TypeError, ValueError):
+        return dict(options)
+
+
+_warned_unverified: set[str] = set()
+
+
+def warn_unverified(reason: str) -> None:
+    """Say once per process that these shards are read without any check."""
+    if reason not in _warned_unverified:
+        _warned_unverified.add(reason)
+        print(f"multibyte: warning: {reason}: reading its shards unverified", file=sys.stderr)
+
+
+def check_manifest_options(folder: Path, manifest: dict[str, Any]) -> None:
+    """PreparedError if the manifest's options are not those its shards' samples were written
+    with (an edited manifest would make the bytes be read with another layout)."""
+    infos = shard_infos(manifest)
+    stored = manifest.get("options")
+    if not infos or not isinstance(stored, dict):
+        return
+    meta = first_sample_meta(folder / sorted(infos)[0])
+    written = meta.get("options") if meta else None
+    if not isinstance(written, dict):
+        return
+    if full_options(written) != full_options(stored):
+        raise PreparedError(
+            f"{folder / MANIFEST} says the shards hold {describe(full_options(stored))}, but "
+            f"their samples were written as {describe(full_options(written))}: the manifest "
+            "was edited; prepare the data again"
         )
 
 
@@ -179,6 +248,9 @@ def open_prepared(
     allow_incomplete: bool = False,
     allow_flag: str = "--allow-incomplete",
     name_unmet: bool = False,
+    allow_unverified: bool = False,
+    unverified_flag: str = "--allow-unverified",
+    same_layout: bool = False,
 ) -> Prepared:
     """Open shards or raw files (or, with no paths, only resolve the modality).
 
@@ -187,9 +259,13 @@ def open_prepared(
     A folder whose prepare did not complete raises IncompleteShards (naming ``allow_flag``, the
     caller's way to allow it) unless ``allow_incomplete``. With ``name_unmet`` (a recipe's
     options, which the user wrote), options that the shards' manifest sets otherwise are named in
-    one stderr line: the bytes are laid out as the shards say, so those cannot apply.
-    Raises PreparedError (ModalityMismatch, ModalityUnknown, IncompleteShards), ShardError for
-    a listed shard that is missing, or ValueError for bad options.
+    one stderr line: the bytes are laid out as the shards say, so those cannot apply. With
+    ``same_layout`` (a checkpoint's options), shards of another layout raise LayoutMismatch.
+    Shards that cannot be verified raise UnverifiedShards (naming ``unverified_flag``) unless
+    ``allow_unverified``, which warns once instead.
+    Raises PreparedError (ModalityMismatch, ModalityUnknown, IncompleteShards, UnverifiedShards,
+    LayoutMismatch), ShardError for a listed shard that is missing, or ValueError for bad
+    options.
     """
     roots = [Path(p) for p in paths]
     for root in roots:
@@ -207,11 +283,23 @@ def open_prepared(
         if manifest.get("complete") is False and not allow_incomplete:
             raise IncompleteShards(roots[0], manifest, allow_flag)
         check_listed_shards(roots[0], manifest)
+    if shards:
+        reason = unverifiable(roots, manifest)
+        if reason is not None and not allow_unverified:
+            raise UnverifiedShards(reason, unverified_flag)
+        if reason is not None:
+            warn_unverified(reason)
+        elif manifest is not None:
+            check_manifest_options(roots[0], manifest)
     stored = (manifest or {}).get("options")
     if stored:
         if options is None:
             options = stored
         elif stored.get("name") == options.get("name"):
+            if same_layout and override is None:
+                found, wanted = layout_of(stored), layout_of(options)
+                if found != wanted:
+                    raise LayoutMismatch(found, wanted, str(roots[0]))
             held_options = full_options(stored)  # an option older shards lack is its default
             unmet = {k: v for k, v in options.items() if k in held_options and held_options[k] != v}
             if unmet and name_unmet:  # said, not dropped silently: bytes cannot be re-laid out
@@ -247,10 +335,12 @@ def open_prepared(
 
 __all__ = [
     "IncompleteShards",
+    "LayoutMismatch",
     "ModalityMismatch",
     "ModalityUnknown",
     "Prepared",
     "PreparedError",
+    "UnverifiedShards",
     "is_shards",
     "open_prepared",
     "resolve_options",

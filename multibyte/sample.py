@@ -11,6 +11,7 @@ A fixed ``--seed`` gives the same bytes on every run on the same device.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,9 @@ from tqdm import tqdm
 
 import modalities
 from modalities import Prompt
-from multibyte.checkpoint import CheckpointError, load
+from multibyte.checkpoint import CheckpointError, DeviceError, check_device, load
 from multibyte.data.header import HeaderTable, is_mixture
-from multibyte.prepared import ModalityMismatch, ModalityUnknown, open_prepared
+from multibyte.prepared import ModalityMismatch, ModalityUnknown, describe, open_prepared
 
 
 class SampleError(ValueError):
@@ -95,16 +96,77 @@ def _note(message: str) -> None:
     print(f"multibyte sample: {message}", file=sys.stderr)
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """The numbers and the device, before the checkpoint is read."""
+    if args.n < 1:
+        raise SampleError(f"--n must be positive, got {args.n}")
+    if args.max_new_bytes is not None and args.max_new_bytes < 1:
+        raise SampleError(f"--max-new-bytes must be at least 1, got {args.max_new_bytes}")
+    if not math.isfinite(args.temperature) or args.temperature < 0:
+        raise SampleError(
+            f"--temperature must be a finite number >= 0 (0: greedy), got {args.temperature}"
+        )
+    if args.top_k is not None and args.top_k < 1:
+        raise SampleError(f"--top-k must be at least 1, got {args.top_k}")
+    if args.top_p is not None and not 0.0 < args.top_p <= 1.0:
+        raise SampleError(f"--top-p must be in (0, 1], got {args.top_p}")
+    if args.prompt_fraction is not None and not 0.0 <= args.prompt_fraction <= 1.0:
+        raise SampleError(f"--prompt-fraction must be in [0, 1], got {args.prompt_fraction}")
+    try:
+        check_device(args.device)
+    except DeviceError as error:
+        raise SampleError(str(error)) from error
+
+
+def available_memory(device: str) -> int | None:
+    """Bytes free for tensors on ``device`` (None when unknown)."""
+    kind = torch.device(device).type
+    if kind == "cuda":
+        return int(torch.cuda.mem_get_info(torch.device(device))[0])
+    if kind != "cpu":
+        return None
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def batch_memory(model: nn.Module, n: int, length: int) -> int:
+    """A lower bound on the bytes that sampling ``n`` rows of ``length`` bytes holds at once: the
+    token ids, the KV caches of every layer (float32) and one step's logits."""
+    config = model.config
+    per_position = 8  # int64 ids
+    # (width, depth, positions per cached entry); the local cache spans one patch: left out
+    for width, depth, per in (
+        ("global_dim", "global_layers", getattr(config, "patch_size", 1) or 1),
+        ("dim", "layers", 1),
+    ):
+        dim, layers = getattr(config, width, 0) or 0, getattr(config, depth, 0) or 0
+        per_position += 2 * 4 * dim * layers // per
+    return n * (length * per_position + 256 * 4)
+
+
+def check_memory(model: nn.Module, n: int, length: int, device: str) -> None:
+    """SampleError when the batch cannot fit in the memory free on ``device``."""
+    need, free = batch_memory(model, n, length), available_memory(device)
+    if free is not None and need > free:
+        raise SampleError(
+            f"--n {n}: {n} samples of {length} bytes need at least {need / 1e9:.1f} GB on "
+            f"{device}, more than the {free / 1e9:.1f} GB free; sample fewer at a time"
+        )
+
+
 def run(args: argparse.Namespace) -> list[Path]:
     """Sample as the command line asks; returns the files written."""
     if not Path(args.ckpt).exists():
         raise SampleError(f"checkpoint not found: {args.ckpt}")
     if args.prompt and not Path(args.prompt).is_file():
         raise SampleError(f"prompt file not found: {args.prompt}")
-    if args.n < 1:
-        raise SampleError(f"--n must be positive, got {args.n}")
-    if args.max_new_bytes is not None and args.max_new_bytes < 1:
-        raise SampleError(f"--max-new-bytes must be at least 1, got {args.max_new_bytes}")
+    check_args(args)
     try:
         model = load(args.ckpt, map_location=args.device)
     except (CheckpointError, FileNotFoundError) as error:
@@ -131,6 +193,12 @@ def run(args: argparse.Namespace) -> list[Path]:
     fraction = adapter.prompt_fraction if args.prompt_fraction is None else args.prompt_fraction
     if not 0.0 <= fraction <= 1.0:
         raise SampleError(f"--prompt-fraction must be in [0, 1], got {fraction}")
+    frame = adapter.frame_bytes
+    if args.max_new_bytes is not None and args.max_new_bytes % frame:
+        raise SampleError(
+            f"--max-new-bytes {args.max_new_bytes}: {describe(adapter.layout)} comes in "
+            f"frames of {frame} bytes; give a multiple of {frame}"
+        )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     generator = torch.Generator(device=args.device).manual_seed(args.seed)
     try:
@@ -143,6 +211,7 @@ def run(args: argparse.Namespace) -> list[Path]:
         prompt, new = adapter.plan_sample(prompt, args.max_new_bytes, max_len)
         for note in prompt.notes:
             _note(note)
+        check_memory(model, args.n, len(header) + len(prompt.data) + new, args.device)
         x = torch.tensor(list(header + prompt.data), dtype=torch.long)
         x = x.reshape(1, -1).repeat(args.n, 1)
         out = generate(
@@ -182,4 +251,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["SampleError", "build_parser", "generate", "main", "mixture_modality", "run"]
+__all__ = [
+    "SampleError",
+    "batch_memory",
+    "build_parser",
+    "check_args",
+    "generate",
+    "main",
+    "mixture_modality",
+    "run",
+]

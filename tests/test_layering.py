@@ -41,6 +41,7 @@ LAYERS = {
     "multibyte.inputs": WORKFLOWS,
     "multibyte.verify": WORKFLOWS,
     "multibyte.compression": WORKFLOWS,
+    "multibyte.export": WORKFLOWS,
     "multibyte.cli": COMMANDS,
     "multibyte.quickstart": COMMANDS,
 }

@@ -49,7 +49,7 @@ class CommandError(ValueError):
 
 
 def _load(ckpt: str, device: str = "cpu") -> nn.Module:
-    if not Path(ckpt).is_file():
+    if not Path(ckpt).exists():  # a .ckpt file, or a folder written by `multibyte export`
         raise CommandError(f"{ckpt}: checkpoint not found")
     try:
         return load(ckpt, map_location=device)

@@ -98,6 +98,44 @@ def expected_info(path: str | os.PathLike) -> dict[str, Any] | None:
     return infos[path.name]
 
 
+def unverifiable(
+    paths: Sequence[str | os.PathLike], manifest: dict[str, Any] | None = None
+) -> str | None:
+    """Why these shards cannot be checked before they are read, or None when they can.
+
+    ``paths`` is one shard folder (``manifest``: its manifest, already loaded) or ``.tar``
+    files; a tar can be checked when the manifest next to it records its size and sha256.
+    Raises ShardError for a tar that a manifest recording its folder's shards does not list.
+    """
+    paths = [Path(p) for p in paths]
+    if len(paths) == 1 and paths[0].is_dir():
+        folder = paths[0]
+        if manifest is None:
+            return f"{folder} has no {MANIFEST} recording its shards' checksums"
+        if shard_infos(manifest) is None:
+            return f"{folder / MANIFEST} records no per-shard checksums (no shard_info)"
+        return None
+    for path in paths:
+        if expected_info(path) is None:
+            return f"{path} is not listed with its checksum in a {MANIFEST} next to it"
+    return None
+
+
+def first_sample_meta(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The ``.json`` of a shard's first sample (read up to it only), or None if there is none
+    or it cannot be read (reading the shard later reports the damage)."""
+    try:
+        with tarfile.open(path, mode="r|") as archive:
+            for member in archive:
+                if member.isfile() and member.name.endswith(".json"):
+                    handle = archive.extractfile(member)
+                    meta = json.loads(handle.read()) if handle is not None else None
+                    return meta if isinstance(meta, dict) else None
+    except (tarfile.TarError, EOFError, OSError, ValueError):
+        return None
+    return None
+
+
 def check_shard_bytes(path: str, data: bytes, info: dict[str, Any]) -> None:
     """Raise ShardError unless ``data`` has the size and sha256 the manifest recorded."""
     if len(data) != info["size"]:

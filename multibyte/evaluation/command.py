@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from multibyte.checkpoint import CheckpointError, load
+from multibyte.checkpoint import CheckpointError, DeviceError, check_device, load
 from multibyte.data.header import HeaderTable, is_mixture
 from multibyte.evaluation import report
 from multibyte.evaluation.evaluation import Evaluation, evaluate_model
@@ -17,10 +17,12 @@ from multibyte.evaluation.mixture import HeaderedModel, header_bits, pick_modali
 from multibyte.evaluation.plans import EvaluationError
 from multibyte.evaluation.scoring import max_seq_len_of
 from multibyte.prepared import (
+    LayoutMismatch,
     ModalityMismatch,
     ModalityUnknown,
     Prepared,
     PreparedError,
+    describe,
     open_prepared,
 )
 
@@ -57,7 +59,34 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-incomplete", action="store_true",
         help="read a shard folder whose prepare did not complete",
     )  # fmt: skip
+    parser.add_argument(
+        "--allow-unverified", action="store_true",
+        help="read shards that no manifest records checksums for (no manifest, or bare .tar "
+        "files): a damaged shard then goes unnoticed",
+    )  # fmt: skip
     return parser
+
+
+def check_args(args: argparse.Namespace) -> str:
+    """Every number and the device checked before any file is read; returns the device."""
+    for option, value, least in (
+        ("--batch-size", getattr(args, "batch_size", None), 1),
+        ("--seq-len", getattr(args, "seq_len", None), 1),
+        ("--limit", getattr(args, "limit", None), 1),
+        ("--context", getattr(args, "context", None), 0),
+    ):
+        if value is not None and value < least:
+            what = "positive" if least else "at least 0"
+            raise EvaluationError(f"{option} must be {what}, got {value}")
+    try:
+        device = getattr(args, "device", None)
+        return str(check_device(device)) if device else default_device()
+    except DeviceError as error:
+        raise EvaluationError(str(error)) from error
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def limit_sequences(
@@ -83,7 +112,15 @@ def open_data(args: argparse.Namespace, trained: dict | None) -> tuple[Prepared,
         prepared = open_prepared(
             args.data, trained, args.modality, val_fraction=0.0,
             allow_incomplete=getattr(args, "allow_incomplete", False),
+            allow_unverified=getattr(args, "allow_unverified", False), same_layout=True,
         )  # fmt: skip
+    except LayoutMismatch as error:
+        raise EvaluationError(
+            f"the shards in {error.where} hold {describe(error.found)} but the checkpoint "
+            f"{args.ckpt} was trained on {describe(error.expected)}; prepare the data with the "
+            f"checkpoint's options, or pass --modality {error.found.get('name')} to score it "
+            "anyway"
+        ) from error
     except ModalityMismatch as error:
         held = "the shards in {} hold" if error.shards else "the data in {} looks like"
         raise EvaluationError(
@@ -112,9 +149,7 @@ def run(args: argparse.Namespace) -> Evaluation:
     for p in args.data:
         if not Path(p).exists():
             raise EvaluationError(f"data path not found: {p}")
-    if args.limit is not None and args.limit < 1:
-        raise EvaluationError(f"--limit must be positive, got {args.limit}")
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = check_args(args)
     try:
         model = load(args.ckpt, map_location=device)
     except (CheckpointError, FileNotFoundError) as error:
@@ -122,7 +157,7 @@ def run(args: argparse.Namespace) -> Evaluation:
     if is_mixture(getattr(model, "modality", None)):
         raise EvaluationError("a multimodal checkpoint gives one report per modality: run_all")
     prepared, sequences = open_data(args, getattr(model, "modality", None))
-    window = args.seq_len or max_seq_len_of(model)
+    window = args.seq_len if args.seq_len is not None else max_seq_len_of(model)
     sequences = limit_sequences(sequences, args.limit, window, prepared.stream)
     if not sequences:
         skipped = prepared.skipped
@@ -153,8 +188,9 @@ def run(args: argparse.Namespace) -> Evaluation:
 def run_all(args: argparse.Namespace) -> list[Evaluation]:
     """One evaluation for a single-modality checkpoint, or one per ``--data`` path (each a
     modality of the model) for a multimodal one."""
-    if not Path(args.ckpt).is_file():
+    if not Path(args.ckpt).exists():  # a .ckpt file, or a folder written by `multibyte export`
         raise EvaluationError(f"checkpoint not found: {args.ckpt}")
+    device = check_args(args)
     try:
         trained = read_modality(args.ckpt)
     except (CheckpointError, FileNotFoundError) as error:
@@ -166,7 +202,6 @@ def run_all(args: argparse.Namespace) -> list[Evaluation]:
     for p in args.data:
         if not Path(p).exists():
             raise EvaluationError(f"data path not found: {p}")
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = load(args.ckpt, map_location=device)
     table = HeaderTable.from_entry(model.modality)
     return [evaluate_source(args, model, table, path, device) for path in args.data]
@@ -182,7 +217,11 @@ def evaluate_source(
 ) -> Evaluation:
     """One modality of a multimodal model on one data path, header bytes excluded."""
     try:
-        probe = open_prepared([path], None, None, val_fraction=0.0)
+        probe = open_prepared(
+            [path], None, None, val_fraction=0.0,
+            allow_incomplete=getattr(args, "allow_incomplete", False),
+            allow_unverified=getattr(args, "allow_unverified", False),
+        )  # fmt: skip
         options = probe.adapter.options if probe.adapter is not None else None
     except ModalityUnknown:
         options = None
@@ -192,7 +231,7 @@ def evaluate_source(
     one = argparse.Namespace(**{**vars(args), "data": [path]})
     prepared, sequences = open_data(one, table.modalities[index])
     headered = HeaderedModel(model, table.headers[index], table)
-    window = args.seq_len or table.data_len
+    window = args.seq_len if args.seq_len is not None else table.data_len
     sequences = limit_sequences(sequences, args.limit, window, prepared.stream)
     if not sequences:
         raise EvaluationError(f"no data to evaluate in {path}")
@@ -255,4 +294,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["build_parser", "evaluate_source", "limit_sequences", "main", "run", "run_all"]
+__all__ = [
+    "build_parser",
+    "check_args",
+    "evaluate_source",
+    "limit_sequences",
+    "main",
+    "run",
+    "run_all",
+]

@@ -44,6 +44,7 @@ from multibyte.prepared import (
     ModalityUnknown,
     Prepared,
     PreparedError,
+    UnverifiedShards,
     open_prepared,
 )
 from multibyte.train.augment import (
@@ -164,6 +165,7 @@ class ByteDataModule(L.LightningDataModule):
         mix_alpha: float = 0.0,
         patch_size: int | None = None,
         augment: list[str] | None = None,
+        allow_unverified: bool = False,
     ) -> None:
         """
         Args:
@@ -184,8 +186,9 @@ class ByteDataModule(L.LightningDataModule):
             allow_incomplete: read a shard folder whose prepare did not complete.
             sources: instead of `path`, several sources for one multimodal model: a list of
                 {path, weight, modality}, each a shard folder or raw files (see
-                multibyte/train/mixture.py). Every sequence then starts with its modality's
-                header and `seq_len` (default: header + the longest sample) is the same for all.
+                multibyte/train/mixture.py), streamed shard by shard. Every sequence then
+                starts with its modality's header and is `seq_len` long (default: the model's
+                max_seq_len); text and audio are cut into windows, an image must fit whole.
             mix_alpha: sources: a sequence comes from source i with p ∝ weight_i · n_i^alpha
                 (n_i: its training bytes); 0 follows the weights alone.
             patch_size: sources: the model's patch size, so the header fills whole patches
@@ -193,8 +196,11 @@ class ByteDataModule(L.LightningDataModule):
             augment: names of the adapter's training augmentations to apply, e.g. [hflip]
                 (`adapter.augmentations()`); training batches only, never validation or test.
                 With sources, each source has its own `augment` list instead.
+            allow_unverified: read shards that no manifest records checksums for (no manifest,
+                or one without per-shard checksums); a warning says so once.
         """
         super().__init__()
+        self.allow_unverified = allow_unverified
         self.mixture: MixtureData | None = None
         self.augmentations: list = []
         if sources is not None:
@@ -203,8 +209,6 @@ class ByteDataModule(L.LightningDataModule):
                     "data.augment does not apply to data.sources: give each source its own "
                     "list, e.g. {path: ..., weight: 1, augment: [hflip]}"
                 )
-            if on_bad_shard != "stop":  # sources are read whole at the start: a bad shard stops
-                raise ConfigError("data.on_bad_shard: skip does not apply to data.sources")
             self._init_mixture(
                 path,
                 sources,
@@ -215,6 +219,7 @@ class ByteDataModule(L.LightningDataModule):
                 val_fraction,
                 seed,
                 allow_incomplete,
+                on_bad_shard,
             )
             self.batch_size, self.val_batch_size = batch_size, val_batch_size or batch_size
             self.num_workers, self.seed, self.batches_per_epoch = (
@@ -264,9 +269,10 @@ class ByteDataModule(L.LightningDataModule):
             prepared = open_prepared(
                 self.paths, modality, val_fraction=val_fraction, seed=seed,
                 allow_incomplete=self.allow_incomplete, allow_flag="--data.allow_incomplete true",
-                name_unmet=True,
+                name_unmet=True, allow_unverified=self.allow_unverified,
+                unverified_flag="--data.allow_unverified true",
             )  # fmt: skip
-        except (IncompleteShards, ShardError) as error:
+        except (IncompleteShards, UnverifiedShards, ShardError) as error:
             raise ConfigError(f"data.path: {error}") from error
         except ModalityMismatch as error:
             where = f"{error.where}/{MANIFEST}" if error.shards else error.where
@@ -279,6 +285,8 @@ class ByteDataModule(L.LightningDataModule):
                 f"data.modality is required: {error} (no manifest, and no adapter recognises "
                 "the files)"
             ) from error
+        except PreparedError as error:  # a missing path, an edited manifest
+            raise ConfigError(f"data.path: {error}") from error
         except ValueError as error:
             raise ConfigError(f"data.modality: {error}") from error
         if prepared.shards:
@@ -300,7 +308,7 @@ class ByteDataModule(L.LightningDataModule):
     def _init_mixture(
         self, path: Any, sources: list[dict[str, Any]], modality: Any, seq_len: int | None,
         mix_alpha: float, patch_size: int | None, val_fraction: float, seed: int,
-        allow_incomplete: bool,
+        allow_incomplete: bool, on_bad_shard: str,
     ) -> None:  # fmt: skip
         if path is not None and path != []:
             raise ConfigError("give data.path or data.sources, not both")
@@ -310,17 +318,19 @@ class ByteDataModule(L.LightningDataModule):
             raise ConfigError(f"data.val_fraction must be in [0, 1), got {val_fraction}")
         try:
             self.mixture = MixtureData(
-                sources, seq_len, mix_alpha, val_fraction, seed, patch_size, allow_incomplete
-            )
+                sources, seq_len, mix_alpha, val_fraction, seed, patch_size, allow_incomplete,
+                on_bad_shard, getattr(self, "allow_unverified", False),
+            )  # fmt: skip
         except MixtureError as error:
             raise ConfigError(f"data.sources: {error}") from error
         self.adapter, self.shards, self.stream, self.skipped = None, False, False, []
 
-    def set_patch_size(self, patch_size: int) -> None:
-        """The model's patch size (a mixture's header fills whole patches); else nothing."""
+    def set_patch_size(self, patch_size: int, max_seq_len: int | None = None) -> None:
+        """The model's patch size and max_seq_len: a mixture's header fills whole patches and,
+        unless data.seq_len is set, its sequences are max_seq_len long; else nothing."""
         if self.mixture is not None:
             try:
-                self.mixture.set_patch_size(patch_size)
+                self.mixture.set_patch_size(patch_size, max_seq_len)
             except MixtureError as error:
                 raise ConfigError(f"data.sources: {error}") from error
 
@@ -373,7 +383,7 @@ class ByteDataModule(L.LightningDataModule):
         if self.mixture is not None:
             return self.mixture.train_dataloader(
                 self.batch_size, rank, self._start_batch(), self.batches_per_epoch,
-                self.num_workers,
+                self.num_workers, world_size,
             )  # fmt: skip
         generator = torch.Generator().manual_seed(self.seed)  # keeps the global RNG untouched
         augmenter = self._augmenter(rank)
