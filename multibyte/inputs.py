@@ -61,7 +61,7 @@ def find_tasks(
     for src in sources:
         root = Path(src)
         named = root.is_file()
-        files = [root] if named else sorted(p for p in root.rglob("*") if p.is_file())
+        files = [root] if named else _files(root, skips)
         for file in files:
             if adapter.accepts(file, named):
                 ident = file.name if named else file.relative_to(root).as_posix()
@@ -73,6 +73,26 @@ def find_tasks(
                 )
                 skips.append(Skip(str(file), reason))
     return tasks, skips
+
+
+def _files(root: Path, skips: list[Skip]) -> list[Path]:
+    """The files under ``root``, sorted (symbolic links to folders are not followed). A folder
+    that cannot be read and a symbolic link whose target is missing become skips with the
+    reason, instead of vanishing from the job unsaid."""
+
+    def unreadable(error: OSError) -> None:
+        skips.append(Skip(str(error.filename), f"folder cannot be read: {error.strerror}"))
+
+    files = []
+    for folder, _, names in os.walk(root, onerror=unreadable):
+        for name in names:
+            path = Path(folder) / name
+            if path.is_file():
+                files.append(path)
+            elif path.is_symlink() and not path.exists():
+                target = os.readlink(path)
+                skips.append(Skip(str(path), f"dangling symbolic link: {target} does not exist"))
+    return sorted(files)
 
 
 def find_all_tasks(

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-PARTIAL = ".partial-"  # temporary names: ".NAME.partial-PID", hidden and never a final name
+PARTIAL = ".partial-"  # temporary names: ".STEM.partial-PID.SUFFIX", hidden, never a final name
 
 
 class OutputError(ValueError):
@@ -49,7 +49,7 @@ def check_folder(folder: str | os.PathLike, option: str = "--out") -> Path:
     folder = Path(folder)
     base = nearest_existing(folder)
     if not base.is_dir():
-        raise OutputError(f"{option} {folder}: {base} exists and is not a folder")
+        raise OutputError(f"{option} {folder} is not writable: {base} is a file, not a folder")
     try:
         handle, probe = tempfile.mkstemp(prefix=".multibyte-write-test-", dir=base)
         os.close(handle)
@@ -95,8 +95,8 @@ def check_distinct(paths: Mapping[str, str | os.PathLike | None]) -> None:
 
 def temporary_name(path: str | os.PathLike) -> Path:
     """The hidden name ``path`` is written under before it is renamed into place."""
-    path = Path(path)
-    return path.with_name(f".{path.name}{PARTIAL}{os.getpid()}")
+    path = Path(path)  # the suffix stays last: writers pick the format by it (PNG, WAV, ...)
+    return path.with_name(f".{path.stem}{PARTIAL}{os.getpid()}{path.suffix}")
 
 
 def _make_folder(folder: Path) -> list[Path]:

@@ -5,6 +5,13 @@ Output: ``OUT/{train,val}-%06d.tar`` (and any fixed split an adapter names, such
 modality, options, position), and ``OUT/manifest.json``. Bad inputs are skipped and listed; bad
 configuration fails before any work. NAME is any registered adapter; its options on the command
 line are the ones it declares in ``flags``.
+
+Outputs follow ``multibyte.outputs``: ``--out`` is checked for writing before any work; a folder
+that already holds a prepare is refused unless ``--overwrite`` (start again) or ``--resume``; and
+prepare deletes only files it wrote itself, the shards its own manifest lists (with their
+temporary ``.partial`` names). Any other file in ``--out`` stays, and a file named like one of
+its shards that the manifest does not list is refused rather than replaced. A prepare that
+wrote no sample is an error and leaves no manifest behind, so it is never marked complete.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import re
 import signal
 import sys
 import threading
@@ -31,6 +39,7 @@ from multibyte.data.shards import (
     check_shard_bytes,
     iter_tar_samples,
     load_manifest,
+    shard_name,
 )
 from multibyte.data.writer import PARTIAL, ShardSink
 from multibyte.inputs import (
@@ -43,6 +52,7 @@ from multibyte.inputs import (
     cuts_inside,
     find_all_tasks,
 )
+from multibyte.outputs import OutputError, check_folder
 from multibyte.prepared import resume_command
 
 SHOWN_SKIPS = 10  # skipped inputs named on stderr; the manifest lists them all
@@ -50,6 +60,62 @@ SHOWN_SKIPS = 10  # skipped inputs named on stderr; the manifest lists them all
 
 class ConfigError(ValueError):
     """Bad configuration: reported before any work starts."""
+
+
+class NothingWritten(ValueError):
+    """Every input was skipped: no sample to write, so no shard folder either."""
+
+    def __init__(self, message: str, skipped: list[dict[str, str]]) -> None:
+        super().__init__(message)
+        self.skipped = skipped
+
+
+# The names prepare gives its shards (``{split}-%06d.tar``); anything else in --out is not its.
+SHARD_FILE = re.compile(r"[A-Za-z0-9_]+-\d{6}\.tar")
+
+
+def own_files(manifest: dict[str, Any] | None) -> set[str]:
+    """The files in --out that the prepare which wrote ``manifest`` wrote itself: the shards it
+    lists, the next shard of each split (a kill can land between a shard's rename and the
+    manifest's update), their temporary names and the manifest. Names come from the file, so
+    only plain shard names count: never a path."""
+    if not manifest:
+        return set()
+    listed: dict[str, list[Any]] = {}
+    for key in ("shards", "shard_info"):
+        table = manifest.get(key)
+        for split, entries in table.items() if isinstance(table, dict) else ():
+            names = [e.get("name") if isinstance(e, dict) else e for e in entries or ()]
+            listed.setdefault(str(split), []).extend(names)
+    names = set()
+    for split, entries in listed.items():
+        names.update(entries)
+        names.add(shard_name(split) % len(set(entries)))
+    names = {n for n in names if isinstance(n, str) and SHARD_FILE.fullmatch(n)}
+    return names | {n + PARTIAL for n in names} | {MANIFEST + PARTIAL}
+
+
+def _old_manifest(out: Path) -> dict[str, Any] | None:
+    try:
+        return load_manifest(out) if out.is_dir() else None
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"--out {out}: {out / MANIFEST} cannot be read ({error})") from error
+
+
+def _check_source(src: str) -> None:
+    """A --src/--val-src path the user named must be readable: never "0 inputs" for a folder
+    that cannot be listed."""
+    path = Path(src)
+    try:
+        if path.is_dir():
+            with os.scandir(path) as entries:
+                next(entries, None)
+        else:
+            with open(path, "rb"):
+                pass
+    except OSError as error:
+        reason = (error.strerror or str(error)).lower()
+        raise ConfigError(f"--src {src} cannot be read: {reason}") from error
 
 
 def declared_flags() -> dict[str, list[tuple[str, Flag]]]:
@@ -134,6 +200,8 @@ def check_config(args: argparse.Namespace) -> tuple[Adapter, dict[str, Any]]:
     missing = [src for src in [*args.src, *args.val_src] if not Path(src).exists()]
     if missing:
         raise ConfigError(f"--src/--val-src path does not exist: {', '.join(missing)}")
+    for src in [*args.src, *args.val_src]:
+        _check_source(src)
     options, reading = adapter_options(args.modality, args)
     try:
         adapter = modalities.get(**options)
@@ -149,19 +217,28 @@ def check_config(args: argparse.Namespace) -> tuple[Adapter, dict[str, Any]]:
         raise ConfigError(f"--out {out} exists and is not a folder")
     if args.resume and args.overwrite:
         raise ConfigError("--resume and --overwrite exclude each other")
-    existing = sorted(out.glob("*.tar")) + sorted(out.glob(MANIFEST)) if out.is_dir() else []
-    if existing and not (args.overwrite or args.resume):
+    try:
+        check_folder(out, "--out")
+    except OutputError as error:
+        raise ConfigError(str(error)) from error
+    manifest = _old_manifest(out)
+    try:
+        held = [p.name for p in out.iterdir()] if out.is_dir() else []
+    except OSError as error:
+        raise ConfigError(f"--out {out} cannot be read: {error.strerror or error}") from error
+    shard_like = {name for name in held if SHARD_FILE.fullmatch(name.removesuffix(PARTIAL))}
+    if (manifest is not None or shard_like) and not (args.overwrite or args.resume):
         raise ConfigError(
             f"--out {out} already holds shards; pass --overwrite to replace them, or --resume "
             "to finish an interrupted prepare"
         )
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".multibyte-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as error:
-        raise ConfigError(f"--out {out} is not writable: {error.strerror or error}") from error
+    foreign = sorted(shard_like - own_files(manifest))
+    if foreign:
+        raise ConfigError(
+            f"--out {out} holds {out / foreign[0]}, named like a shard but not listed in "
+            f"{out / MANIFEST}: prepare never replaces a file it did not write; move it away "
+            f"({len(foreign)} such files)"
+        )
     return adapter, reading
 
 
@@ -264,8 +341,8 @@ def write_manifest(out: Path, manifest: dict[str, Any]) -> None:
 def resume_point(out: Path, manifest: dict[str, Any]) -> tuple[dict[str, Any], dict]:
     """(the progress to restart from, the finished shards kept per split) of an interrupted run.
 
-    Shards closed early by the interrupt, and anything on disk the manifest does not list, are
-    removed: they are written again exactly as the uninterrupted run writes them.
+    Shards closed early by the interrupt, and the shard that was open, are removed: they are
+    written again exactly as the uninterrupted run writes them. Files it did not write stay.
     """
     old = load_manifest(out)
     if old is None:
@@ -297,9 +374,8 @@ def resume_point(out: Path, manifest: dict[str, Any]) -> tuple[dict[str, Any], d
                 raise ConfigError(f"--resume: {error}; start again with --overwrite") from error
             kept[split].append(info)
     names = {info["name"] for infos in kept.values() for info in infos}
-    for stale in [*out.glob("*.tar"), *out.glob(f"*{PARTIAL}")]:
-        if stale.name not in names:
-            stale.unlink()
+    for stale in sorted(own_files(old) - names - {MANIFEST + PARTIAL}):
+        (out / stale).unlink(missing_ok=True)
     point = min(points, key=lambda p: p["task"])
     point["skipped_list"] = old.get("skipped", [])[: point["skipped"]]
     return point, kept
@@ -309,11 +385,22 @@ def run(args: argparse.Namespace, stop: _StopOnSignal | None = None) -> dict[str
     """Run a checked configuration and return the manifest it wrote."""
     adapter, reading = check_config(args)
     out = Path(args.out)
-    if args.overwrite:
-        for old in [*out.glob("*.tar"), *out.glob(f"*{PARTIAL}"), out / MANIFEST]:
-            old.unlink(missing_ok=True)
     notes: list[str] = []
     tasks, skips = find_all_tasks(adapter, args.src, args.val_src, notes)
+    if not tasks:  # before anything is created or deleted
+        where = " ".join(args.src + args.val_src)
+        held = (
+            f"all {len(skips)} files were skipped (first: {skips[0].source}: {skips[0].reason})"
+            if skips
+            else "it holds no files"
+        )
+        raise ConfigError(f"nothing to prepare in --src {where}: {held}")
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    if args.overwrite:  # only what the previous prepare wrote itself
+        for name in sorted(own_files(_old_manifest(out))):
+            (out / name).unlink(missing_ok=True)
+        (out / MANIFEST).unlink(missing_ok=True)
     cut_inside = cuts_inside(tasks, args.val_fraction)
     for note in notes:
         print(f"multibyte prepare: {note}", file=sys.stderr)
@@ -420,7 +507,18 @@ def run(args: argparse.Namespace, stop: _StopOnSignal | None = None) -> dict[str
                 )  # fmt: skip
         for each in sinks.values():
             each.close()
+        if not any(sink.count for sink in sinks.values()):
+            raise NothingWritten(
+                f"no samples written from {' '.join(args.src)}: all {len(skips)} inputs skipped",
+                [{"source": s.source, "reason": s.reason} for s in skips],
+            )
         save(complete=True)
+    except NothingWritten:
+        # Nothing to mark complete: the manifest (and a folder this run created) go again.
+        (out / MANIFEST).unlink(missing_ok=True)
+        if created:
+            _remove_if_empty(out)
+        raise
     except BaseException:
         # Close shards on an interrupt, so everything finished so far stays readable; the
         # manifest marks them, and --resume writes them again.
@@ -429,6 +527,13 @@ def run(args: argparse.Namespace, stop: _StopOnSignal | None = None) -> dict[str
         save()
         raise
     return manifest
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        pass  # something else is in it: it stays
 
 
 def _data_bytes(out: Path, infos: list[dict[str, Any]]) -> int:
@@ -449,29 +554,34 @@ def main(argv: list[str] | None = None) -> int:
         except ConfigError as error:
             print(f"multibyte prepare: error: {error}", file=sys.stderr)
             return 2
+        except NothingWritten as error:
+            _print_skips(error.skipped)
+            first = error.skipped[0] if error.skipped else None
+            why = f" (first: {first['source']}: {first['reason']})" if first else ""
+            print(
+                f"multibyte prepare: error: {error}{why}; {args.out} holds no shards and no "
+                "manifest",
+                file=sys.stderr,
+            )
+            return 2
         except (Interrupted, KeyboardInterrupt):
             print(interrupted_line(args), file=sys.stderr)
             return 130
-    for skip in manifest["skipped"][:SHOWN_SKIPS]:
-        print(f"multibyte prepare: skipped {skip['source']}: {skip['reason']}", file=sys.stderr)
-    if len(manifest["skipped"]) > SHOWN_SKIPS:
-        more = len(manifest["skipped"]) - SHOWN_SKIPS
-        print(f"multibyte prepare: ... and {more} more skipped inputs", file=sys.stderr)
+    _print_skips(manifest["skipped"])
     counts = ", ".join(f"{s}={n}" for s, n in manifest["counts"].items())
     print(
         f"wrote {counts} samples ({manifest['total_bytes']} bytes) to {args.out}; "
         f"skipped {len(manifest['skipped'])} inputs (see {Path(args.out) / MANIFEST})"
     )
-    if not any(manifest["counts"].values()):
-        first = manifest["skipped"][0] if manifest["skipped"] else None
-        why = f" (first: {first['source']}: {first['reason']})" if first else ""
-        print(
-            f"multibyte prepare: error: no samples written from {' '.join(args.src)}: "
-            f"{len(manifest['skipped'])} inputs skipped{why}",
-            file=sys.stderr,
-        )
-        return 2
     return 0
+
+
+def _print_skips(skipped: list[dict[str, str]]) -> None:
+    for skip in skipped[:SHOWN_SKIPS]:
+        print(f"multibyte prepare: skipped {skip['source']}: {skip['reason']}", file=sys.stderr)
+    if len(skipped) > SHOWN_SKIPS:
+        more = len(skipped) - SHOWN_SKIPS
+        print(f"multibyte prepare: ... and {more} more skipped inputs", file=sys.stderr)
 
 
 def interrupted_line(args: argparse.Namespace) -> str:

@@ -47,7 +47,8 @@ def test_missing_empty_and_unwritable_places(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     console("prepare", "text", "--src", empty, "--out", tmp_path / "o2", "--quiet") \
-        .assert_user_error(empty, "no samples written")  # fmt: skip
+        .assert_user_error(empty, "nothing to prepare", "holds no files")  # fmt: skip
+    assert not (tmp_path / "o2").exists()
     book = tmp_path / "book.txt"
     book.write_text("words " * 100)
     blocker = tmp_path / "a-file"
