@@ -9,7 +9,7 @@ import torch
 import torch.distributed as dist
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
-from multibyte.checkpoint import read_checkpoint
+from multibyte.checkpoint import CheckpointError, read_checkpoint
 from multibyte.train.callbacks import Checkpoints
 from multibyte.train.data import ByteDataModule, ConfigError
 from multibyte.train.module import ByteLM
@@ -74,6 +74,11 @@ class MultibyteCLI(LightningCLI):
         # and it must be a multibyte checkpoint), so the refusal is one line naming the file.
         subcommand = self.config.get("subcommand")
         path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if path and os.path.isdir(path):  # `multibyte export` writes weights only
+            raise CheckpointError(
+                f"--ckpt_path {path} is a folder: resuming needs a .ckpt (an exported folder "
+                "holds the weights only, no optimizer or trainer state)"
+            )
         if path and os.path.isfile(path):
             read_checkpoint(path)
         super()._parse_ckpt_path()
