@@ -1,29 +1,41 @@
 """A mixture of byte sources for one multimodal model: which source each sequence comes from.
 
 Every training sequence is ``header + data_len`` bytes: the source's header (``header.py``), then
-a window of ``data_len`` bytes (a stream: any start offset; samples: a full-length piece of one
-sample). The source of each sequence is drawn with probability
+a window of ``data_len`` bytes of that source (``sourcedata.py`` says how each kind of source is
+cut). The source of each sequence is drawn with probability
 
     p_i ∝ weight_i · n_i ** alpha      (n_i: the source's training bytes)
 
 so ``alpha = 0`` follows the weights alone and ``alpha = 1`` also scales them by size; values
 between temper the big sources (the "temperature" of multilingual sampling, alpha = 1/T).
 
-Resume and ranks as for one source (``StepBatchSampler`` with replacement): batch number b of
-rank r is a pure function of (seed, b, r), so a run resumed at step s reads exactly the batches
-the uninterrupted run read after step s, and ranks draw independent batches.
+Sources are streamed: a reader holds one decoded shard per source, whatever the data's size.
+Batch number b of rank r is a pure function of (seed, b, r), so a run resumed at step s reads
+exactly the batches the uninterrupted run read after step s:
+
+- the batch's sources, one per row, come from a generator keyed by (seed, b, r);
+- the shard of source i is the same for a *span* of batches (about one shard's worth of that
+  source's windows), drawn by its share of the source's bytes from a generator keyed by
+  (seed, r, i, b // span). With at least as many shards as ranks, rank r draws only from shards
+  r, r + world_size, ... (shards are split by rank);
+- the window inside that shard comes from a generator keyed by (seed, b, r, row).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset, IterableDataset, Sampler
 
+from multibyte.data.batching import batch_by_length
+from multibyte.data.distributed import current_slot, take_every
+from multibyte.data.sourcedata import SourceReader, SourceSpec, ValidationSpec
 from multibyte.data.windows import as_array, fixed_windows, pieces
+
+SHARD_SALT, WINDOW_SALT = 0x5A4D, 0x71E3  # keep the three generators' streams apart
 
 
 def mixture_probabilities(
@@ -42,66 +54,30 @@ def mixture_probabilities(
     return raw / raw.sum()
 
 
-@dataclass
-class SourceWindows:
-    """One source's training data as ``count`` windows of ``data_len`` bytes."""
-
-    arrays: list[np.ndarray]  # a stream: one array; samples: full-length pieces
-    data_len: int
-    stream: bool
-
-    @classmethod
-    def build(cls, sequences: Sequence[bytes], data_len: int, stream: bool) -> SourceWindows:
-        """A stream joined into one array, or samples cut into pieces of exactly data_len."""
-        if stream:
-            joined = as_array(b"".join(bytes(s) for s in sequences))
-            return cls([joined], data_len, True)
-        full = [p for s in sequences for p in pieces(s, data_len) if len(p) == data_len]
-        return cls(full, data_len, False)
-
-    @property
-    def count(self) -> int:
-        if self.stream:
-            return max(0, len(self.arrays[0]) - self.data_len + 1)
-        return len(self.arrays)
-
-    @property
-    def size(self) -> int:
-        """Training bytes (the n of p ∝ n^alpha)."""
-        return int(sum(len(a) for a in self.arrays))
-
-    def window(self, index: int) -> np.ndarray:
-        if self.stream:
-            return self.arrays[0][index : index + self.data_len]
-        return self.arrays[index]
+def shard_spans(
+    specs: Sequence[SourceSpec], probabilities: Sequence[float], batch_size: int
+) -> list[int]:
+    """Batches that one shard of each source serves: about its windows over the source's
+    draws per batch, so that a shard is left once it has given roughly its worth."""
+    spans = []
+    for spec, p in zip(specs, probabilities, strict=True):
+        mean_bytes = sum(s.size for s in spec.shards) / len(spec.shards)
+        windows = max(1.0, mean_bytes / spec.data_len)
+        per_batch = batch_size * float(p)
+        spans.append(max(1, math.ceil(windows / per_batch)) if per_batch > 0 else 1)
+    return spans
 
 
-class MixtureDataset(Dataset):
-    """Item ``(source, index)`` is that source's header followed by its window ``index``."""
+class MixtureBatchSampler(Sampler[list[tuple[int, int, int]]]):
+    """Batches of ``(source, batch number, row)``; batch b is a pure function of (seed, b, rank).
 
-    def __init__(self, sources: Sequence[SourceWindows], headers: Sequence[bytes]) -> None:
-        self.sources = list(sources)
-        self.headers = [as_array(h) for h in headers]
-
-    def __getitem__(self, item: tuple[int, int]) -> torch.Tensor:
-        source, index = item
-        data = np.concatenate([self.headers[source], self.sources[source].window(index)])
-        return torch.from_numpy(data.astype(np.int64))
-
-    def __len__(self) -> int:
-        return sum(s.count for s in self.sources)
-
-
-class MixtureBatchSampler(Sampler[list[tuple[int, int]]]):
-    """Batches of ``(source, index)``; batch b is a pure function of (seed, b, rank).
-
-    Each sequence picks its source with ``probabilities``, then a window of it uniformly.
-    Numbering starts at ``start_batch`` and continues across Lightning's epochs.
+    Each row picks its source with ``probabilities``; ``MixtureDataset`` turns the triple into
+    that source's header and window. Numbering starts at ``start_batch`` and continues across
+    Lightning's epochs.
     """
 
     def __init__(
         self,
-        counts: Sequence[int],
         probabilities: Sequence[float],
         batch_size: int,
         seed: int = 0,
@@ -109,19 +85,21 @@ class MixtureBatchSampler(Sampler[list[tuple[int, int]]]):
         start_batch: int = 0,
         batches_per_epoch: int = 1000,
     ) -> None:
-        self.counts = [int(c) for c in counts]
-        if min(self.counts, default=0) <= 0:
-            raise ValueError(f"every source needs at least one full-length window: {counts}")
         self.probabilities = np.asarray(probabilities, dtype=np.float64)
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
         self.batch_size, self.seed, self.rank = batch_size, seed, rank
         self.next_batch, self.batches_per_epoch = start_batch, batches_per_epoch
 
-    def batch(self, number: int) -> list[tuple[int, int]]:
+    def sources(self, number: int) -> list[int]:
         rng = np.random.default_rng([self.seed, number, self.rank])
-        sources = rng.choice(len(self.counts), size=self.batch_size, p=self.probabilities)
-        return [(int(s), int(rng.integers(0, self.counts[s]))) for s in sources]
+        drawn = rng.choice(len(self.probabilities), size=self.batch_size, p=self.probabilities)
+        return [int(s) for s in drawn]
 
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+    def batch(self, number: int) -> list[tuple[int, int, int]]:
+        return [(source, number, row) for row, source in enumerate(self.sources(number))]
+
+    def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
         for _ in range(self.batches_per_epoch):
             yield self.batch(self.next_batch)
             self.next_batch += 1
@@ -130,22 +108,117 @@ class MixtureBatchSampler(Sampler[list[tuple[int, int]]]):
         return self.batches_per_epoch
 
 
+class MixtureDataset(Dataset):
+    """Item ``(source, number, row)``: that source's header, then a window of it (see module)."""
+
+    def __init__(
+        self,
+        specs: Sequence[SourceSpec],
+        headers: Sequence[bytes],
+        spans: Sequence[int],
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.specs, self.spans = list(specs), list(spans)
+        self.headers = [as_array(h) for h in headers]
+        self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.shards = [self._my_shards(spec) for spec in self.specs]
+        self._readers: dict[int, SourceReader] = {}  # per process: made on first use
+
+    def _my_shards(self, spec: SourceSpec) -> tuple[np.ndarray, np.ndarray]:
+        """The shards this rank draws from and their chances (split by rank when it can be)."""
+        count = len(spec.shards)
+        mine = np.arange(count)
+        if self.world_size > 1 and count >= self.world_size:
+            mine = mine[self.rank :: self.world_size]
+        weights = spec.shard_weights[mine]
+        return mine, weights / weights.sum()
+
+    def reader(self, source: int) -> SourceReader:
+        if source not in self._readers:
+            self._readers[source] = SourceReader(self.specs[source])
+        return self._readers[source]
+
+    def shard(self, source: int, number: int) -> int:
+        """The shard that ``source`` reads for batch ``number`` on this rank."""
+        span = number // self.spans[source]
+        rng = np.random.default_rng([self.seed, self.rank, source, span, SHARD_SALT])
+        mine, weights = self.shards[source]
+        return int(mine[rng.choice(len(mine), p=weights)])
+
+    def window(self, source: int, number: int, row: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, number, self.rank, row, WINDOW_SALT])
+        return self.reader(source).window(self.shard(source, number), rng)
+
+    def __getitem__(self, item: tuple[int, int, int]) -> torch.Tensor:
+        source, number, row = item
+        data = np.concatenate([self.headers[source], self.window(source, number, row)])
+        return torch.from_numpy(data.astype(np.int64))
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_readers"] = {}  # a worker decodes its own shards
+        return state
+
+
+class MixtureValidation(IterableDataset):
+    """Every byte of every source's validation data once across ranks and workers.
+
+    Each source gives header + at most ``data_len`` bytes per sequence (a stream: fixed windows,
+    the last shorter; samples: pieces, a sample shorter than the window whole), batched with
+    sequences of its own length; the sources take turns batch by batch, so that
+    ``limit_val_batches`` still sees every modality. One shard per source is in memory at a time.
+    """
+
+    def __init__(
+        self,
+        sources: Sequence[ValidationSpec],
+        headers: Sequence[bytes],
+        data_len: int,
+        batch_size: int,
+    ) -> None:
+        self.sources, self.headers = list(sources), [bytes(h) for h in headers]
+        self.data_len, self.batch_size = data_len, batch_size
+
+    def sequences(self, index: int) -> Iterator[np.ndarray]:
+        """Source ``index``'s validation sequences for the calling reader."""
+        source, head = self.sources[index], as_array(self.headers[index])
+        if source.stream:
+            cut = fixed_windows(source.samples(), self.data_len, keep_tail=True)
+        else:
+            cut = (p for s in source.samples() for p in pieces(s, self.data_len))
+        for window in take_every(cut, current_slot()):
+            if len(window):
+                yield np.concatenate([head, window])
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        turns = [
+            iter(batch_by_length(self.sequences(i), self.batch_size))
+            for i in range(len(self.sources))
+        ]
+        while turns:
+            for turn in list(turns):
+                batch = next(turn, None)
+                if batch is None:
+                    turns.remove(turn)
+                else:
+                    yield batch
+
+
 def validation_sequences(
     sequences: Sequence[bytes], header: bytes, data_len: int, stream: bool
 ) -> list[np.ndarray]:
     """Every byte of a source's validation data exactly once, as header + at most data_len."""
-    head = as_array(header)
-    if stream:
-        cut = fixed_windows([bytes(s) for s in sequences], data_len, keep_tail=True)
-    else:
-        cut = (p for s in sequences for p in pieces(s, data_len))
-    return [np.concatenate([head, w]) for w in cut if len(w)]
+    source = ValidationSpec(memory=tuple(bytes(s) for s in sequences), stream=stream)
+    return list(MixtureValidation([source], [header], data_len, 1).sequences(0))
 
 
 __all__ = [
     "MixtureBatchSampler",
     "MixtureDataset",
-    "SourceWindows",
+    "MixtureValidation",
     "mixture_probabilities",
+    "shard_spans",
     "validation_sequences",
 ]

@@ -38,7 +38,8 @@ class MultibyteCLI(LightningCLI):
         config = self.model.model.config
         data = self.datamodule
         patch = getattr(config, "patch_size", None)
-        data.set_patch_size(patch or 1)  # several sources: the header fills whole patches
+        # several sources: the header fills whole patches, the data the rest of max_seq_len
+        data.set_patch_size(patch or 1, config.max_seq_len)
         if patch and data.seq_len % patch:
             raise ConfigError(
                 f"data.seq_len={data.seq_len} is not a multiple of the model's patch_size={patch}"

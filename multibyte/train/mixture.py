@@ -4,13 +4,18 @@ Each source is ``{path: ..., weight: ..., modality: ..., augment: [...]}``: a sh
 written by ``multibyte prepare`` (its manifest names the modality) or raw files with a
 ``modality`` (options or a name; the files' suffixes are used when it is left out), and the names
 of its adapter's training augmentations (default none), applied to the data bytes after the
-header. Sources are read into memory when the run starts, as raw files are for one source.
+header. Shard folders are streamed as training goes (``multibyte.data.mixing``): a reader keeps
+one decoded shard per source, so memory and the time to the first batch do not grow with the
+data; only their manifests are read when the run starts. Raw files, small by nature, are encoded
+in memory.
 
-Every sequence is the source's header (``multibyte.data.header``) followed by ``data_len``
-bytes, where ``data_len`` is the longest native unit of the sources (an image's 12,288 bytes, an
-audio clip's ``seq_len``), or ``data.seq_len`` minus the header when it is set; text and audio
-are cut into windows of that length. The header length depends on the model's patch size, which
-``multibyte fit`` passes in (``set_patch_size``) before any batch is drawn.
+Every sequence is the sources' header (``multibyte.data.header``) followed by ``data_len``
+bytes: the model's ``max_seq_len`` (``multibyte fit`` passes it in with the patch size, through
+``set_patch_size``) or ``data.seq_len`` when it is set, less the header. Each source gives
+windows of that length (``multibyte.data.sourcedata``): a stream (text) and samples that may be
+cut (an audio clip of any prepared length) are cut into windows; a sample the adapter says is
+used only whole (``whole_samples``: a 64x64 image) must fit, or the run stops before any work
+with a line naming the source and what to change.
 """
 
 from __future__ import annotations
@@ -20,18 +25,28 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader
 
 from modalities.base import Augmentation
 from multibyte.data.batching import collate
-from multibyte.data.header import HeaderTable
-from multibyte.data.mapstyle import LengthBatchSampler, SequenceDataset
+from multibyte.data.header import HeaderTable, header_length, header_tag
+from multibyte.data.iterable import BadShards
 from multibyte.data.mixing import (
     MixtureBatchSampler,
     MixtureDataset,
-    SourceWindows,
+    MixtureValidation,
     mixture_probabilities,
-    validation_sequences,
+    shard_spans,
+)
+from multibyte.data.shards import ShardError, list_shards
+from multibyte.data.sourcedata import (
+    CUT,
+    STREAM,
+    WHOLE,
+    Shard,
+    SourceSpec,
+    ValidationSpec,
+    shard_list,
 )
 from multibyte.prepared import Prepared, PreparedError, open_prepared
 from multibyte.train.augment import (
@@ -43,6 +58,8 @@ from multibyte.train.augment import (
     choose,
 )
 
+MAX_SEQ_LEN_FLAG = "--model.model.init_args.config.max_seq_len"
+
 
 class MixtureError(ValueError):
     """A ``data.sources`` entry that cannot work (ByteDataModule turns it into ConfigError)."""
@@ -50,13 +67,16 @@ class MixtureError(ValueError):
 
 @dataclass
 class Source:
-    """One opened source: where it is, its weight, and its data by split."""
+    """One opened source: where it is, its weight, and how its bytes are read."""
 
     where: str
     weight: float
     prepared: Prepared
-    train: list[bytes]
-    val: list[bytes]
+    kind: str  # sourcedata.STREAM, WHOLE or CUT
+    train_shards: tuple[Shard, ...]
+    train_bytes: int  # the n of p ∝ weight · n^alpha
+    memory: tuple[bytes, ...] = ()  # raw files' training samples
+    val: ValidationSpec = field(default_factory=ValidationSpec)
     augmentations: list[Augmentation] = field(default_factory=list)  # of ``augment: [...]``
 
     @property
@@ -64,10 +84,29 @@ class Source:
         return dict(self.prepared.adapter.options)
 
     @property
-    def native_len(self) -> int | None:
-        """Bytes of one sample (None for a stream, which has no natural unit)."""
+    def name(self) -> str:
+        return self.prepared.adapter.name
+
+    @property
+    def unit(self) -> int | None:
+        """The longest sample: the adapter's ``seq_len``, or the longest raw sample."""
+        if self.kind == STREAM:
+            return None
+        if self.memory:
+            return max(len(s) for s in self.memory)
+        return self.prepared.adapter.seq_len
+
+    @property
+    def frame(self) -> int:
+        """Cut samples start at multiples of this (an audio sample's bytes)."""
         adapter = self.prepared.adapter
-        return None if self.prepared.stream else adapter.seq_len
+        return int(getattr(adapter, "frame_bytes", None) or adapter.bytes_per_unit or 1)
+
+    def spec(self, data_len: int, on_bad_shard: str) -> SourceSpec:
+        return SourceSpec(
+            self.where, self.kind, self.train_shards, data_len, self.frame, on_bad_shard,
+            self.memory,
+        )  # fmt: skip
 
 
 def _modality(value: Any) -> dict[str, Any] | None:
@@ -78,10 +117,22 @@ def _modality(value: Any) -> dict[str, Any] | None:
     raise MixtureError(f"a source's modality must be a name or options, got {value!r}")
 
 
+def _kind(prepared: Prepared) -> str:
+    if prepared.stream:
+        return STREAM
+    return WHOLE if getattr(prepared.adapter, "whole_samples", False) else CUT
+
+
 def open_source(
-    entry: Any, val_fraction: float, seed: int, allow_incomplete: bool = False
+    entry: Any,
+    val_fraction: float,
+    seed: int,
+    allow_incomplete: bool = False,
+    on_bad_shard: str = "stop",
+    allow_unverified: bool = False,
 ) -> Source:
-    """Open one ``{path, weight, modality}`` entry and read its train and val data."""
+    """Open one ``{path, weight, modality}`` entry: its manifest and shard list (shards are read
+    later, as training goes), or its raw files encoded in memory."""
     if not isinstance(entry, dict) or "path" not in entry:
         raise MixtureError(f"each source is {{path: ..., weight: ...}}, got {entry!r}")
     unknown = set(entry) - {"path", "weight", "modality", "augment"}
@@ -90,38 +141,52 @@ def open_source(
     paths = entry["path"] if isinstance(entry["path"], (list, tuple)) else [entry["path"]]
     where = " ".join(map(str, paths))
     weight = entry.get("weight", 1.0)
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight >= 0:
         raise MixtureError(f"{where}: weight must be a non-negative number, got {weight!r}")
     try:
         prepared = open_prepared(
             paths, _modality(entry.get("modality")), val_fraction=val_fraction, seed=seed,
             allow_incomplete=allow_incomplete, allow_flag="--data.allow_incomplete true",
+            allow_unverified=allow_unverified, unverified_flag="--data.allow_unverified true",
         )  # fmt: skip
         if prepared.adapter is None:
             raise MixtureError(f"{where}: cannot tell its modality; give the source a modality")
         if prepared.shards and prepared.folder is None:
             raise MixtureError(f"{where}: a source is a shard folder, not bare .tar files")
         augmentations = choose(prepared.adapter, entry.get("augment"), f"{where}: augment")
-        train = prepared.sequences("train")
-        val = prepared.sequences("val") if _has_split(prepared, "val") else []
-    except (PreparedError, ValueError) as error:
+        source = _read(where, float(weight), prepared, on_bad_shard)
+    except (PreparedError, ShardError, ValueError) as error:
         if isinstance(error, MixtureError):
             raise
         message = str(error) if isinstance(error, AugmentError) else f"{where}: {error}"
         raise MixtureError(message) from error
-    for item in prepared.skipped if not prepared.shards else []:
-        print(f"multibyte: skipped {item['source']}: {item['reason']}")
-    if not train:
+    source.augmentations = augmentations
+    return source
+
+
+def _read(where: str, weight: float, prepared: Prepared, on_bad_shard: str) -> Source:
+    kind = _kind(prepared)
+    if not prepared.shards:  # raw files: encoded now, in memory
+        for item in prepared.skipped:
+            print(f"multibyte: skipped {item['source']}: {item['reason']}")
+        train = tuple(bytes(s) for s in prepared.sequences("train"))
+        if not train:
+            raise MixtureError(f"{where}: no training data")
+        val = ValidationSpec(
+            memory=tuple(bytes(s) for s in prepared.sequences("val")), stream=prepared.stream
+        )
+        size = sum(map(len, train))
+        return Source(where, weight, prepared, kind, (Shard(None, size),), size, train, val)
+    folder, manifest = prepared.folder, prepared.manifest
+    prepared.require_split("train")
+    shards = shard_list(folder, "train", manifest)
+    recorded = ((manifest or {}).get("bytes") or {}).get("train")
+    train_bytes = int(recorded) if recorded else sum(s.size for s in shards)
+    if not shards or train_bytes <= 0:
         raise MixtureError(f"{where}: no training data")
-    return Source(where, float(weight), prepared, train, val, augmentations)
-
-
-def _has_split(prepared: Prepared, split: str) -> bool:
-    try:
-        prepared.require_split(split)
-    except PreparedError:
-        return False
-    return True
+    val_urls = tuple(list_shards(folder, "val"))
+    val = ValidationSpec(urls=val_urls, on_bad_shard=on_bad_shard, stream=prepared.stream)
+    return Source(where, weight, prepared, kind, shards, train_bytes, val=val)
 
 
 class MixtureData:
@@ -136,51 +201,111 @@ class MixtureData:
         seed: int,
         patch_size: int | None,
         allow_incomplete: bool = False,
+        on_bad_shard: str = "stop",
+        allow_unverified: bool = False,
+        max_seq_len: int | None = None,
     ) -> None:
         if not isinstance(sources, (list, tuple)) or not sources:
             raise MixtureError("data.sources must be a non-empty list of {path, weight}")
+        try:
+            BadShards(on_bad_shard)
+        except ValueError as error:
+            raise MixtureError(f"data.on_bad_shard: {error}") from error
         for entry in sources:
             path = entry.get("path") if isinstance(entry, dict) else None
             for p in path if isinstance(path, (list, tuple)) else [path]:
                 if p is not None and not Path(p).exists():
                     raise MixtureError(f"data path not found: {p}")
-        self.sources = [open_source(e, val_fraction, seed, allow_incomplete) for e in sources]
+        self.sources = [
+            open_source(e, val_fraction, seed, allow_incomplete, on_bad_shard, allow_unverified)
+            for e in sources
+        ]
+        self._check_distinct()
+        if not any(s.weight > 0 for s in self.sources):
+            raise MixtureError(
+                "every source has weight 0, so no sequence could be drawn: give at least one "
+                "source a positive weight"
+            )
         self.requested_seq_len, self.mix_alpha, self.seed = seq_len, mix_alpha, seed
-        natives = [s.native_len for s in self.sources if s.native_len]
-        if seq_len is None and not natives:
-            raise MixtureError("data.seq_len is required when every source is a stream")
-        self.native_len = max(natives) if natives else None
+        self.on_bad_shard, self.max_seq_len = on_bad_shard, max_seq_len
         self.table: HeaderTable | None = None
-        self.set_patch_size(patch_size or 1)
+        self.set_patch_size(patch_size or 1, max_seq_len)
 
-    def set_patch_size(self, patch_size: int) -> None:
-        """Build the header table for the model's patch size (the header fills whole patches)."""
+    def _check_distinct(self) -> None:
+        seen: dict[bytes, str] = {}
+        for source in self.sources:
+            tag = header_tag(source.options)
+            if tag in seen:
+                raise MixtureError(
+                    f"{seen[tag]} and {source.where} hold the same modality with the same "
+                    f"options ({tag.decode()}), which one header cannot tell apart: prepare "
+                    "them into one shard folder (raw files: list them in one source's path)"
+                )
+            seen[tag] = source.where
+
+    def set_patch_size(self, patch_size: int, max_seq_len: int | None = None) -> None:
+        """Build the header table for the model's patch size (the header fills whole patches)
+        and its ``max_seq_len`` (which, unless ``data.seq_len`` is set, sets the data length)."""
+        if max_seq_len is not None:
+            self.max_seq_len = max_seq_len
         options = [s.options for s in self.sources]
-        probe = HeaderTable.build(options, patch_size, 0)
-        if self.requested_seq_len is None:
-            data_len = self.native_len
+        header = header_length(options, patch_size)
+        if self.requested_seq_len is not None:
+            total, knob = self.requested_seq_len, "data.seq_len"
         else:
-            data_len = self.requested_seq_len - probe.length
+            total, knob = self.max_seq_len, "the model's max_seq_len"
+        if total is None:  # outside `multibyte fit`, without data.seq_len: the longest whole unit
+            units = [s.unit for s in self.sources if s.kind == WHOLE and s.unit]
+            if not units:
+                self.table = None
+                return
+            data_len, total = max(units), header + max(units)
+        else:
+            data_len = total - header
             if data_len <= 0:
                 raise MixtureError(
-                    f"data.seq_len={self.requested_seq_len} leaves no room after the "
-                    f"{probe.length}-byte header"
+                    f"{knob}={total} leaves no room for data after the {header}-byte header"
                 )
+        for source in self.sources:
+            self._check_fits(source, data_len, header, total, knob, patch_size)
         self.table = HeaderTable.build(options, patch_size, data_len)
-        self.windows = [
-            SourceWindows.build(s.train, data_len, s.prepared.stream) for s in self.sources
-        ]
-        short = [s.where for s, w in zip(self.sources, self.windows) if w.count <= 0]
-        if short:
-            raise MixtureError(
-                f"no training window of {data_len} bytes in {', '.join(short)}: its samples "
-                "(or its whole stream) are shorter; prepare longer clips (--seq-len) or give "
-                "a shorter data.seq_len"
-            )
+        self.specs = [s.spec(data_len, self.on_bad_shard) for s in self.sources]
         self.plan = self._augment_plan(data_len)
         self.probabilities = mixture_probabilities(
-            [w.size for w in self.windows], [s.weight for s in self.sources], self.mix_alpha
+            [s.train_bytes for s in self.sources], [s.weight for s in self.sources], self.mix_alpha
         )
+
+    @staticmethod
+    def _check_fits(
+        source: Source, data_len: int, header: int, total: int, knob: str, patch: int
+    ) -> None:
+        """A configuration error naming the source when it cannot give a window of data_len."""
+        setting = f"{knob}={total} less the {header}-byte header leaves {data_len} data bytes"
+        flag = "data.seq_len" if knob == "data.seq_len" else MAX_SEQ_LEN_FLAG
+        unit, name = source.unit, source.name
+        if source.kind == WHOLE and unit and unit > data_len:
+            need = -(-(header + unit) // patch) * patch
+            raise MixtureError(
+                f"{source.where}: its {name} samples are {unit} bytes and used only whole, "
+                f"but {setting}: set {flag} to at least {need}"
+            )
+        if source.kind == CUT and unit and unit < data_len:
+            declared = [f.flag for f in source.prepared.adapter.flags if f.keyword == "seq_len"]
+            if not declared:
+                how = "give it longer samples"
+            elif source.prepared.shards:
+                how = f"prepare it again with {declared[0]} {data_len} or more"
+            else:  # raw files are cut by the source's modality options
+                how = f"give its modality seq_len: {data_len} or more"
+            raise MixtureError(
+                f"{source.where}: its {name} samples are at most {unit} bytes, shorter than one "
+                f"window ({setting}): {how}, or lower {flag} to {(header + unit) // patch * patch}"
+            )
+        if source.kind == STREAM and source.train_bytes < data_len:
+            raise MixtureError(
+                f"{source.where}: {source.train_bytes} training bytes of {name} are less than "
+                f"one window ({setting}): give it more data, or lower {flag}"
+            )
 
     def _augment_plan(self, data_len: int) -> Plan | None:
         """Which source's augmentations a row gets, told by its header (one per source)."""
@@ -197,22 +322,34 @@ class MixtureData:
         length = self.table.length
         return lambda row: (length, by_header[row[:length].tobytes()])
 
+    def _table(self) -> HeaderTable:
+        if self.table is None:
+            raise MixtureError(
+                "data.seq_len is required when no source's samples are used only whole "
+                "(`multibyte fit` sets it from the model's max_seq_len)"
+            )
+        return self.table
+
     @property
     def seq_len(self) -> int:
-        return self.table.seq_len
+        return self._table().seq_len
+
+    def train_dataset(self, batch_size: int, rank: int = 0, world_size: int = 1) -> MixtureDataset:
+        table = self._table()
+        spans = shard_spans(self.specs, self.probabilities, batch_size)
+        return MixtureDataset(self.specs, table.headers, spans, self.seed, rank, world_size)
 
     def train_dataloader(
         self, batch_size: int, rank: int, start_batch: int, batches_per_epoch: int,
-        num_workers: int,
+        num_workers: int, world_size: int = 1,
     ) -> DataLoader:  # fmt: skip
         sampler = MixtureBatchSampler(
-            [w.count for w in self.windows], self.probabilities, batch_size, self.seed, rank,
-            start_batch, batches_per_epoch,
-        )  # fmt: skip
+            self.probabilities, batch_size, self.seed, rank, start_batch, batches_per_epoch
+        )
         generator = torch.Generator().manual_seed(self.seed)
         augmenter = BatchAugmenter(self.plan, self.seed, rank) if self.plan else None
         return AugmentedLoader(
-            MixtureDataset(self.windows, self.table.headers), augmenter, start_batch,
+            self.train_dataset(batch_size, rank, world_size), augmenter, start_batch,
             batch_sampler=sampler, collate_fn=collate, num_workers=num_workers,
             generator=generator,
         )  # fmt: skip
@@ -220,22 +357,15 @@ class MixtureData:
     def val_dataloader(
         self, batch_size: int, rank: int, world_size: int, num_workers: int
     ) -> DataLoader | list:
-        per_source = [
-            validation_sequences(source.val, header, self.table.data_len, source.prepared.stream)
-            for source, header in zip(self.sources, self.table.headers)
-        ]
-        # Round robin over the sources, so that limit_val_batches still sees every modality.
-        longest = max(map(len, per_source))
-        sequences = [s[i] for i in range(longest) for s in per_source if i < len(s)]
-        if not sequences:
+        table = self._table()
+        if not any(s.val.urls or s.val.memory for s in self.sources):
             return []
-        full = SequenceDataset(sequences)
-        lengths = full.lengths()
-        mine = list(range(rank, len(full), world_size))  # every sequence on exactly one rank
-        sampler = LengthBatchSampler([lengths[i] for i in mine], batch_size)
+        dataset = MixtureValidation(
+            [s.val for s in self.sources], table.headers, table.data_len, batch_size
+        )
         return DataLoader(
-            Subset(full, mine), batch_sampler=sampler, collate_fn=collate,
-            num_workers=num_workers, generator=torch.Generator().manual_seed(self.seed),
+            dataset, batch_size=None, num_workers=num_workers,
+            generator=torch.Generator().manual_seed(self.seed),
         )  # fmt: skip
 
 

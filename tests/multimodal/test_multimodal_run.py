@@ -26,12 +26,12 @@ TINY = [
 ]  # fmt: skip
 
 
-def sources(image_folder: Path, audio_folder: Path, text_folder: Path) -> str:
-    """Raw folders, 16x16 images (768 bytes: the longest unit) and 768-byte audio clips."""
+def sources(shards: dict[str, Path]) -> str:
+    """Shard folders: 16x16 images (768 bytes, used whole), audio prepared with the default
+    --seq-len 524288 (one 32,000-byte clip a file, cut into windows) and text."""
     return (
-        f"[{{path: {image_folder}, weight: 2, modality: {{name: image, size: 16}}}}, "
-        f"{{path: {audio_folder}, weight: 1, modality: {{name: audio, seq_len: 768}}}}, "
-        f"{{path: {text_folder}, weight: 1}}]"
+        f"[{{path: {shards['image']}, weight: 2}}, {{path: {shards['audio']}, weight: 1}}, "
+        f"{{path: {shards['text']}, weight: 1}}]"
     )
 
 
@@ -40,10 +40,10 @@ def fit(*args) -> int:
 
 
 @pytest.fixture(scope="module")
-def trained(image_folder, audio_folder, text_folder, tmp_path_factory):
+def trained(shards, tmp_path_factory):
     root = tmp_path_factory.mktemp("multimodal")
     common = ["--config", Path(__file__).parents[2] / "recipes" / "multimodal-tiny.yaml",
-              "--data.sources", sources(image_folder, audio_folder, text_folder), *TINY,
+              "--data.sources", sources(shards), *TINY,
               "--trainer.max_steps", 8, "--trainer.val_check_interval", 4]  # fmt: skip
     assert fit(*common, "--trainer.default_root_dir", root / "full") == 0
     return root, common
@@ -60,7 +60,8 @@ def test_training_logs_bpb_per_modality_and_stores_the_mixture(trained):
     modality = entry["multibyte"]["modality"]
     assert modality["name"] == "mixture" and modality["header_length"] % 12 == 0
     assert [m["name"] for m in modality["modalities"]] == ["image", "audio", "text"]
-    assert modality["seq_len"] == modality["header_length"] + 768
+    assert modality["seq_len"] == 1200  # the model's max_seq_len: header + 1,116 data bytes
+    assert modality["modalities"][1]["seq_len"] == 524288
 
 
 def test_resume_gives_the_same_losses_after_the_checkpoint(trained):
@@ -77,13 +78,12 @@ def test_resume_gives_the_same_losses_after_the_checkpoint(trained):
         assert got[step] == pytest.approx(expected[step], abs=1e-6), step
 
 
-def test_evaluate_gives_a_report_per_modality(trained, image_folder, audio_folder, text_folder):
+def test_evaluate_gives_a_report_per_modality(trained, shards):
     root, _ = trained
     out = root / "evaluation.json"
     ckpt = root / "full" / "checkpoints" / "last.ckpt"
-    # raw folders: each one's modality comes from its suffixes, the options from the model
-    status = main(["evaluate", "--ckpt", str(ckpt), "--data", str(image_folder),
-                   str(audio_folder), str(text_folder), "--limit", "2", "--quiet",
+    status = main(["evaluate", "--ckpt", str(ckpt), "--data", str(shards["image"]),
+                   str(shards["audio"]), str(shards["text"]), "--limit", "2", "--quiet",
                    "--json", str(out), "--device", "cpu"])  # fmt: skip
     assert status == 0
     reports = json.loads(out.read_text())
