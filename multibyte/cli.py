@@ -80,6 +80,32 @@ def one_line(error: BaseException) -> str:
     return last
 
 
+def yaml_problem(error: yaml.YAMLError) -> str:
+    """A parser error as ``(line L, column C): problem``, without the parser's excerpt."""
+    mark = getattr(error, "problem_mark", None)
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    return f"{where}: {problem}"
+
+
+def flag_value_error(argv: list[str]) -> str | None:
+    """A ``--key VALUE`` whose VALUE is a YAML list or mapping (``--data.sources '[...]'``) that
+    does not parse, named with the reason (LightningCLI would print its usage and a dump)."""
+    for i, arg in enumerate(argv):
+        if not arg.startswith("--") or arg == "--config" or arg.startswith("--config="):
+            continue
+        flag, equals, value = arg.partition("=")
+        if not equals and i + 1 < len(argv):
+            value = argv[i + 1]
+        if not value.lstrip().startswith(("[", "{")):
+            continue
+        try:
+            yaml.safe_load(value)
+        except yaml.YAMLError as error:
+            return f"{flag} is not valid YAML{yaml_problem(error)}"
+    return None
+
+
 def config_error(argv: list[str]) -> str | None:
     """A ``--config`` file that is missing or not YAML, named with the reason (LightningCLI
     would bury it under its usage)."""
@@ -94,10 +120,7 @@ def config_error(argv: list[str]) -> str | None:
         try:
             yaml.safe_load(Path(path).read_text())
         except yaml.YAMLError as error:
-            mark = getattr(error, "problem_mark", None)
-            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-            problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-            return f"config file {path} is not valid YAML{where}: {problem}"
+            return f"config file {path} is not valid YAML{yaml_problem(error)}"
         except (OSError, UnicodeDecodeError) as error:
             return f"config file {path} cannot be read: {error}"
     return None
@@ -119,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     module_name, function_name = COMMANDS[command].split(":")
     if command in LIGHTNING_COMMANDS and not debug:
-        problem = config_error(rest)
+        problem = config_error(rest) or flag_value_error(rest)
         if problem:
             print(f"multibyte {command}: error: {problem}", file=sys.stderr)
             return 2

@@ -35,6 +35,7 @@ from multibyte.compression.api import (
     model_fingerprint,
 )
 from multibyte.compression.container import CompressionError, Container, unpack
+from multibyte.data.header import is_mixture
 from multibyte.prepared import resolve_options
 
 SUFFIX = ".mbz"
@@ -113,7 +114,14 @@ def compress_parser() -> argparse.ArgumentParser:
 
 
 def _adapter(model: nn.Module, name: str | None) -> Any:
-    options = resolve_options(getattr(model, "modality", None) or None, name)
+    trained = getattr(model, "modality", None) or None
+    if is_mixture(trained):  # its sequences start with a header the coder does not write
+        known = ", ".join(str(m.get("name")) for m in trained.get("modalities", []))
+        raise CommandError(
+            f"a multimodal checkpoint (modalities: {known}) cannot compress files, with or "
+            "without --modality: use a checkpoint trained on the inputs' one modality"
+        )
+    options = resolve_options(trained, name)
     if options is None:
         raise CommandError("the checkpoint stores no modality: pass --modality")
     try:

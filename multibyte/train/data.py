@@ -359,6 +359,29 @@ class ByteDataModule(L.LightningDataModule):
         if not encoded["train"]:
             raise ConfigError(f"data.path holds no usable {self.adapter.name} inputs: {self.paths}")
 
+    def check_enough_data(self) -> None:
+        """ConfigError unless raw training data fills at least one sequence of seq_len bytes
+        (encodes it now, once: `multibyte fit` calls this before any work starts)."""
+        if self.mixture is not None or self.shards:
+            return
+        self.setup()
+        train, where = self._splits["train"], ", ".join(self.paths)
+        if self.stream:
+            size = len(train[0]) if train else 0
+            if size < self.seq_len:
+                raise ConfigError(
+                    f"data.path: {where} holds {size} bytes of training data, shorter than one "
+                    f"sequence (data.seq_len={self.seq_len}): give more data or a smaller "
+                    "data.seq_len"
+                )
+        elif not any(len(p) == self.seq_len for s in train for p in pieces(s, self.seq_len)):
+            longest = max((len(s) for s in train), default=0)
+            raise ConfigError(
+                f"data.path: no training sample of {where} fills one sequence "
+                f"(data.seq_len={self.seq_len}; the longest is {longest} bytes): give a smaller "
+                "data.seq_len"
+            )
+
     def _rank(self) -> tuple[int, int]:
         trainer = self.trainer
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
