@@ -43,13 +43,17 @@ def nearest_existing(path: str | os.PathLike) -> Path:
     return probe
 
 
-def check_folder(folder: str | os.PathLike, option: str = "--out") -> Path:
+def check_folder(
+    folder: str | os.PathLike, option: str = "--out", shown: str | os.PathLike | None = None
+) -> Path:
     """Refuse, before any work, a ``folder`` that cannot be written: it (or the nearest parent
-    that exists, when it does not exist yet) must be a folder that takes a new file."""
+    that exists, when it does not exist yet) must be a folder that takes a new file. The message
+    names ``shown`` (default: the folder), the path the user gave."""
     folder = Path(folder)
+    shown = folder if shown is None else shown
     base = nearest_existing(folder)
     if not base.is_dir():
-        raise OutputError(f"{option} {folder} is not writable: {base} is a file, not a folder")
+        raise OutputError(f"{option} {shown} is not writable: {base} is a file, not a folder")
     try:
         handle, probe = tempfile.mkstemp(prefix=".multibyte-write-test-", dir=base)
         os.close(handle)
@@ -57,7 +61,7 @@ def check_folder(folder: str | os.PathLike, option: str = "--out") -> Path:
     except OSError as error:
         where = "" if base == Path(os.path.abspath(folder)) else f" (in {base})"
         reason = _reason(error).lower()
-        raise OutputError(f"{option} {folder} is not writable{where}: {reason}") from error
+        raise OutputError(f"{option} {shown} is not writable{where}: {reason}") from error
     return folder
 
 
@@ -69,7 +73,7 @@ def check_new_file(path: str | os.PathLike, overwrite: bool, option: str = "--ou
         raise OutputError(f"{option} {path} is a folder; give a file name")
     if os.path.lexists(path) and not overwrite:
         raise OutputError(f"{option} {path} already exists; pass --overwrite to replace it")
-    check_folder(path.parent if str(path.parent) else Path("."), option)
+    check_folder(path.parent, option, shown=path)
     return path
 
 

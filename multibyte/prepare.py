@@ -17,6 +17,7 @@ wrote no sample is an error and leaves no manifest behind, so it is never marked
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import multiprocessing
 import os
@@ -35,6 +36,7 @@ import modalities
 from modalities import Adapter, Flag
 from multibyte.data.shards import (
     MANIFEST,
+    SPLITS,
     ShardError,
     check_shard_bytes,
     iter_tar_samples,
@@ -72,6 +74,14 @@ class NothingWritten(ValueError):
 
 # The names prepare gives its shards (``{split}-%06d.tar``); anything else in --out is not its.
 SHARD_FILE = re.compile(r"[A-Za-z0-9_]+-\d{6}\.tar")
+
+
+def shard_like(name: str) -> bool:
+    """A name prepare could write, or that readers would take for a shard (``{split}-*.tar``)."""
+    name = name.removesuffix(PARTIAL)
+    return bool(SHARD_FILE.fullmatch(name)) or any(
+        fnmatch.fnmatchcase(name, f"{split}-*.tar") for split in SPLITS
+    )
 
 
 def own_files(manifest: dict[str, Any] | None) -> set[str]:
@@ -226,18 +236,18 @@ def check_config(args: argparse.Namespace) -> tuple[Adapter, dict[str, Any]]:
         held = [p.name for p in out.iterdir()] if out.is_dir() else []
     except OSError as error:
         raise ConfigError(f"--out {out} cannot be read: {error.strerror or error}") from error
-    shard_like = {name for name in held if SHARD_FILE.fullmatch(name.removesuffix(PARTIAL))}
-    if (manifest is not None or shard_like) and not (args.overwrite or args.resume):
+    shards = {name for name in held if shard_like(name)}
+    if (manifest is not None or shards) and not (args.overwrite or args.resume):
         raise ConfigError(
             f"--out {out} already holds shards; pass --overwrite to replace them, or --resume "
             "to finish an interrupted prepare"
         )
-    foreign = sorted(shard_like - own_files(manifest))
-    if foreign:
+    foreign = sorted(shards - own_files(manifest))
+    if foreign:  # prepare might replace it, and readers would take it for a shard
         raise ConfigError(
             f"--out {out} holds {out / foreign[0]}, named like a shard but not listed in "
-            f"{out / MANIFEST}: prepare never replaces a file it did not write; move it away "
-            f"({len(foreign)} such files)"
+            f"{out / MANIFEST}: prepare did not write it and never replaces or mixes in a file "
+            f"it did not write; move it away ({len(foreign)} such files)"
         )
     return adapter, reading
 

@@ -181,7 +181,7 @@ def run_modality(plan: Plan, out: Path, samples: Path, quick: bool) -> dict[str,
         plots = ["--plots", str(folder / "plots")] if label == "MEGABYTE" else ["--no-codecs"]
         _run("evaluate", evaluate_main, [
             "--ckpt", str(checkpoint), "--data", str(shards), "--json", str(report_json),
-            "--quiet", *limit, *plots,
+            "--quiet", "--overwrite", *limit, *plots,
         ])  # fmt: skip
         results[label] = json.loads(report_json.read_text())
         results[label]["checkpoint"] = str(checkpoint)
@@ -193,7 +193,7 @@ def run_modality(plan: Plan, out: Path, samples: Path, quick: bool) -> dict[str,
         sample_args += ["--prompt", str(val_files[0])]
     _run("sample", sample_main, [
         "--ckpt", results["MEGABYTE"]["checkpoint"], "--out", str(folder / plan.sample_file),
-        "--seed", "0", *sample_args,
+        "--seed", "0", "--overwrite", *sample_args,
     ])  # fmt: skip
     target = folder / plan.sample_file
     written = (

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ import modalities
 from modalities import Prompt
 from multibyte.checkpoint import CheckpointError, DeviceError, check_device, load
 from multibyte.data.header import HeaderTable, is_mixture
+from multibyte.outputs import OutputError, check_new_file, move_into_place, same_file, staging
 from multibyte.prepared import ModalityMismatch, ModalityUnknown, describe, open_prepared
 
 
@@ -67,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ckpt", required=True)
     parser.add_argument("--modality", help="default: the checkpoint's")
     parser.add_argument("--out", required=True, help="output path (the modality's format)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("--prompt", help="prompt file (the modality's format)")
     parser.add_argument(
         "--prompt-fraction", type=float,
@@ -167,6 +170,7 @@ def run(args: argparse.Namespace) -> list[Path]:
     if args.prompt and not Path(args.prompt).is_file():
         raise SampleError(f"prompt file not found: {args.prompt}")
     check_args(args)
+    check_outputs(args)
     try:
         model = load(args.ckpt, map_location=args.device)
     except (CheckpointError, FileNotFoundError) as error:
@@ -199,7 +203,6 @@ def run(args: argparse.Namespace) -> list[Path]:
             f"--max-new-bytes {args.max_new_bytes}: {describe(adapter.layout)} comes in "
             f"frames of {frame} bytes; give a multiple of {frame}"
         )
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     generator = torch.Generator(device=args.device).manual_seed(args.seed)
     try:
         try:
@@ -219,8 +222,36 @@ def run(args: argparse.Namespace) -> list[Path]:
             progress=not args.quiet, compile=args.compile,
         )  # fmt: skip
         samples = [bytes(row.tolist())[len(header) :] for row in out.cpu()]
-        return adapter.render(samples, Path(args.out), prompt)
+        target = Path(args.out)
+        with staging(target.parent) as stage:  # every file complete, or none
+            drawn = adapter.render(samples, stage / target.name, prompt)
+            return move_into_place(drawn, target.parent, args.overwrite, "--out")
     except (ValueError, OSError) as error:
+        raise SampleError(str(error)) from error
+
+
+def output_files(out: Path, n: int) -> list[Path]:
+    """``OUT`` and those of ``OUT-0.ext``, ..., ``OUT-(n-1).ext`` that exist: the files a render
+    may write (one file, or one per sample) that are already there."""
+    numbered = re.compile(re.escape(out.stem) + r"-(\d+)" + re.escape(out.suffix))
+    found = []
+    if n > 1 and out.parent.is_dir():
+        for path in sorted(out.parent.iterdir()):
+            match = numbered.fullmatch(path.name)
+            if match and int(match[1]) < n and str(int(match[1])) == match[1]:
+                found.append(path)
+    return [out, *found]
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Before any work: no output file exists (unless --overwrite), none is the prompt, and
+    the output folder is writable."""
+    try:
+        for path in output_files(Path(args.out), args.n):
+            if args.prompt and same_file(path, args.prompt):
+                raise OutputError(f"--out {path} is the --prompt file; it would be replaced")
+            check_new_file(path, args.overwrite, "--out")
+    except OutputError as error:
         raise SampleError(str(error)) from error
 
 
@@ -256,6 +287,7 @@ __all__ = [
     "batch_memory",
     "build_parser",
     "check_args",
+    "check_outputs",
     "generate",
     "main",
     "mixture_modality",

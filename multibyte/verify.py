@@ -1,11 +1,13 @@
 """``multibyte verify DIR``: check a shard folder against its manifest, shard by shard.
 
 Each shard the manifest lists must exist with the recorded size and sha256 and hold the recorded
-number of samples; a ``.tar`` the manifest does not list, per-split totals that disagree with
-``counts``, and an incomplete prepare are problems too. Every problem is one line naming the
-shard. Exit status: 0 when everything agrees, 1 when a problem was found, 2 when DIR cannot be
-verified at all (no folder, no or unreadable manifest). A manifest written before shards were
-recorded cannot be verified: each shard is then only read through, and the command says so.
+number of samples; a shard file (``{split}-*.tar``, what readers open) the manifest does not
+list, per-split totals that disagree with ``counts``, a manifest that lists no sample at all,
+and an incomplete prepare are problems too. Other files are the user's: named in a note only.
+Every problem is one line naming the shard. Exit status: 0 when everything agrees, 1 when a
+problem was found, 2 when DIR cannot be verified at all (no folder, no or unreadable
+manifest). A manifest written before shards were recorded cannot be verified: each shard is
+then only read through, and the command says so.
 """
 
 from __future__ import annotations
@@ -56,7 +58,14 @@ def verify(folder: str | Path) -> tuple[list[str], list[str]]:
         )
     infos = shard_infos(manifest)
     on_disk = {Path(p).name for s in SPLITS for p in list_shards(folder, s)}
-    on_disk |= {p.name for p in folder.glob("*.tar")}
+    others = sorted({p.name for p in folder.glob("*.tar")} - on_disk)
+    if others:
+        notes.append(
+            f"{len(others)} other .tar files (first: {folder / others[0]}) are not shards: no "
+            "reader opens them"
+        )
+    if manifest.get("complete") and not any((manifest.get("counts") or {}).values()):
+        problems.append(f"{path} lists no samples: nothing was prepared")
     if infos is None:
         notes.append(
             f"{path} records no per-shard sizes or checksums (an older prepare): the shards "

@@ -31,9 +31,13 @@ from multibyte.compression.coder import (
     model_device,
 )
 from multibyte.compression.container import (
+    DECODE_STEPS,
+    MAX_BATCH,
+    MAX_THREADS,
     CompressionError,
     Container,
     ContainerError,
+    check_meta,
     pack,
     unpack,
 )
@@ -45,7 +49,7 @@ DEFAULT_BATCH = 32
 MUST_MATCH = ("torch", "constriction", "device", "device_name")
 # ...and for the compiled step on a CPU, the cache sizes its GEMM kernels are blocked for.
 COMPILED_MUST_MATCH = ("compiled_for",)
-STEPS = {False: "eager", True: "compiled"}
+STEPS = dict(zip((False, True), DECODE_STEPS))
 """`environment["decode_step"]`: which decode step made the logits (files without it: eager)."""
 
 
@@ -156,8 +160,10 @@ def compress(
         raise CompressionError(f"chunk must be in 1..{max_len} (the model's max_seq_len)")
     batch = DEFAULT_BATCH if batch is None else int(batch)
     threads = torch.get_num_threads() if threads is None else int(threads)
-    if batch < 1 or threads < 1:
-        raise CompressionError(f"batch and threads must be positive, got {batch} and {threads}")
+    if not 1 <= batch <= MAX_BATCH:
+        raise CompressionError(f"batch must be in 1..{MAX_BATCH}, got {batch}")
+    if not 1 <= threads <= MAX_THREADS:
+        raise CompressionError(f"threads must be in 1..{MAX_THREADS}, got {threads}")
     if modality is None:
         modality = getattr(model, "modality", None)
     lengths = chunk_lengths(len(data), chunk)
@@ -208,12 +214,15 @@ def check_compatible(
             f"compressed with another model{made}, weights sha256 {container.model.hex()[:16]}; "
             f"this model's weights are {mine.hex()[:16]}"
         )
-    env = container.meta.get("environment")
-    if not isinstance(env, dict) or not _positive_int(env.get("threads")):
-        raise ContainerError("corrupted: the metadata has no valid coding environment")
+    check_meta(container.meta)  # a Container built in Python has not been through unpack
+    env = container.meta["environment"]
     step = env.get("decode_step", STEPS[False])
-    if step not in STEPS.values():
-        raise ContainerError(f"corrupted: unknown decode step {step!r} in the metadata")
+    max_len = int(model.config.max_seq_len)
+    if not 1 <= container.chunk <= max_len or not 1 <= container.batch <= MAX_BATCH:
+        raise ContainerError(
+            f"corrupted: chunk {container.chunk} and batch {container.batch} must be in "
+            f"1..{max_len} (this model's max_seq_len) and 1..{MAX_BATCH}"
+        )
     if allow_mismatch or container.length == 0:
         return
     if compile is not None and STEPS[compile] != step:
@@ -238,10 +247,6 @@ def check_compatible(
             "exact. Decompress it there (or allow the mismatch to try: the checksum still "
             "refuses wrong output)"
         )
-
-
-def _positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def _describe(env: dict[str, Any]) -> str:

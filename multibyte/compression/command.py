@@ -6,7 +6,9 @@
 The checkpoint's modality adapter decides what is coded (`adapter.encode_exact(path)`: the
 bytes it represents exactly, or a refusal) and how it is written back (`save_exact`). A bad
 input gets one line naming it and the reason; the other inputs are still done, and the exit
-status is 2. Output files appear only complete: written under a temporary name, read back and
+status is 2. Outputs follow `multibyte.outputs`: an existing file is refused unless
+`--overwrite` (an input is never replaced by an output, even then), the output folder is checked
+before any work, and files appear only complete: written under a temporary name, read back and
 compared with the decoded content, then renamed.
 """
 
@@ -14,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
-import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -34,12 +34,12 @@ from multibyte.compression.api import (
     decode_container,
     model_fingerprint,
 )
-from multibyte.compression.container import CompressionError, Container, unpack
+from multibyte.compression.container import SAFE_SUFFIX, CompressionError, Container, unpack
 from multibyte.data.header import is_mixture
+from multibyte.outputs import OutputError, check_folder, replacing, same_file
 from multibyte.prepared import resolve_options
 
 SUFFIX = ".mbz"
-SAFE_SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,16}")
 
 
 class CommandError(ValueError):
@@ -64,13 +64,21 @@ def _bar(total: int, name: str, quiet: bool) -> Any:
 
 def _write_atomic(path: Path, write: Callable[[Path], None], check: Callable[[Path], None]) -> None:
     """write(tmp), check(tmp), then rename tmp to path; nothing is left at path on failure."""
-    tmp = path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix}")
-    try:
+    with replacing(path) as tmp:
         write(tmp)
         check(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+
+def _check_targets(inputs: list[Path], targets: list[Path], overwrite: bool) -> None:
+    """Before any work: no target is an input, and none exists unless ``overwrite``."""
+    for target in targets:
+        clash = next((p for p in inputs if same_file(p, target)), None)
+        if clash is not None:
+            raise CommandError(f"--out: {target} is the input {clash}; it would be replaced")
+        if target.is_dir():
+            raise CommandError(f"--out: {target} is a folder")
+        if target.exists() and not overwrite:
+            raise CommandError(f"--out: {target} already exists; pass --overwrite to replace it")
 
 
 class Failures(list):
@@ -100,6 +108,7 @@ def compress_parser() -> argparse.ArgumentParser:
         required=True,
         help="output folder (INPUT.mbz inside), or a .mbz file for one input",
     )
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     parser.add_argument("--modality", help="adapter name (default: the checkpoint's)")
     parser.add_argument("--chunk", type=int, help="bytes per chunk (default: max_seq_len)")
     parser.add_argument("--batch", type=int, help="chunks coded together (default 32)")
@@ -131,8 +140,15 @@ def _adapter(model: nn.Module, name: str | None) -> Any:
 
 
 def _outputs(inputs: list[Path], out: Path) -> list[Path]:
-    if len(inputs) == 1 and out.suffix == SUFFIX and not out.is_dir():
-        return [out]
+    """One input and OUT ending in .mbz (not a folder): that file. Otherwise OUT is a folder
+    with INPUT.mbz inside; several inputs never go to an OUT named like a .mbz file."""
+    if out.suffix == SUFFIX and not out.is_dir():
+        if len(inputs) == 1:
+            return [out]
+        raise CommandError(
+            f"--out {out} names one .mbz file, but {len(inputs)} inputs make {len(inputs)} "
+            "files: give a folder (each INPUT.mbz goes inside)"
+        )
     paths = [out / (p.name + SUFFIX) for p in inputs]
     seen: dict[Path, Path] = {}
     for source, target in zip(inputs, paths):
@@ -150,13 +166,15 @@ def run_compress(args: argparse.Namespace, failures: Failures) -> None:
             raise CommandError(f"--{option} must be positive, got {value}")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise CommandError("--device cuda: no CUDA device here")
+    inputs = [Path(p) for p in args.inputs]
+    outputs = _outputs(inputs, Path(args.out))
+    _check_targets(inputs, outputs, args.overwrite)
+    check_folder(outputs[0].parent, "--out")
     model = _load(args.ckpt, args.device)
     max_len = int(model.config.max_seq_len)
     if args.chunk is not None and args.chunk > max_len:
         raise CommandError(f"--chunk {args.chunk} exceeds the model's max_seq_len {max_len}")
     adapter = _adapter(model, args.modality)
-    inputs = [Path(p) for p in args.inputs]
-    outputs = _outputs(inputs, Path(args.out))
     work = []
     for source, target in zip(inputs, outputs):
         try:
@@ -175,7 +193,6 @@ def run_compress(args: argparse.Namespace, failures: Failures) -> None:
                     modality=adapter.options, suffix=suffix, checkpoint=Path(args.ckpt).name,
                     fingerprint=fingerprint, progress=bar.update, compile=args.compile,
                 )  # fmt: skip
-            target.parent.mkdir(parents=True, exist_ok=True)
             _write_atomic(target, lambda tmp, blob=blob: tmp.write_bytes(blob), lambda tmp: None)
         except (ValueError, OSError) as error:
             failures.add(f"{source}: {error}")
@@ -195,7 +212,7 @@ def _main(
     failures = Failures(name)
     try:
         run(args, failures)
-    except CommandError as error:
+    except (CommandError, OutputError) as error:
         failures.add(str(error))
     return 2 if failures else 0
 
@@ -216,6 +233,7 @@ def decompress_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ckpt", required=True, help="the checkpoint the files were made with")
     parser.add_argument("files", nargs="+", metavar="FILE", help=".mbz files")
     parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     parser.add_argument(
         "--allow-mismatch", action="store_true",
         help="decode even where torch/device differ from the compressor's (the sha256 check "
@@ -253,9 +271,11 @@ def _prepare(model: nn.Module, file: Path, args: argparse.Namespace, fp: bytes) 
             raise CompressionError("corrupted: the recorded modality options are not an object")
         try:
             adapter = modalities.get(**options)
-        except ValueError as error:
+        except Exception as error:  # noqa: BLE001 - recorded options are the file's, not ours
             raise CommandError(f"its modality cannot be loaded here: {error}") from error
-    return container, adapter, Path(args.out) / output_name(file, container)
+    target = Path(args.out) / output_name(file, container)
+    _check_targets([Path(f) for f in args.files], [target], args.overwrite)
+    return container, adapter, target
 
 
 def _place(model: nn.Module, container: Container) -> None:
@@ -267,6 +287,7 @@ def _place(model: nn.Module, container: Container) -> None:
 
 def run_decompress(args: argparse.Namespace, failures: Failures) -> None:
     """Decompress every file; each refused file is added to `failures`."""
+    check_folder(args.out, "--out")
     model = _load(args.ckpt)
     fingerprint = model_fingerprint(model)
     work, targets = [], {}
@@ -305,7 +326,6 @@ def _decompress_one(
             model, container, allow_mismatch=args.allow_mismatch, fingerprint=fingerprint,
             progress=bar.update,
         )  # fmt: skip
-    target.parent.mkdir(parents=True, exist_ok=True)
     if adapter is None:
         write = lambda tmp: tmp.write_bytes(data)  # noqa: E731
         read = lambda tmp: tmp.read_bytes()  # noqa: E731

@@ -17,13 +17,17 @@ Layout (integers little-endian; "varint" is unsigned LEB128, 7 bits per byte, lo
     crc32     4 bytes   zlib.crc32 of every byte before it
 
 `docs/compression.md` describes every field. `unpack` refuses a file that is not a container,
-has another version, is truncated, has trailing bytes, or fails the CRC.
+has another version, is truncated, has trailing bytes, or fails the CRC. A CRC is no signature
+(anyone can recompute it), so every field is also bounded and checked before it is used: the
+numbers against the limits below and the file's size, the metadata against the types and values
+`compress` writes (`check_meta`).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +37,19 @@ VERSION = 1
 DIGEST_BYTES = 32
 CRC_BYTES = 4
 SIZE_BYTES = 8
+WORD_BYTES = 4  # a coded stream is whole 32-bit words, at least one for a non-empty chunk
+
+MAX_CHUNK = 1 << 32
+"""Bytes per chunk; decoding also bounds it by the model's max_seq_len."""
+MAX_BATCH = 4096
+"""Chunks coded together: rows of one buffer, each with its own cache, so memory grows with it."""
+MAX_THREADS = 256
+"""torch threads pinned while coding (torch crashes on a count such as 1,000,000)."""
+MAX_TEXT = 1024
+"""Characters of a recorded string (checkpoint name, versions, device name)."""
+DECODE_STEPS = ("eager", "compiled")
+SAFE_SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,16}")
+"""A recorded file suffix: a dot and 1 to 16 letters or digits (never a path)."""
 
 
 class CompressionError(ValueError):
@@ -97,6 +114,47 @@ class _Reader:
                 raise ContainerError(f"corrupted: the {what} is not a valid number")
 
 
+def _text(value: Any, what: str, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if not isinstance(value, str) or len(value) > MAX_TEXT:
+        raise ContainerError(f"corrupted: the recorded {what} is not a string (at most {MAX_TEXT})")
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_meta(meta: Any) -> None:
+    """Refuse metadata that `compress` cannot have written: wrong types, unknown values, or a
+    number outside its bounds. Only plain JSON values are ever read from it."""
+    if not isinstance(meta, dict):
+        raise ContainerError("corrupted: the metadata is not a JSON object")
+    env = meta.get("environment")
+    if not isinstance(env, dict):
+        raise ContainerError("corrupted: the metadata has no coding environment")
+    for key in ("torch", "constriction", "device", "device_name"):
+        _text(env.get(key), f"environment {key}")
+    threads = env.get("threads")
+    if not _count(threads) or not 1 <= threads <= MAX_THREADS:
+        raise ContainerError(
+            f"corrupted: the recorded thread count {threads!r} is not in 1..{MAX_THREADS}"
+        )
+    if env.get("decode_step", DECODE_STEPS[0]) not in DECODE_STEPS:
+        raise ContainerError(f"corrupted: unknown decode step {env.get('decode_step')!r}")
+    _text(env.get("compiled_for"), "environment compiled_for", optional=True)
+    _text(meta.get("checkpoint"), "checkpoint name", optional=True)
+    suffix = meta.get("suffix")
+    if suffix is not None and not (isinstance(suffix, str) and SAFE_SUFFIX.fullmatch(suffix)):
+        raise ContainerError(f"corrupted: the recorded suffix {suffix!r} is not a file suffix")
+    modality = meta.get("modality")
+    if modality is not None:
+        if not isinstance(modality, dict) or not isinstance(modality.get("name"), str):
+            raise ContainerError("corrupted: the recorded modality options are not an object")
+        if len(json.dumps(modality)) > MAX_TEXT:
+            raise ContainerError("corrupted: the recorded modality options are too long")
+
+
 def pack(container: Container) -> bytes:
     """The file's bytes."""
     if len(container.streams) != container.chunks:
@@ -146,13 +204,17 @@ def unpack(data: bytes) -> Container:
     length = reader.varint("length")
     chunk = reader.varint("chunk size")
     batch = reader.varint("batch size")
-    if chunk < 1 or batch < 1:
-        raise ContainerError(f"corrupted: chunk size {chunk} and batch {batch} must be positive")
+    if not 1 <= chunk <= MAX_CHUNK:
+        raise ContainerError(f"corrupted: chunk size {chunk} is not in 1..{MAX_CHUNK}")
+    if not 1 <= batch <= MAX_BATCH:
+        raise ContainerError(f"corrupted: batch {batch} is not in 1..{MAX_BATCH}")
     meta_bytes = reader.take(reader.varint("metadata length"), "metadata")
     count = math.ceil(length / chunk)
-    if count > len(data):  # every stream takes at least one length byte
+    if count * (1 + WORD_BYTES) > len(data) - reader.pos:  # a length byte and a word each
         raise ContainerError(f"damaged: {count} chunks cannot fit in a {len(data)}-byte file")
     sizes = [reader.varint("stream lengths") for _ in range(count)]
+    if any(size < WORD_BYTES or size % WORD_BYTES for size in sizes):
+        raise ContainerError("corrupted: a coded stream is not a whole number of 32-bit words")
     expected = reader.pos + sum(sizes) + CRC_BYTES
     if len(data) != expected:  # the CRC passed, so the writer itself was wrong
         raise ContainerError(f"corrupted: the file has {len(data)} bytes, its fields {expected}")
@@ -160,8 +222,7 @@ def unpack(data: bytes) -> Container:
         meta = json.loads(meta_bytes.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ContainerError(f"corrupted: the metadata is not JSON ({error})") from error
-    if not isinstance(meta, dict):
-        raise ContainerError("corrupted: the metadata is not a JSON object")
+    check_meta(meta)
     streams = []
     for size in sizes:
         streams.append(reader.take(size, "streams"))
@@ -170,11 +231,17 @@ def unpack(data: bytes) -> Container:
 
 __all__ = [
     "CRC_BYTES",
+    "DECODE_STEPS",
     "MAGIC",
+    "MAX_BATCH",
+    "MAX_CHUNK",
+    "MAX_THREADS",
+    "SAFE_SUFFIX",
     "VERSION",
     "CompressionError",
     "Container",
     "ContainerError",
+    "check_meta",
     "pack",
     "unpack",
 ]

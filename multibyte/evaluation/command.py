@@ -16,6 +16,15 @@ from multibyte.evaluation.evaluation import Evaluation, evaluate_model
 from multibyte.evaluation.mixture import HeaderedModel, header_bits, pick_modality
 from multibyte.evaluation.plans import EvaluationError
 from multibyte.evaluation.scoring import max_seq_len_of
+from multibyte.outputs import (
+    OutputError,
+    check_distinct,
+    check_folder,
+    check_new_file,
+    move_into_place,
+    staging,
+    write_text,
+)
 from multibyte.prepared import (
     LayoutMismatch,
     ModalityMismatch,
@@ -54,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", help="write the JSON report here")
     parser.add_argument("--markdown", help="write the Markdown table here")
     parser.add_argument("--plots", help="write PNG plots into this folder")
+    parser.add_argument(
+        "--overwrite", action="store_true",
+        help="replace an existing --json or --markdown file, or the PNGs in --plots",
+    )  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument(
         "--allow-incomplete", action="store_true",
@@ -267,8 +280,9 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = build_parser().parse_args(argv)
     try:
+        check_outputs(args)
         evaluations = run_all(args)
-    except EvaluationError as error:
+    except (EvaluationError, OutputError) as error:
         print(f"multibyte evaluate: error: {error}", file=sys.stderr)
         return 2
     summaries = [e.summary for e in evaluations]
@@ -278,7 +292,10 @@ def main(argv: list[str] | None = None) -> int:
             folder = Path(args.plots)
             if len(evaluations) > 1:
                 folder = folder / summary["modality"]
-            summary["plots"] = [str(p) for p in report.save_plots(evaluation, folder)]
+            with staging(folder) as stage:  # every PNG complete, or none
+                drawn = report.save_plots(evaluation, stage)
+                placed = move_into_place(drawn, folder, args.overwrite, "--plots")
+            summary["plots"] = [str(p) for p in placed]
         print(report.text_report(summary))
     if len(summaries) > 1:
         print("one model, every modality (header bytes excluded):\n")
@@ -287,16 +304,37 @@ def main(argv: list[str] | None = None) -> int:
         tables = [report.markdown(s) for s in summaries]
         if len(summaries) > 1:
             tables.insert(0, report.modality_table(summaries))
-        Path(args.markdown).write_text("\n".join(tables))
+        write_text(args.markdown, "\n".join(tables))
     if args.json:
         payload = summaries[0] if len(summaries) == 1 else summaries
-        Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
+        write_text(args.json, json.dumps(payload, indent=2) + "\n")
     return 0
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Before any work: the report files are new (or ``--overwrite``), distinct, and their
+    folders writable; a ``--plots`` folder holds no PNG yet (or ``--overwrite``)."""
+    check_distinct({"--json": args.json, "--markdown": args.markdown, "--plots": args.plots})
+    for option in ("json", "markdown"):
+        if getattr(args, option):
+            check_new_file(getattr(args, option), args.overwrite, f"--{option}")
+    if args.plots:
+        folder = Path(args.plots)
+        if folder.exists() and not folder.is_dir():
+            raise OutputError(f"--plots {folder} is a file; give a folder")
+        held = sorted(folder.rglob("*.png")) if folder.is_dir() else []
+        if held and not args.overwrite:
+            raise OutputError(
+                f"--plots {folder} already holds plots ({held[0]}); pass --overwrite to "
+                "replace them"
+            )
+        check_folder(folder, "--plots")
 
 
 __all__ = [
     "build_parser",
     "check_args",
+    "check_outputs",
     "evaluate_source",
     "limit_sequences",
     "main",

@@ -138,7 +138,9 @@ def test_an_output_path_that_is_a_file_is_refused(tmp_path, capsys, ckpts, files
     blocker = tmp_path / "taken"
     blocker.write_text("a file where the output folder should be")
     code, _, err = run(capsys, "compress", "--ckpt", ckpts.text, files.text, "--out", blocker)
-    assert code == 2 and err.count("\n") == 1 and f"{files.text}: " in err
+    # refused before any work, naming the output and the reason
+    assert code == 2 and err.count("\n") == 1 and f"--out {blocker}" in err, err
+    assert "not a folder" in err
     assert blocker.read_text().startswith("a file")
 
 

@@ -94,8 +94,10 @@ def test_compression_actually_compresses(helpers):
 def test_options_are_checked(model):
     with pytest.raises(ValueError, match="chunk must be in 1..64"):
         multibyte.compress(model, b"abc", chunk=65)
-    with pytest.raises(ValueError, match="positive"):
+    with pytest.raises(ValueError, match="batch must be in 1..4096"):
         multibyte.compress(model, b"abc", batch=0)
+    with pytest.raises(ValueError, match="threads must be in 1..256"):
+        multibyte.compress(model, b"abc", threads=1_000_000)
 
 
 def test_thread_setting_is_restored(model):
