@@ -34,7 +34,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -230,6 +231,33 @@ def load_weights(model: nn.Module, tensors: Mapping[str, torch.Tensor], folder: 
         model.load_state_dict(dict(tensors), strict=False)
 
 
+# torch.nn.init's in-place initialisers, which model constructors call.
+INITIALISERS = (
+    "uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
+    "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_",
+    "sparse_",
+)  # fmt: skip
+
+
+@contextmanager
+def initialisation_skipped() -> Iterator[None]:
+    """Build a model without drawing its random init (trunc_normal_ costs seconds per million
+    parameters on a CPU): every weight is then overwritten by the saved one, and `load_weights`
+    refuses a file that does not cover them all."""
+    saved = {name: getattr(nn.init, name) for name in INITIALISERS}
+
+    def keep(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return tensor
+
+    try:
+        for name in saved:
+            setattr(nn.init, name, keep)
+        yield
+    finally:
+        for name, function in saved.items():
+            setattr(nn.init, name, function)
+
+
 def build_config(config_class: type, fields: Any, where: Path) -> Any:
     if not isinstance(fields, dict):
         raise CheckpointError(f"{where}: its model config is not an object")
@@ -280,7 +308,8 @@ class PretrainedMixin:
             )
         config = build_config(cls.config_class, info["model"].get("config"), folder / CONFIG_NAME)
         tensors = read_weights(folder, info)
-        model = cls(config)  # type: ignore[call-arg]
+        with initialisation_skipped():
+            model = cls(config)  # type: ignore[call-arg]
         load_weights(model, tensors, folder)  # type: ignore[arg-type]
         model.to(map_location if isinstance(map_location, (str, torch.device)) else "cpu")
         model.eval()
