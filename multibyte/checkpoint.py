@@ -24,7 +24,7 @@ from torch import nn
 
 from multibyte.model.compat import pre_split_parameters
 from multibyte.model.megabyte import Megabyte, MegabyteConfig
-from multibyte.model.pretrained import CheckpointError, read_config
+from multibyte.model.pretrained import CheckpointError, initialisation_skipped, read_config
 from multibyte.model.transformer import ByteTransformer, ByteTransformerConfig
 
 MODEL_CLASSES: dict[str, tuple[type[nn.Module], type]] = {
@@ -194,7 +194,8 @@ def load(ckpt_path: str | os.PathLike, map_location: Any = "cpu") -> nn.Module:
     if not isinstance(info.get("modality"), (dict, type(None))):
         raise CheckpointError(f"{path}: its modality options are not a dict")
     try:
-        model = build_model(info["model"])
+        with initialisation_skipped():  # every weight is loaded below (missing ones refused)
+            model = build_model(info["model"])
     except CheckpointError as error:
         raise CheckpointError(f"{path}: {error}") from error
     missing, unexpected = model.load_state_dict(model_state_dict(checkpoint), strict=False)

@@ -84,8 +84,9 @@ class UnverifiedShards(PreparedError):
 
     def __init__(self, reason: str, allow: str) -> None:
         super().__init__(
-            f"{reason}, so a damaged shard would go unnoticed: prepare the data again with "
-            f"`multibyte prepare`, or pass {allow} to read it unverified"
+            f"{reason}: its shards cannot be verified, so a damaged one would go unnoticed; "
+            f"prepare the data again with `multibyte prepare`, or pass {allow} to read them "
+            "unverified"
         )
 
 
