@@ -65,7 +65,11 @@ class EnvironmentMismatchError(CompressionError):
 
 
 def model_fingerprint(model: nn.Module) -> bytes:
-    """sha256 over the model class, its config and every state-dict tensor (sorted by name)."""
+    """sha256 over the model class, its config and every state-dict tensor (sorted by name).
+
+    Of the loaded model, not of the file it came from: a `.ckpt` and its `multibyte export`
+    folder give the same fingerprint (a tied head is in the state dict under both names either
+    way), so files compressed with one decompress with the other."""
     digest = hashlib.sha256(b"multibyte-model-v1\0")
     config = getattr(model, "config", None)
     spec = {
