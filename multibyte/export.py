@@ -478,16 +478,17 @@ def export_model(
         "training": training_info(ckpt, model),
         "evaluation": evaluation_entry(reports),
     }
-    stage = out.with_name(f".{out.name}{PARTIAL}{os.getpid()}")
-    created = [p for p in [out.parent, *out.parent.parents] if not p.exists()]
-    out.parent.mkdir(parents=True, exist_ok=True)
+    target = Path(os.path.abspath(out))  # "." and "DIR/" have a name to stage beside
+    stage = target.with_name(f".{target.name}{PARTIAL}{os.getpid()}")
+    created = [p for p in [target.parent, *target.parent.parents] if not p.exists()]
+    target.parent.mkdir(parents=True, exist_ok=True)
     try:
         stage.mkdir()
         model.save_pretrained(stage, modality=modality, extra=extra)
         info = read_config(stage)
-        (stage / CARD_NAME).write_text(model_card(out.name, info, reports), encoding="utf-8")
+        (stage / CARD_NAME).write_text(model_card(target.name, info, reports), encoding="utf-8")
         _check_copy(model, stage)
-        _place(stage, out, replace)
+        _place(stage, target, replace)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         for folder in created:  # deepest first; one something else filled stays

@@ -66,7 +66,7 @@ def fraction_defaults() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="multibyte sample", description=__doc__.split("\n")[0])
-    parser.add_argument("--ckpt", required=True)
+    parser.add_argument("--ckpt", required=True, help="checkpoint (.ckpt or exported)")
     parser.add_argument("--modality", help="default: the checkpoint's")
     parser.add_argument("--out", required=True, help="output path (the modality's format)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
