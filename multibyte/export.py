@@ -462,7 +462,8 @@ def export_model(
     evaluation: str | os.PathLike | None = None,
     overwrite: bool = False,
 ) -> Path:
-    """Write ``ckpt``'s model to the folder ``out`` (see the module docstring); returns ``out``."""
+    """Write ``ckpt``'s model to the folder ``out`` (see the module docstring); returns its
+    absolute path."""
     ckpt, out = Path(ckpt), Path(out)
     if not ckpt.exists():
         raise ExportError(f"--ckpt {ckpt}: checkpoint not found")
@@ -497,7 +498,7 @@ def export_model(
             except OSError:
                 break
         raise
-    return out
+    return target
 
 
 def _check_copy(model: nn.Module, folder: Path) -> None:
