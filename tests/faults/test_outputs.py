@@ -338,19 +338,40 @@ def test_a_dangling_link_is_listed_as_skipped(tmp_path, in_process):
 # -- permissions: checked before any work (as a user without root's override) -------------------
 
 
-def without_override(*argv: object) -> Result:
-    """The console script as a process that file permissions apply to: as root, drop the two
+# Runs each argv through multibyte.cli.main as the console script does, in one process.
+CHILD = """
+import contextlib, io, json, sys
+from multibyte.cli import main
+results = []
+for argv in json.loads(sys.argv[1]):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            status = main(argv)
+        except SystemExit as exit_:
+            status = exit_.code
+        except BaseException as error:  # what the user would see as a traceback
+            status, err = 1, io.StringIO(f"Traceback: {error!r}")
+    results.append([status, out.getvalue(), err.getvalue()])
+print(json.dumps(results))
+"""
+
+
+def without_override(*commands: list) -> list[Result]:
+    """Commands run in a process that file permissions apply to: as root, without the two
     capabilities that bypass them (setpriv), so a test running as root still sees EACCES."""
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     env.pop("MULTIBYTE_DEBUG", None)
     prefix = []
     if os.geteuid() == 0:
         prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
+    argvs = json.dumps([[str(a) for a in argv] for argv in commands])
     done = subprocess.run(
-        [*prefix, sys.executable, "-m", "multibyte.cli", *map(str, argv)], env=env, cwd=ROOT,
-        capture_output=True, text=True, timeout=300,
+        [*prefix, sys.executable, "-c", CHILD, argvs], env=env, cwd=ROOT, capture_output=True,
+        text=True, timeout=300,
     )  # fmt: skip
-    return Result(done.returncode, done.stdout, done.stderr)
+    assert done.returncode == 0, done.stderr
+    return [Result(*result) for result in json.loads(done.stdout.splitlines()[-1])]
 
 
 @pytest.fixture
@@ -371,14 +392,16 @@ def test_unwritable_and_unreadable_places_are_refused_before_any_work(
 ):
     read_only, unreadable = locked
     report = read_only / "r.json"
-    result = without_override("evaluate", "--ckpt", checkpoint, "--data", shards, "--no-codecs",
-                              "--quiet", "--json", report)  # fmt: skip
-    result.assert_user_error(f"--json {report}", "not writable", "permission denied")
-    assert result.out == ""  # no report: refused before evaluating
-    result = without_override("decompress", "--ckpt", checkpoint, packed, "--out", read_only)
-    result.assert_user_error(f"--out {read_only}", "not writable", "permission denied")
-    assert "->" not in result.out  # nothing was decoded
-    result = without_override(*prepare_argv(unreadable, tmp_path / "o"))
-    result.assert_user_error(f"--src {unreadable}", "cannot be read", "permission denied")
+    evaluate, decompress, prepare_ = without_override(
+        ["evaluate", "--ckpt", checkpoint, "--data", shards, "--no-codecs", "--quiet",
+         "--json", report],
+        ["decompress", "--ckpt", checkpoint, packed, "--out", read_only],
+        prepare_argv(unreadable, tmp_path / "o"),
+    )  # fmt: skip
+    evaluate.assert_user_error(f"--json {report}", "not writable", "permission denied")
+    assert evaluate.out == ""  # no report: refused before evaluating
+    decompress.assert_user_error(f"--out {read_only}", "not writable", "permission denied")
+    assert "->" not in decompress.out  # nothing was decoded
+    prepare_.assert_user_error(f"--src {unreadable}", "cannot be read", "permission denied")
     assert not (tmp_path / "o").exists()
     assert list(read_only.iterdir()) == []
