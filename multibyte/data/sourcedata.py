@@ -31,12 +31,19 @@ from pathlib import Path
 import numpy as np
 
 from multibyte.data.iterable import BadShards
-from multibyte.data.shards import ShardError, iter_tar_samples, shard_infos
+from multibyte.data.shards import (
+    ShardError,
+    check_shard_bytes,
+    expected_info,
+    iter_tar_samples,
+    shard_infos,
+)
 from multibyte.data.windows import as_array
 
 STREAM, WHOLE, CUT = "stream", "whole", "cut"
 KINDS = (STREAM, WHOLE, CUT)
 CACHED_SHARDS = 2  # decoded shards kept per source and reader: the current one and a neighbour
+BLOCK = 512  # a tar block
 
 
 @dataclass(frozen=True)
@@ -87,8 +94,64 @@ def shard_list(folder: str | os.PathLike, split: str, manifest: dict | None) -> 
 
 
 def read_shard(url: str) -> list[np.ndarray]:
-    """The ``.bin`` of every sample of one shard, checked against its manifest (ShardError)."""
-    return [as_array(s["bin"]) for s in iter_tar_samples(url) if s.get("bin")]
+    """The ``.bin`` of every sample of one shard, checked against its manifest (ShardError):
+    views into the shard's bytes, read once (no copy per sample)."""
+    if "://" in url or url.startswith("pipe:"):
+        raise ValueError(f"only local shard files are read, not {url!r}")
+    info = expected_info(url)
+    try:
+        data = Path(url).read_bytes()
+    except OSError as error:
+        raise ShardError(f"shard {url} cannot be read: {error.strerror or error}") from error
+    if info is not None:
+        check_shard_bytes(url, data, info)
+    parsed = _ustar_bins(data, url)
+    if parsed is None:  # members this reader does not parse (pax headers...): the general one
+        return [as_array(s["bin"]) for s in iter_tar_samples(url) if s.get("bin")]
+    bins, count = parsed
+    if info is not None and count != info["samples"]:
+        raise ShardError(
+            f"shard {url} is short: it holds {count} samples; the manifest expects "
+            f"{info['samples']} samples"
+        )
+    return bins
+
+
+def _ustar_bins(data: bytes, url: str) -> tuple[list[np.ndarray], int] | None:
+    """(the ``.bin`` members as views, the number of samples) of a plain ustar archive, as
+    ``ShardSink`` writes them; None for a member type other than a regular file."""
+    array, size, position, bins, count, key = as_array(data), len(data), 0, [], 0, None
+    while position + BLOCK <= size:
+        header = data[position : position + BLOCK]
+        if not any(header):  # the end-of-archive blocks
+            return bins, count
+        if header[156:157] not in (b"0", b"\0"):
+            return None
+        try:
+            length = int(header[124:136].strip(b"\0 ") or b"0", 8)
+            checksum = int(header[148:156].strip(b"\0 "), 8)
+        except ValueError:
+            checksum, length = -1, 0
+        if checksum != sum(header[:148]) + 8 * 32 + sum(header[156:]):
+            raise ShardError(f"shard {url} is truncated or corrupt (a bad tar header)")
+        name = header[:100].split(b"\0", 1)[0].decode("utf-8", "replace")
+        prefix = header[345:500].split(b"\0", 1)[0] if header[257:262] == b"ustar" else b""
+        if prefix:
+            name = f"{prefix.decode('utf-8', 'replace')}/{name}"
+        start = position + BLOCK
+        if start + length > size:
+            raise ShardError(f"shard {url} is truncated or corrupt (a member runs past its end)")
+        directory, _, base = name.rpartition("/")
+        stem, _, extension = base.partition(".")
+        member_key = f"{directory}/{stem}" if directory else stem
+        if member_key != key:
+            count, key = count + 1, member_key
+        if extension == "bin" and length:
+            bins.append(array[start : start + length])
+        position = start + -(-length // BLOCK) * BLOCK
+    if position != size:
+        raise ShardError(f"shard {url} is truncated or corrupt (it ends inside a tar header)")
+    return bins, count
 
 
 class SourceReader:
@@ -105,10 +168,7 @@ class SourceReader:
         shard = self.spec.shards[index]
         if shard.url is None:
             return [as_array(s) for s in self.spec.memory if len(s)]
-        samples = read_shard(shard.url)
-        if self.spec.kind == STREAM:  # a stream's records are consecutive pieces of it
-            return [np.concatenate(samples)] if samples else []
-        return samples
+        return read_shard(shard.url)
 
     def load(self, index: int) -> tuple[int, list[np.ndarray]]:
         """(the shard used, its samples): ``index``, or the next good shard after a bad one."""
@@ -160,12 +220,22 @@ class SourceReader:
         """One window of ``data_len`` bytes from shard ``shard`` (or the next good one)."""
         kind, length = self.spec.kind, self.spec.data_len
         index, samples = self.load(shard)
-        if kind == STREAM:
-            stream = samples[0] if samples else as_array(b"")
-            if len(stream) >= length:
-                start = int(rng.integers(0, len(stream) - length + 1))
-                return stream[start : start + length]
-            return self._filled(index, 0)
+        if kind == STREAM:  # the records are consecutive pieces of one stream
+            ends = np.cumsum([len(s) for s in samples])
+            total = int(ends[-1]) if len(ends) else 0
+            if total < length:
+                return self._filled(index, 0)
+            start = int(rng.integers(0, total - length + 1))
+            first = int(np.searchsorted(ends, start, side="right"))
+            offset = start - (int(ends[first - 1]) if first else 0)
+            parts = [samples[first][offset : offset + length]]
+            size = len(parts[0])
+            for sample in samples[first + 1 :]:
+                if size >= length:
+                    break
+                parts.append(sample[: length - size])
+                size += len(parts[-1])
+            return parts[0] if len(parts) == 1 else np.concatenate(parts)
         if kind == WHOLE:
             if not samples:
                 return self._filled(index, 0)

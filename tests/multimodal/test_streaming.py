@@ -180,3 +180,19 @@ def test_manifest_sizes_weigh_the_sources(shards):
     recorded = [json.loads((shards[n] / "manifest.json").read_text())["bytes"]["train"]
                 for n in ("image", "audio", "text")]  # fmt: skip
     assert data.mixture.probabilities == pytest.approx(np.array(recorded) / sum(recorded))
+
+
+def test_a_shard_is_read_as_views_equal_to_the_tar_readers_and_damage_is_caught(shards, tmp_path):
+    from multibyte.data.shards import ShardError, iter_tar_samples
+
+    for name in ("image", "audio", "text"):
+        for url in sorted(shards[name].glob("train-*.tar")):
+            expected = [s["bin"] for s in iter_tar_samples(url)]
+            assert [bytes(b) for b in sourcedata.read_shard(str(url))] == expected
+    data = sorted(shards["image"].glob("train-*.tar"))[0].read_bytes()
+    for damaged, what in ((data[:1000], "runs past its end"), (data[:1636], "inside a tar header"),
+                          (data[:100] + b"X" + data[101:], "bad tar header")):  # fmt: skip
+        loose = tmp_path / f"{len(damaged)}-{what[:3]}.tar"  # no manifest beside it
+        loose.write_bytes(damaged)
+        with pytest.raises(ShardError, match=what):
+            sourcedata.read_shard(str(loose))
