@@ -97,7 +97,8 @@ class MultibyteCLI(LightningCLI):
     def instantiate_classes(self) -> None:
         # Remember what the run's output folders held, so that a run failing before its first
         # checkpoint removes exactly what it wrote (config.yaml, log folders) and nothing else.
-        trainer = self.config[self.config.subcommand].trainer
+        subcommand = self.config.get("subcommand")  # None with run=False
+        trainer = (self.config[subcommand] if subcommand else self.config).get("trainer") or {}
         root = Path(trainer.get("default_root_dir") or os.getcwd())
         MultibyteCLI.run_root = root
         MultibyteCLI.before_run = {p for name in RUN_OUTPUTS for p in _tree(root / name)}
