@@ -9,10 +9,13 @@ import shlex
 import shutil
 from pathlib import Path
 
+import pytest
+
 from multibyte.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
-STEPS = ["--trainer.max_steps", "2", "--trainer.val_check_interval", "2"]
+STEPS = ["--trainer.max_steps", "1", "--trainer.val_check_interval", "1",
+         "--trainer.num_sanity_val_steps", "0"]  # fmt: skip
 
 
 def commands(markdown: Path, after: str) -> list[str]:
@@ -32,6 +35,7 @@ def split_folder(source: Path, root: Path, val: int) -> tuple[Path, Path]:
     return root / "train", root / "val"
 
 
+@pytest.mark.slow  # the tiny recipe's 12,372-byte sequences: about a minute on two cores
 def test_the_documented_mixture_commands_run_as_written(
     image_folder, audio_folder, text_folder, tmp_path, monkeypatch
 ):
