@@ -196,3 +196,18 @@ def test_a_shard_is_read_as_views_equal_to_the_tar_readers_and_damage_is_caught(
         loose.write_bytes(damaged)
         with pytest.raises(ShardError, match=what):
             sourcedata.read_shard(str(loose))
+
+
+def test_shards_without_a_manifest_are_refused_unless_allowed(shards, tmp_path, capsys):
+    import shutil
+
+    bare = tmp_path / "text"
+    shutil.copytree(shards["text"], bare)
+    (bare / "manifest.json").unlink()
+    sources = [{"path": str(shards["image"])}, {"path": str(bare), "modality": "text"}]
+    with pytest.raises(ConfigError, match="--data.allow_unverified true"):
+        ByteDataModule(sources=sources)
+    data = ByteDataModule(sources=sources, allow_unverified=True, batch_size=2)
+    data.set_patch_size(P, 1200)
+    assert first_batches(data.train_dataloader(), 2)
+    assert "reading its shards unverified" in capsys.readouterr().err
