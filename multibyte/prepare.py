@@ -109,7 +109,10 @@ def _old_manifest(out: Path) -> dict[str, Any] | None:
     try:
         return load_manifest(out) if out.is_dir() else None
     except (OSError, ValueError) as error:
-        raise ConfigError(f"--out {out}: {out / MANIFEST} cannot be read ({error})") from error
+        raise ConfigError(
+            f"--out {out}: {out / MANIFEST} cannot be read ({error}), so prepare cannot tell "
+            "which files in it are its own: remove them yourself to start again"
+        ) from error
 
 
 def _check_source(src: str) -> None:
@@ -237,17 +240,17 @@ def check_config(args: argparse.Namespace) -> tuple[Adapter, dict[str, Any]]:
     except OSError as error:
         raise ConfigError(f"--out {out} cannot be read: {error.strerror or error}") from error
     shards = {name for name in held if shard_like(name)}
-    if (manifest is not None or shards) and not (args.overwrite or args.resume):
-        raise ConfigError(
-            f"--out {out} already holds shards; pass --overwrite to replace them, or --resume "
-            "to finish an interrupted prepare"
-        )
     foreign = sorted(shards - own_files(manifest))
     if foreign:  # prepare might replace it, and readers would take it for a shard
         raise ConfigError(
             f"--out {out} holds {out / foreign[0]}, named like a shard but not listed in "
             f"{out / MANIFEST}: prepare did not write it and never replaces or mixes in a file "
             f"it did not write; move it away ({len(foreign)} such files)"
+        )
+    if (manifest is not None or shards) and not (args.overwrite or args.resume):
+        raise ConfigError(
+            f"--out {out} already holds shards; pass --overwrite to replace them, or --resume "
+            "to finish an interrupted prepare"
         )
     return adapter, reading
 

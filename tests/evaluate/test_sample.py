@@ -81,6 +81,7 @@ def test_audio_continuation_wav_rate_and_length(audio_ckpt, audio_folder, tmp_pa
             "0.2",
             "--seed",
             "3",
+            "--overwrite",  # the same run again: an existing sample is replaced only when asked
         )
         == 0
     )
@@ -97,7 +98,8 @@ def test_text_continuation_printed_and_saved(trained_text_ckpt, tmp_path, capsys
     data = out.read_bytes()
     assert data.startswith(b"It was the ") and len(data) == 11 + 30
     assert data.decode("utf-8", errors="replace") in capsys.readouterr().out
-    assert sample(*argv) == 0 and out.read_bytes() == data
+    assert sample(*argv) == 2 and out.read_bytes() == data  # never replaced unasked
+    assert sample(*argv, "--overwrite") == 0 and out.read_bytes() == data
 
 
 def test_sample_errors(image_ckpt, tmp_path, capsys):
