@@ -92,7 +92,7 @@ def controls(multimodal: dict, folder: Path) -> dict[str, float]:
             "--model.warmup_steps", str(max(1, steps // 10)),
         ]) or evaluate_main([
             "--ckpt", str(root / "checkpoints" / "last.ckpt"), "--data", sources[i],
-            "--json", str(root / "evaluation.json"), "--quiet", "--no-codecs",
+            "--json", str(root / "evaluation.json"), "--quiet", "--no-codecs", "--overwrite",
         ])  # fmt: skip
         if status:
             raise SystemExit(status)

@@ -213,7 +213,7 @@ def train_and_evaluate(run: Run) -> dict:
         report = root / "evaluation.json"
         status = evaluate_main([
             "--ckpt", str(root / "checkpoints" / "last.ckpt"), "--data", run.shards,
-            "--json", str(report), "--quiet", *["--no-codecs"] * (not run.codecs),
+            "--json", str(report), "--quiet", "--overwrite", *["--no-codecs"] * (not run.codecs),
             *(["--limit", str(run.limit)] if run.limit else []),
         ])  # fmt: skip
         if status:
