@@ -90,7 +90,9 @@ def test_fit_runs_the_resolved_precision_and_says_so(
     assert _ran_with(tmp_path)["trainer"]["precision"] == runs
 
 
-def test_fit_takes_an_explicit_precision_as_given(machine, fit_recipe, text_folder, tmp_path, capsys):
+def test_fit_takes_an_explicit_precision_as_given(
+    machine, fit_recipe, text_folder, tmp_path, capsys
+):
     machine(cpu_bf16=False)
     val = fit_recipe(
         "pg19-tiny.yaml", text_folder, tmp_path, 6, *SMALL, "--trainer.precision", "bf16-mixed"
