@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from multibyte import prepare
+from multibyte import outputs, prepare
 from multibyte.cli import COMMANDS
 from tests.faults.conftest import ROOT, TEXT, Result
 from tests.faults.data import png
@@ -405,3 +405,30 @@ def test_unwritable_and_unreadable_places_are_refused_before_any_work(
     prepare_.assert_user_error(f"--src {unreadable}", "cannot be read", "permission denied")
     assert not (tmp_path / "o").exists()
     assert list(read_only.iterdir()) == []
+
+
+# -- the module itself ---------------------------------------------------------------------------
+
+
+def test_a_failed_write_leaves_nothing_behind(tmp_path):
+    target = tmp_path / "new" / "deeper" / "report.json"
+    with pytest.raises(RuntimeError), outputs.replacing(target) as temporary:
+        assert temporary.parent == target.parent and temporary.suffix == ".json"
+        temporary.write_text("half")
+        raise RuntimeError("the writer failed")
+    assert list(tmp_path.iterdir()) == []  # no file, and no folder it created
+    outputs.write_text(target, "whole")
+    assert target.read_text() == "whole" and snapshot(tmp_path) == {
+        "new/deeper/report.json": b"whole"
+    }
+
+
+def test_files_move_into_place_all_or_none(tmp_path):
+    (tmp_path / "b.png").write_bytes(PRECIOUS)
+    with outputs.staging(tmp_path) as stage:
+        drawn = [stage / "a.png", stage / "b.png"]
+        for path in drawn:
+            path.write_bytes(b"new")
+        with pytest.raises(outputs.OutputError, match="b.png already exists"):
+            outputs.move_into_place(drawn, tmp_path, overwrite=False)
+    assert snapshot(tmp_path) == {"b.png": PRECIOUS}  # a.png was not moved either
