@@ -162,7 +162,7 @@ def test_a_plugin_adapter_goes_through_every_command(csv_registered, tmp_path, c
     assert 0 < summary["bits_per_byte"] < 9 and "csv.gz" in summary["codecs"]
     # Raw files are recognised by the adapter's suffix and encoded as prepare would.
     assert cli(["evaluate", "--ckpt", str(checkpoint), "--data", str(tmp_path / "csv"),
-                "--json", str(report), "--quiet", "--no-codecs"]) == 0  # fmt: skip
+                "--json", str(report), "--quiet", "--no-codecs", "--overwrite"]) == 0  # fmt: skip
     assert json.loads(report.read_text())["bytes"] == 16 * len(rows)
 
     out = tmp_path / "samples" / "s.csv"
