@@ -24,6 +24,7 @@ import modalities
 from multibyte.evaluation.command import main as evaluate_main
 from multibyte.flops import matched_baseline
 from multibyte.model import MegabyteConfig
+from multibyte.outputs import OutputError, check_folder
 from multibyte.prepare import main as prepare_main
 from multibyte.sample import main as sample_main
 from multibyte.train.cli import main as fit_main
@@ -420,11 +421,31 @@ def write_report(
     return report
 
 
+MARK = ".multibyte-quickstart"
+"""Left in --out by the quickstart: a later run may replace what is there (its own outputs)."""
+
+
+def check_out(out: Path, overwrite: bool) -> None:
+    """Before any work: --out is writable, and new, empty or an earlier quickstart's (whose run
+    folders and reports a new run replaces), unless --overwrite."""
+    check_folder(out, "--out")
+    earlier = (out / MARK).exists() or (out / "report.json").exists()  # report: older runs
+    if out.is_dir() and not overwrite and not earlier and any(out.iterdir()):
+        raise OutputError(
+            f"--out {out} holds files that an earlier quickstart did not write; give a new "
+            "folder, or pass --overwrite to write into it anyway"
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="multibyte quickstart", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--out", default="runs/quickstart", help="output folder")
+    parser.add_argument(
+        "--overwrite", action="store_true",
+        help="write into an --out that holds other files than an earlier quickstart's",
+    )  # fmt: skip
     parser.add_argument("--samples", default=str(SAMPLES), help="the sample pack")
     parser.add_argument("--quick", action="store_true", help="a few steps only (seconds)")
     parser.add_argument("--modalities", nargs="+", default=[p.name for p in PLANS],
@@ -445,7 +466,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     out = Path(args.out)
+    try:
+        check_out(out, args.overwrite)
+    except OutputError as error:
+        print(f"multibyte quickstart: error: {error}", file=sys.stderr)
+        return 2
     out.mkdir(parents=True, exist_ok=True)
+    (out / MARK).touch()
     started = time.perf_counter()
     results = [
         run_modality(p, out, samples, args.quick) for p in PLANS if p.name in args.modalities
