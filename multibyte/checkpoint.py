@@ -34,8 +34,9 @@ MODEL_CLASSES: dict[str, tuple[type[nn.Module], type]] = {
 CHECKPOINT_FORMAT = 1
 
 
-class DeviceError(ValueError):
-    """A ``--device`` that torch does not know, or that this machine does not have."""
+class DeviceError(CheckpointError):
+    """A ``--device`` that torch does not know, or that this machine does not have (a
+    CheckpointError: the checkpoint cannot be loaded there)."""
 
 
 def check_device(device: str | torch.device) -> torch.device:
@@ -98,6 +99,8 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
         raise CheckpointError(f"{path} is a folder, not a checkpoint")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    if isinstance(map_location, str):  # torch.load's error for a bad one blames the file
+        check_device(map_location)
     try:  # is_zipfile says False for a file it cannot open: say why instead
         with open(path, "rb") as handle:
             handle.read(1)

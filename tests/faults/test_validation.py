@@ -123,6 +123,16 @@ def test_an_unusable_device_is_named_not_the_checkpoint(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_compress_names_an_unknown_device(checkpoint, tmp_path, in_process):
+    source = tmp_path / "a.txt"
+    source.write_text("hello")
+    result = in_process("compress", "--ckpt", checkpoint, source, "--out", tmp_path / "out",
+                        "--device", "banana")  # fmt: skip
+    text = result.assert_user_error("--device banana", "unknown device")
+    assert "not a multibyte checkpoint" not in text
+    assert list(tmp_path.iterdir()) == [source]
+
+
 def test_an_unreadable_checkpoint_says_why(shards, checkpoint, tmp_path, in_process, monkeypatch):
     # tests may run as root, where chmod cannot make a file unreadable: fail its open instead
     def unreadable(path, *args, **kwargs):
