@@ -229,6 +229,7 @@ class MixtureData:
         self.requested_seq_len, self.mix_alpha, self.seed = seq_len, mix_alpha, seed
         self.on_bad_shard, self.max_seq_len = on_bad_shard, max_seq_len
         self.table: HeaderTable | None = None
+        self.pending_checks: tuple | None = None
         self.set_patch_size(patch_size or 1, max_seq_len)
 
     def _check_distinct(self) -> None:
@@ -254,20 +255,25 @@ class MixtureData:
             total, knob = self.requested_seq_len, "data.seq_len"
         else:
             total, knob = self.max_seq_len, "the model's max_seq_len"
-        if total is None:  # outside `multibyte fit`, without data.seq_len: the longest whole unit
+        checks: tuple | None = None
+        if total is None:
+            # Before `multibyte fit` passes the model's max_seq_len (or outside it) and without
+            # data.seq_len: the longest whole sample, checked only when a loader is made.
             units = [s.unit for s in self.sources if s.kind == WHOLE and s.unit]
             if not units:
                 self.table = None
                 return
             data_len, total = max(units), header + max(units)
+            checks = (data_len, header, total, "data.seq_len", patch_size)
         else:
             data_len = total - header
             if data_len <= 0:
                 raise MixtureError(
                     f"{knob}={total} leaves no room for data after the {header}-byte header"
                 )
-        for source in self.sources:
-            self._check_fits(source, data_len, header, total, knob, patch_size)
+            for source in self.sources:
+                self._check_fits(source, data_len, header, total, knob, patch_size)
+        self.pending_checks = checks
         self.table = HeaderTable.build(options, patch_size, data_len)
         self.specs = [s.spec(data_len, self.on_bad_shard) for s in self.sources]
         self.plan = self._augment_plan(data_len)
@@ -328,11 +334,17 @@ class MixtureData:
                 "data.seq_len is required when no source's samples are used only whole "
                 "(`multibyte fit` sets it from the model's max_seq_len)"
             )
+        if self.pending_checks is not None:
+            for source in self.sources:
+                self._check_fits(source, *self.pending_checks)
+            self.pending_checks = None
         return self.table
 
     @property
     def seq_len(self) -> int:
-        return self._table().seq_len
+        if self.table is None:
+            return self._table().seq_len  # says what is missing
+        return self.table.seq_len
 
     def train_dataset(self, batch_size: int, rank: int = 0, world_size: int = 1) -> MixtureDataset:
         table = self._table()

@@ -236,3 +236,16 @@ def test_fit_refuses_a_mixture_that_cannot_work_in_one_line(shards, tmp_path, ca
     errors = [line for line in err if line.startswith("multibyte fit:")]
     assert errors == [err[-1]] and err[-1].startswith("multibyte fit: configuration error: data")
     assert expected in err[-1] and "Traceback" not in "\n".join(err)
+
+
+def test_sources_are_checked_against_the_models_length_not_a_guess_before_it(shards, tmp_path):
+    (tmp_path / "short.txt").write_text(
+        "a short text " * 40
+    )  # 520 bytes (522 prepared): less than one image
+    short = tmp_path / "short"
+    assert prepare(["text", "--src", str(tmp_path / "short.txt"), "--out", str(short),
+                    "--val-fraction", "0", "--quiet"]) == 0  # fmt: skip
+    sources = [{"path": str(shards["image"])}, {"path": str(short)}]
+    data = ByteDataModule(sources=sources, batch_size=2)  # before the model is known: no error
+    with pytest.raises(ConfigError, match="522 training bytes of text are less than one window"):
+        data.set_patch_size(P, 1200)
