@@ -33,7 +33,8 @@ def pack(tmp_path_factory) -> Path:
         soundfile.write(root / "speech" / f"clip{i}.wav", wave, 16000, subtype="PCM_16")
     (root / "text").mkdir()
     for i in range(5):
-        (root / "text" / f"work{i}.txt").write_text(f"Part {i}. " + "Call me Ishmael. " * 150)
+        # four works to train on hold more than one 12,288-byte window of the multimodal model
+        (root / "text" / f"work{i}.txt").write_text(f"Part {i}. " + "Call me Ishmael. " * 250)
     return root
 
 
