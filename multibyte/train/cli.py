@@ -161,8 +161,12 @@ class MultibyteCLI(LightningCLI):
             )
 
     def before_instantiate_classes(self) -> None:
-        """Resolve precision and compile against this machine, before anything is built."""
-        config = self.config[self.config.subcommand]
+        """Resolve precision and compile against this machine, before anything is built (for a
+        run: fit, validate or test; run=False only parses)."""
+        subcommand = self.config.get("subcommand")
+        if not subcommand:
+            return
+        config = self.config[subcommand]
         trainer, model = config.trainer, config.model
         device = device_kind(trainer.accelerator)
         if device == "cuda" and not torch.cuda.is_available():
