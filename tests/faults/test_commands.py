@@ -59,7 +59,7 @@ def test_checkpoint_mistakes(checkpoint, tmp_path, in_process):
             )
             assert "weights_only" not in text and "succeed" not in text
     in_process("sample", "--ckpt", tmp_path, "--out", tmp_path / "s").assert_user_error(
-        tmp_path, "is a folder, not a checkpoint"
+        tmp_path, "is not an exported model", "no config.json"
     )
     odd = tmp_path / "odd.ckpt"  # a newer or edited file: a config field this version lacks
     torch.save({"multibyte": {"format": 1, "model": {"class": "Megabyte", "config": {"x": 1}}},
