@@ -10,6 +10,8 @@ import pytest
 import soundfile
 from PIL import Image
 
+from multibyte.prepare import main as prepare
+
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
 
@@ -102,3 +104,20 @@ def fit_recipe(fit, recipes):
         return column(read_metrics(root), "val/bpb")
 
     return run
+
+
+@pytest.fixture(scope="session")
+def mixture_shards(image_folder, audio_folder, text_folder, tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("mixture-shards")
+    made = {}
+    for name, src, extra in (
+        ("image", image_folder, ["--size", "16"]),
+        ("audio", audio_folder, []),
+        ("text", text_folder, []),
+    ):
+        out = root / name
+        status = prepare([name, "--src", str(src), "--out", str(out), "--val-fraction", "0.2",
+                          "--shard-size", "2", "--workers", "1", "--quiet", *extra])  # fmt: skip
+        assert status == 0
+        made[name] = out
+    return made

@@ -8,21 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from multibyte.prepare import main as prepare
-
 
 @pytest.fixture(scope="session")
-def shards(image_folder, audio_folder, text_folder, tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("mixture-shards")
-    made = {}
-    for name, src, extra in (
-        ("image", image_folder, ["--size", "16"]),
-        ("audio", audio_folder, []),
-        ("text", text_folder, []),
-    ):
-        out = root / name
-        status = prepare([name, "--src", str(src), "--out", str(out), "--val-fraction", "0.2",
-                          "--shard-size", "2", "--workers", "1", "--quiet", *extra])  # fmt: skip
-        assert status == 0
-        made[name] = out
-    return made
+def shards(mixture_shards) -> dict[str, Path]:
+    return mixture_shards

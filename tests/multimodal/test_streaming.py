@@ -213,31 +213,6 @@ def test_shards_without_a_manifest_are_refused_unless_allowed(shards, tmp_path, 
     assert "reading its shards unverified" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(
-    "listing, expected",
-    [
-        ("[{path: TEXT, weight: 1}, {path: TEXT, weight: 2}]", "hold the same modality"),
-        ("[{path: IMAGE, weight: 0}, {path: TEXT, weight: 0}]", "every source has weight 0"),
-        # a 60-byte header at P=12 (the image's tag is the longest): 756 data bytes
-        ("[{path: IMAGE, weight: 1}, {path: TEXT, weight: 1}]", "at least 828"),
-    ],
-)
-def test_fit_refuses_a_mixture_that_cannot_work_in_one_line(shards, tmp_path, capsys, listing,
-                                                            expected):  # fmt: skip
-    from multibyte.cli import main
-
-    listing = listing.replace("TEXT", str(shards["text"])).replace("IMAGE", str(shards["image"]))
-    recipe = Path(__file__).resolve().parents[2] / "recipes" / "multimodal-tiny.yaml"
-    status = main(["fit", "--config", str(recipe), "--data.sources", listing,
-                   "--model.model.init_args.config.max_seq_len", "816",
-                   "--trainer.default_root_dir", str(tmp_path)])  # fmt: skip
-    err = capsys.readouterr().err.strip().splitlines()
-    assert status == 2
-    errors = [line for line in err if line.startswith("multibyte fit:")]
-    assert errors == [err[-1]] and err[-1].startswith("multibyte fit: configuration error: data")
-    assert expected in err[-1] and "Traceback" not in "\n".join(err)
-
-
 def test_sources_are_checked_against_the_models_length_not_a_guess_before_it(shards, tmp_path):
     (tmp_path / "short.txt").write_text(
         "a short text " * 40
