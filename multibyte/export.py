@@ -445,10 +445,9 @@ def _evaluation_lines(reports: Sequence[Mapping[str, Any]]) -> list[str]:
 def _command_lines(name: str, kinds: Sequence[str]) -> list[str]:
     modality = kinds[0] if kinds and kinds[0] != "bytes" else None
     pick = f" --modality {modality}" if modality and len(kinds) > 1 else ""
-    out = {"image": "sample.png", "audio": "sample.wav"}.get(modality or "", "sample.bin")
     return [
         f"multibyte evaluate --ckpt {name} --data HELD_OUT",
-        f"multibyte sample --ckpt {name}{pick} --out {out}",
+        f"multibyte sample --ckpt {name}{pick} --out SAMPLE_FILE",
         f"multibyte compress --ckpt {name} FILE --out FILE.mbz",
     ]
 

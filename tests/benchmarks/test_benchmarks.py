@@ -74,6 +74,7 @@ def test_cases_are_registered_and_listed(capsys):
         "compression",
         "core",
         "cpu_bf16",
+        "fit_precision",
         "train_step",
         "generate",
         "decode",

@@ -107,19 +107,6 @@ def test_fit_takes_an_explicit_precision_as_given(
     assert out.shape == (1, 16)
 
 
-def test_a_gpu_recipe_without_a_gpu_is_a_configuration_error(fit, recipes, tmp_path, capsys):
-    if torch.cuda.is_available():
-        pytest.skip("this machine has a CUDA GPU")
-    status = fit(
-        "--config", recipes / "pg19-small.yaml", "--data.path", tmp_path,
-        "--trainer.default_root_dir", tmp_path / "run",
-    )  # fmt: skip
-    err = capsys.readouterr().err
-    assert status == 2
-    assert "no CUDA GPU is available" in err and "Traceback" not in err
-    assert not (tmp_path / "run").exists()
-
-
 # -- compile ------------------------------------------------------------------------------------
 
 NO_COMPILER = "torch.compile on the CPU needs a C++ compiler (g++ or clang++), and none was found"
@@ -150,19 +137,6 @@ def test_a_recipe_that_compiles_trains_eager_without_a_compiler(
     assert lines == [f"compile: false ({NO_COMPILER}; the recipe asks for compile: true)"]
     assert _ran_with(tmp_path)["model"]["compile"] is False
     assert len(val) == 2 and all(math.isfinite(v) for v in val.values())
-
-
-def test_an_explicit_compile_without_a_compiler_fails_before_any_work(
-    no_compiler, fit, recipes, text_folder, tmp_path, capsys
-):
-    status = fit(
-        "--config", recipes / "pg19-tiny.yaml", "--data.path", text_folder, *SMALL,
-        "--model.compile", "true", "--trainer.default_root_dir", tmp_path / "run",
-    )  # fmt: skip
-    err = capsys.readouterr().err
-    assert status == 2
-    assert "model.compile: torch.compile on the CPU needs a C++ compiler" in err
-    assert "Traceback" not in err and not (tmp_path / "run").exists()
 
 
 @pytest.mark.slow  # inductor compiles for a minute or more on this CPU: `pytest -m slow`
