@@ -167,6 +167,7 @@ def test_generate_smoke(tmp_path):
     assert lean["ops_per_step"]["cat"] == 0  # cached decoding writes its caches in place
 
 
+@pytest.mark.slow  # compiles the decode step of two models: `pytest -m slow`
 def test_decode_smoke(tmp_path):
     result = run("decode", tmp_path, "--no-lucidrains")
     b1, b8 = result["sizes"]["batches"]

@@ -30,7 +30,16 @@ def generate(model, prompt, new, **options):
     return model.generate(prompt, new, generator=torch.Generator().manual_seed(11), **options)
 
 
-GENERATIONS = [("plain", 2, 5), ("combined", 1, 0), ("cross", 2, 2), ("cross", 1, 13)]
+# Each model and batch size compiles its own graphs (a minute or two on a 2-core CPU): the
+# default run keeps one batch-1 cross-patch model and the plain one; `pytest -m slow` adds the
+# rest (test_architecture.py compiles every option at once in the default run).
+SLOW = pytest.mark.slow
+GENERATIONS = [
+    ("plain", 2, 5),
+    pytest.param("combined", 1, 0, marks=SLOW),
+    pytest.param("cross", 2, 2, marks=SLOW),
+    ("cross", 1, 13),
+]
 
 
 @pytest.mark.parametrize(("name", "batch", "prompt_len"), GENERATIONS)
@@ -42,7 +51,13 @@ def test_compiled_generation_equals_uncached(megabytes, name, batch, prompt_len)
     assert torch.equal(compiled, generate(model, prompt, 48 - prompt_len))  # eager cached
 
 
-PREFILLS = [("combined", 0), ("combined", 9), ("cross", 0), ("cross", 3), ("cross", 9)]
+PREFILLS = [
+    pytest.param("combined", 0, marks=SLOW),
+    pytest.param("combined", 9, marks=SLOW),
+    ("cross", 0),
+    ("cross", 3),
+    ("cross", 9),
+]
 
 
 @pytest.mark.parametrize(("name", "prompt_len"), PREFILLS)
@@ -89,6 +104,7 @@ def test_unsupported_compiled_decoding_is_refused(make_megabyte):
                                  compile=True)  # fmt: skip
 
 
+@pytest.mark.slow  # two more models compiled
 def test_compiled_decoding_runs_the_weights_the_model_has_now():
     # On a CPU the graph holds the weights as constants: another model of the same shapes, and
     # the same model after its weights change, must each decode with their own weights.

@@ -18,7 +18,10 @@ CASES = {
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_tiny_recipe_learns_and_writes_a_checkpoint(case, fit_recipe, tmp_path, request):
     recipe, data_fixture, modality, steps = CASES[case]
-    val = fit_recipe(recipe, request.getfixturevalue(data_fixture), tmp_path, steps)
+    # eager: compiling the image recipe's blocks takes a minute here; training compiled is
+    # checked by `pytest -m slow tests/train/test_precision.py`
+    data = request.getfixturevalue(data_fixture)
+    val = fit_recipe(recipe, data, tmp_path, steps, "--model.compile", "false")
     assert len(val) == 2 and val[max(val)] < 6.0, val  # well below the 8 bits of a uniform model
     last = tmp_path / "checkpoints" / "last.ckpt"
     assert last.is_file() and (tmp_path / "checkpoints" / "config.yaml").is_file()
