@@ -169,6 +169,22 @@ def _tar_samples(stream: BinaryIO, url: str) -> Iterator[Sample]:
         yield current
 
 
+def read_shard_bytes(url: str, check: bool = True) -> tuple[bytes, dict[str, Any] | None]:
+    """A local shard file's bytes and what its manifest records of it, checked against that
+    record (size, sha256) when ``check`` and the manifest has one; ShardError otherwise."""
+    if "://" in url or url.startswith("pipe:"):
+        # Refuse URL schemes: webdataset's "pipe:" would run a shell command.
+        raise ValueError(f"only local shard files are read, not {url!r}")
+    info = expected_info(url) if check else None
+    try:
+        data = Path(url).read_bytes()
+    except OSError as error:
+        raise ShardError(f"shard {url} cannot be read: {error.strerror or error}") from error
+    if info is not None:
+        check_shard_bytes(url, data, info)
+    return data, info
+
+
 def iter_tar_samples(
     source: str | os.PathLike | bytes | BinaryIO, check: bool = True
 ) -> Iterator[Sample]:
@@ -185,16 +201,7 @@ def iter_tar_samples(
         url = "<bytes>"
     elif isinstance(source, (str, os.PathLike)):
         url = str(source)
-        if "://" in url or url.startswith("pipe:"):
-            # Refuse URL schemes: webdataset's "pipe:" would run a shell command.
-            raise ValueError(f"only local shard files are read, not {url!r}")
-        info = expected_info(url) if check else None
-        try:
-            data = Path(url).read_bytes()
-        except OSError as error:
-            raise ShardError(f"shard {url} cannot be read: {error.strerror or error}") from error
-        if info is not None:
-            check_shard_bytes(url, data, info)
+        data, info = read_shard_bytes(url, check)
         stream = io.BytesIO(data)
     else:
         stream, url = source, getattr(source, "name", "<stream>")

@@ -33,9 +33,8 @@ import numpy as np
 from multibyte.data.iterable import BadShards
 from multibyte.data.shards import (
     ShardError,
-    check_shard_bytes,
-    expected_info,
     iter_tar_samples,
+    read_shard_bytes,
     shard_infos,
 )
 from multibyte.data.windows import as_array
@@ -96,15 +95,7 @@ def shard_list(folder: str | os.PathLike, split: str, manifest: dict | None) -> 
 def read_shard(url: str) -> list[np.ndarray]:
     """The ``.bin`` of every sample of one shard, checked against its manifest (ShardError):
     views into the shard's bytes, read once (no copy per sample)."""
-    if "://" in url or url.startswith("pipe:"):
-        raise ValueError(f"only local shard files are read, not {url!r}")
-    info = expected_info(url)
-    try:
-        data = Path(url).read_bytes()
-    except OSError as error:
-        raise ShardError(f"shard {url} cannot be read: {error.strerror or error}") from error
-    if info is not None:
-        check_shard_bytes(url, data, info)
+    data, info = read_shard_bytes(url)
     parsed = _ustar_bins(data, url)
     if parsed is None:  # members this reader does not parse (pax headers...): the general one
         return [as_array(s["bin"]) for s in iter_tar_samples(url) if s.get("bin")]
