@@ -1,4 +1,4 @@
-"""compression (issue 14): `multibyte compress` on held-out files against the model's own bits,
+"""compression: `multibyte compress` on held-out files against the model's own bits,
 gzip/bz2/xz(/zstd) and the format codecs, and its coding speed against xz.
 
 By default it measures what `make demo` made: for each modality the quickstart trained, its
@@ -275,7 +275,7 @@ def render(r: dict) -> str:
         "",
         "Sizes in bytes. `.mbz` = header + payload (the coded streams); model bits = "
         "`multibyte evaluate`'s total bits on the same bytes with windows = the chunks; "
-        "payload ÷ model = 8 · payload / model bits (issue 14: within 1%, plus a word or two of "
+        "payload ÷ model = 8 · payload / model bits (the goal: within 1%, plus a word or two of "
         "flush per chunk). Codecs compress the same bytes, headers included; every size is "
         "round-trip checked.",
         "",

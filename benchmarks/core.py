@@ -1,4 +1,4 @@
-"""core (issue 2): MEGABYTE against the equal-parameter ByteTransformer in one run, against the
+"""core: MEGABYTE against the equal-parameter ByteTransformer in one run, against the
 issue's targets. Training: the training step at T = 8192, the two models interleaved (MEGABYTE
 timed 9 times, the ByteTransformer 3). Generation (one thread): 8,192 bytes after a 16-byte
 prompt at batch 1, cached for both models; uncached MEGABYTE integrated from 9 positions and
@@ -21,7 +21,7 @@ FULL = dict(seq_len=8192, repeats={"megabyte": 9, "byte_transformer": 3}, prompt
             new_bytes=8192, points=9, span=3, check=128, profile_steps=32, matmul=2048)  # fmt: skip
 SMOKE = dict(seq_len=64, repeats={"megabyte": 2, "byte_transformer": 2}, prompt=4,
              new_bytes=32, points=3, span=1, check=8, profile_steps=4, matmul=128)  # fmt: skip
-TARGETS = {  # issue 2: bytes/s of the first over the second, at least the minimum
+TARGETS = {  # goals: bytes/s of the first over the second, at least the minimum
     "train megabyte vs transformer": ("train/megabyte", "train/byte_transformer", 3.0),
     "generate cached megabyte vs cached transformer":
         ("generate/megabyte_cached/1", "generate/byte_transformer_cached/1", 3.0),

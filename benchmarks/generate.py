@@ -336,7 +336,7 @@ def run(args: argparse.Namespace) -> dict:
         return run_gpu(args.smoke)
 
 
-# -- decode: the compiled decode step against the eager one and the targets (issue 14) ----------
+# -- decode: the compiled decode step against the eager one and the targets ----------
 
 DECODE_FULL = dict(prompt=16, new_bytes=2048, batches=(1, 8), short=(16, 256), repeats=3,
                    matvec=8192, lucidrains=FULL["lucidrains"], profile_steps=64)  # fmt: skip

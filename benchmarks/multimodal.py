@@ -1,4 +1,4 @@
-"""multimodal (issue 13): one tiny MEGABYTE on every modality against each specialist.
+"""multimodal: one tiny MEGABYTE on every modality against each specialist.
 
 The quickstart (`make demo`) trains, on the sample pack, a specialist per modality and one
 multimodal model for the specialists' steps together on the same data bytes (header bytes

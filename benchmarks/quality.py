@@ -1,4 +1,4 @@
-"""quality (issue 15): held-out bits per byte of our tiny recipes, megabyte-pytorch and the codecs.
+"""quality: held-out bits per byte of our tiny recipes, megabyte-pytorch and the codecs.
 
 Data: the sample pack through the quickstart's plans (its split: held-out chelsea_* images,
 speakers s13-s16, persuasion; its prepare flags, with the recipe's modality options winning),
@@ -600,7 +600,7 @@ def render_comparison(s: dict, rows: list[dict]) -> list[str]:
     goals = [[row["modality"], g["goal"], _f(g["threshold"]), _f(row["models"]["ours"]["bpb"]),
               _met(g["met"])] for row in rows for g in row["goals"]]  # fmt: skip
     headers = ["modality", "goal", "threshold bpb", "ours bpb", "status"]
-    parts.append("Goals (issue 15):\n\n" + h.markdown_table(headers, goals))
+    parts.append("Goals:\n\n" + h.markdown_table(headers, goals))
     return parts
 
 

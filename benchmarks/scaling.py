@@ -1,4 +1,4 @@
-"""scaling (issue 6): the longest T that trains (one training step, batch 1, activation
+"""scaling: the longest T that trains (one training step, batch 1, activation
 checkpointing) within a memory budget, audio-tiny MEGABYTE and the matched ByteTransformer; T
 doubles until an attempt fails. Each attempt is a subprocess (`python -m benchmarks.scaling NAME
 T`) that the parent kills over the budget or the time limit (the table says which stopped it).

@@ -1,4 +1,4 @@
-"""The quality case (issue 15): the megabyte-pytorch wrapper, the case at smoke sizes, its doc.
+"""The quality case: the megabyte-pytorch wrapper, the case at smoke sizes, its doc.
 
 The wrapper tests need megabyte-pytorch (`pip install -e ".[bench]"`, or it on PYTHONPATH); CI
 does not install the bench extra, so they skip there, and only there. The smoke run trains ours

@@ -50,7 +50,7 @@ def test_a_recipe_is_its_preset_plus_its_declared_overrides(recipe):
     assert "presets.py" in recipe.read_text()  # says where its sizes come from
 
 
-# What pg19-tiny.yaml sets beside its preset (issue 15's tuned architecture).
+# What pg19-tiny.yaml sets beside its preset (the tuned architecture).
 TUNED_RECIPE = dict(
     architecture="tuned", global_byte_dim=96, dropout=0.1, first_byte="context", cross_patch=4
 )
