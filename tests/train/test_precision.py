@@ -4,6 +4,8 @@ saying what ran, and an explicit flag taken as given."""
 from __future__ import annotations
 
 import math
+import platform
+from pathlib import Path
 
 import pytest
 import torch
@@ -69,8 +71,16 @@ def test_an_explicit_precision_is_never_second_guessed(machine, cpu_bf16, cuda):
         assert resolved.reason == "given on the command line"
 
 
-def test_the_real_cpu_query_answers():
-    assert isinstance(precision.cpu_has_bf16_units(), bool)
+@pytest.mark.skipif(
+    platform.machine() != "x86_64" or not Path("/proc/cpuinfo").is_file(),
+    reason="the kernel's CPU flags are read on x86-64 Linux only",
+)
+def test_the_real_cpu_query_agrees_with_the_kernels_cpu_flags():
+    flags = set()
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            flags |= set(line.split(":", 1)[1].split())
+    assert precision.cpu_has_bf16_units() == bool({"avx512_bf16", "amx_tile"} & flags)
 
 
 def _ran_with(root) -> dict:
