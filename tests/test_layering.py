@@ -42,6 +42,7 @@ LAYERS = {
     "multibyte.verify": WORKFLOWS,
     "multibyte.compression": WORKFLOWS,
     "multibyte.export": WORKFLOWS,
+    "multibyte.plans": WORKFLOWS,
     "multibyte.cli": COMMANDS,
     "multibyte.quickstart": COMMANDS,
 }
