@@ -13,8 +13,10 @@ modality of one model. The model learns nothing from header bytes as targets: th
 sampling. docs/modalities.md ("Headers") documents this byte for byte.
 
 A multimodal checkpoint's plain-data ``modality`` entry (``mixture_entry``) is
-``{"name": "mixture", "patch_size": P, "header_length": H, "seq_len": T, "modalities": [...]}``,
-with one adapter-options dict per modality in the model's order.
+``{"name": "mixture", "patch_size": P, "header_length": H, "seq_len": T, "modalities": [...],
+"windows": [...]}``, with one adapter-options dict per modality in the model's order and each
+modality's trained data length (its evaluation window; at most T - H). An entry without
+``windows`` trained every modality on T - H data bytes.
 """
 
 from __future__ import annotations
@@ -69,20 +71,35 @@ class HeaderTable:
     modalities: tuple[dict[str, Any], ...]
     patch_size: int
     length: int
-    seq_len: int  # header + data bytes of every training sequence
+    seq_len: int  # header + the longest data length: the model's sequences
+    windows: tuple[int, ...] = ()  # each modality's data length; empty: all data_len
+
+    def __post_init__(self) -> None:
+        if not self.windows:
+            object.__setattr__(self, "windows", (self.data_len,) * len(self.modalities))
+        if len(self.windows) != len(self.modalities):
+            raise ValueError(f"one window per modality, got {list(self.windows)}")
+        if any(not 0 < w <= self.data_len for w in self.windows):
+            raise ValueError(f"windows must be in 1..{self.data_len}, got {list(self.windows)}")
 
     @classmethod
     def build(
-        cls, modalities: Sequence[Mapping[str, Any]], patch_size: int, data_len: int
+        cls,
+        modalities: Sequence[Mapping[str, Any]],
+        patch_size: int,
+        data_len: int,
+        windows: Sequence[int] = (),
     ) -> HeaderTable:
-        """The table for ``modalities`` at ``patch_size``, with ``data_len`` data bytes."""
+        """The table for ``modalities`` at ``patch_size``, with ``data_len`` data bytes at most
+        and ``windows`` (default: all ``data_len``) for each modality."""
         if not modalities:
             raise ValueError("a mixture needs at least one modality")
         tags = [header_tag(m) for m in modalities]
         if len(set(tags)) != len(tags):
             raise ValueError(f"two sources have the same modality and options: {tags}")
         length = header_length(modalities, patch_size)
-        return cls(tuple(dict(m) for m in modalities), patch_size, length, length + data_len)
+        options = tuple(dict(m) for m in modalities)
+        return cls(options, patch_size, length, length + data_len, tuple(windows))
 
     @classmethod
     def from_entry(cls, entry: Mapping[str, Any]) -> HeaderTable:
@@ -90,9 +107,12 @@ class HeaderTable:
         if not is_mixture(entry):
             raise ValueError(f"not a mixture entry: {entry!r}")
         table = cls(
-            tuple(dict(m) for m in entry["modalities"]), int(entry["patch_size"]),
-            int(entry["header_length"]), int(entry["seq_len"]),
-        )  # fmt: skip
+            tuple(dict(m) for m in entry["modalities"]),
+            int(entry["patch_size"]),
+            int(entry["header_length"]),
+            int(entry["seq_len"]),
+            tuple(int(w) for w in entry.get("windows") or ()),
+        )
         for options in table.modalities:
             make_header(options, table.length)  # a tag that does not fit is a broken entry
         return table
@@ -105,10 +125,12 @@ class HeaderTable:
             "header_length": self.length,
             "seq_len": self.seq_len,
             "modalities": [dict(m) for m in self.modalities],
+            "windows": list(self.windows),
         }
 
     @property
     def data_len(self) -> int:
+        """The longest data length (every modality's, unless ``windows`` say otherwise)."""
         return self.seq_len - self.length
 
     @property

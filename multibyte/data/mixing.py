@@ -1,19 +1,26 @@
 """A mixture of byte sources for one multimodal model: which source each sequence comes from.
 
-Every training sequence is ``header + data_len`` bytes: the source's header (``header.py``), then
-a window of ``data_len`` bytes of that source (``sourcedata.py`` says how each kind of source is
-cut). The source of each sequence is drawn with probability
+Every training sequence is the source's header (``header.py``), then a window of the source's
+``data_len`` bytes (``sourcedata.py`` says how each kind of source is cut). The source of each
+sequence is drawn with probability
 
     p_i ∝ weight_i · n_i ** alpha      (n_i: the source's training bytes)
 
 so ``alpha = 0`` follows the weights alone and ``alpha = 1`` also scales them by size; values
 between temper the big sources (the "temperature" of multilingual sampling, alpha = 1/T).
 
+The draw is made per sequence (``mix_by="sequence"``: a batch mixes sources row by row, every
+row ``data_len`` long) or per batch (``mix_by="batch"``: the whole batch is one source's, in that
+source's own shape: its rows and its window length). Per batch, a weight counts optimizer
+updates rather than sequences, so a mixture can give each modality the updates and the batch
+shape its specialist would get.
+
 Sources are streamed: a reader holds one decoded shard per source, whatever the data's size.
 Batch number b of rank r is a pure function of (seed, b, r), so a run resumed at step s reads
 exactly the batches the uninterrupted run read after step s:
 
-- the batch's sources, one per row, come from a generator keyed by (seed, b, r);
+- the batch's sources (one per row, or one for the batch) come from a generator keyed by
+  (seed, b, r);
 - the shard of source i is the same for a *span* of batches (about one shard's worth of that
   source's windows), drawn by its share of the source's bytes from a generator keyed by
   (seed, r, i, b // span). With at least as many shards as ranks, rank r draws only from shards
@@ -54,16 +61,16 @@ def mixture_probabilities(
     return raw / raw.sum()
 
 
-def shard_spans(
-    specs: Sequence[SourceSpec], probabilities: Sequence[float], batch_size: int
-) -> list[int]:
+MIX_BY = ("sequence", "batch")
+
+
+def shard_spans(specs: Sequence[SourceSpec], windows_per_batch: Sequence[float]) -> list[int]:
     """Batches that one shard of each source serves: about its windows over the source's
-    draws per batch, so that a shard is left once it has given roughly its worth."""
+    expected windows per batch, so that a shard is left once it has given roughly its worth."""
     spans = []
-    for spec, p in zip(specs, probabilities, strict=True):
+    for spec, per_batch in zip(specs, windows_per_batch, strict=True):
         mean_bytes = sum(s.size for s in spec.shards) / len(spec.shards)
         windows = max(1.0, mean_bytes / spec.data_len)
-        per_batch = batch_size * float(p)
         spans.append(max(1, math.ceil(windows / per_batch)) if per_batch > 0 else 1)
     return spans
 
@@ -71,9 +78,10 @@ def shard_spans(
 class MixtureBatchSampler(Sampler[list[tuple[int, int, int]]]):
     """Batches of ``(source, batch number, row)``; batch b is a pure function of (seed, b, rank).
 
-    Each row picks its source with ``probabilities``; ``MixtureDataset`` turns the triple into
-    that source's header and window. Numbering starts at ``start_batch`` and continues across
-    Lightning's epochs.
+    With ``rows`` None each of the ``batch_size`` rows picks its source with ``probabilities``;
+    with ``rows`` (one count per source) the batch picks one source and has that source's count
+    of rows. ``MixtureDataset`` turns the triple into that source's header and window.
+    Numbering starts at ``start_batch`` and continues across Lightning's epochs.
     """
 
     def __init__(
@@ -84,17 +92,31 @@ class MixtureBatchSampler(Sampler[list[tuple[int, int, int]]]):
         rank: int = 0,
         start_batch: int = 0,
         batches_per_epoch: int = 1000,
+        rows: Sequence[int] | None = None,
     ) -> None:
         self.probabilities = np.asarray(probabilities, dtype=np.float64)
-        if batch_size <= 0:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        counts = [batch_size] if rows is None else list(rows)
+        if any(count <= 0 for count in counts):
+            raise ValueError(f"batch sizes must be positive, got {counts}")
+        if rows is not None and len(counts) != len(self.probabilities):
+            raise ValueError(f"one batch size per source, got {counts}")
         self.batch_size, self.seed, self.rank = batch_size, seed, rank
+        self.rows = None if rows is None else counts
         self.next_batch, self.batches_per_epoch = start_batch, batches_per_epoch
 
     def sources(self, number: int) -> list[int]:
+        """The source of each row of batch ``number``."""
         rng = np.random.default_rng([self.seed, number, self.rank])
+        if self.rows is not None:
+            source = int(rng.choice(len(self.probabilities), p=self.probabilities))
+            return [source] * self.rows[source]
         drawn = rng.choice(len(self.probabilities), size=self.batch_size, p=self.probabilities)
         return [int(s) for s in drawn]
+
+    def windows_per_batch(self) -> list[float]:
+        """Each source's expected windows in one batch (for ``shard_spans``)."""
+        counts = self.rows or [self.batch_size] * len(self.probabilities)
+        return [float(p) * n for p, n in zip(self.probabilities, counts, strict=True)]
 
     def batch(self, number: int) -> list[tuple[int, int, int]]:
         return [(source, number, row) for row, source in enumerate(self.sources(number))]
@@ -165,29 +187,34 @@ class MixtureDataset(Dataset):
 class MixtureValidation(IterableDataset):
     """Every byte of every source's validation data once across ranks and workers.
 
-    Each source gives header + at most ``data_len`` bytes per sequence (a stream: fixed windows,
-    the last shorter; samples: pieces, a sample shorter than the window whole), batched with
-    sequences of its own length; the sources take turns batch by batch, so that
-    ``limit_val_batches`` still sees every modality. One shard per source is in memory at a time.
+    Each source gives header + at most its data length (``data_len``: one for all sources, or
+    one per source) per sequence (a stream: fixed windows, the last shorter; samples: pieces, a
+    sample shorter than the window whole), batched with sequences of its own length; the sources
+    take turns batch by batch, so that ``limit_val_batches`` still sees every modality. One shard
+    per source is in memory at a time.
     """
 
     def __init__(
         self,
         sources: Sequence[ValidationSpec],
         headers: Sequence[bytes],
-        data_len: int,
+        data_len: int | Sequence[int],
         batch_size: int,
     ) -> None:
         self.sources, self.headers = list(sources), [bytes(h) for h in headers]
-        self.data_len, self.batch_size = data_len, batch_size
+        lengths = [data_len] * len(self.sources) if isinstance(data_len, int) else list(data_len)
+        if len(lengths) != len(self.sources):
+            raise ValueError(f"one data length per source, got {lengths}")
+        self.data_lens, self.batch_size = lengths, batch_size
 
     def sequences(self, index: int) -> Iterator[np.ndarray]:
         """Source ``index``'s validation sequences for the calling reader."""
         source, head = self.sources[index], as_array(self.headers[index])
+        length = self.data_lens[index]
         if source.stream:
-            cut = fixed_windows(source.samples(), self.data_len, keep_tail=True)
+            cut = fixed_windows(source.samples(), length, keep_tail=True)
         else:
-            cut = (p for s in source.samples() for p in pieces(s, self.data_len))
+            cut = (p for s in source.samples() for p in pieces(s, length))
         for window in take_every(cut, current_slot()):
             if len(window):
                 yield np.concatenate([head, window])
@@ -215,6 +242,7 @@ def validation_sequences(
 
 
 __all__ = [
+    "MIX_BY",
     "MixtureBatchSampler",
     "MixtureDataset",
     "MixtureValidation",

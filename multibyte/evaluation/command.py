@@ -244,13 +244,14 @@ def evaluate_source(
     one = argparse.Namespace(**{**vars(args), "data": [path]})
     prepared, sequences = open_data(one, table.modalities[index])
     headered = HeaderedModel(model, table.headers[index], table)
-    window = args.seq_len if args.seq_len is not None else table.data_len
+    # the window the model trained this modality on (its specialist's, with mix_by batch)
+    window = args.seq_len if args.seq_len is not None else table.windows[index]
     sequences = limit_sequences(sequences, args.limit, window, prepared.stream)
     if not sequences:
         raise EvaluationError(f"no data to evaluate in {path}")
     evaluation = evaluate_model(
         headered, sequences, adapter=prepared.adapter, stream=prepared.stream,
-        seq_len=args.seq_len, strided=args.strided, sliding=args.sliding, context=args.context,
+        seq_len=window, strided=args.strided, sliding=args.sliding, context=args.context,
         batch_size=args.batch_size, device=device, codecs=not args.no_codecs,
         words=args.words, progress=not args.quiet,
     )  # fmt: skip

@@ -166,6 +166,7 @@ class ByteDataModule(L.LightningDataModule):
         patch_size: int | None = None,
         augment: list[str] | None = None,
         allow_unverified: bool = False,
+        mix_by: str = "sequence",
     ) -> None:
         """
         Args:
@@ -191,6 +192,11 @@ class ByteDataModule(L.LightningDataModule):
                 max_seq_len); text and audio are cut into windows, an image must fit whole.
             mix_alpha: sources: a sequence comes from source i with p ∝ weight_i · n_i^alpha
                 (n_i: its training bytes); 0 follows the weights alone.
+            mix_by: sources: "sequence" draws each row's source (every row the same length);
+                "batch" draws one source per batch, in that source's own shape: a source may
+                set its `seq_len` (data bytes, at most the model's) and `batch_size` (rows),
+                so that each modality trains as its specialist would, and the weights count
+                updates.
             patch_size: sources: the model's patch size, so the header fills whole patches
                 (`multibyte fit` sets it from the model).
             augment: names of the adapter's training augmentations to apply, e.g. [hflip]
@@ -220,6 +226,7 @@ class ByteDataModule(L.LightningDataModule):
                 seed,
                 allow_incomplete,
                 on_bad_shard,
+                mix_by,
             )
             self.batch_size, self.val_batch_size = batch_size, val_batch_size or batch_size
             self.num_workers, self.seed, self.batches_per_epoch = (
@@ -228,6 +235,8 @@ class ByteDataModule(L.LightningDataModule):
                 batches_per_epoch,
             )
             return
+        if mix_by != "sequence":
+            raise ConfigError(f"data.mix_by: {mix_by} applies to data.sources only")
         if path is None or (isinstance(path, (list, tuple)) and not path):
             raise ConfigError("data.path is required: a shard folder or raw files / folders")
         self.paths = [str(p) for p in (path if isinstance(path, (list, tuple)) else [path])]
@@ -308,7 +317,7 @@ class ByteDataModule(L.LightningDataModule):
     def _init_mixture(
         self, path: Any, sources: list[dict[str, Any]], modality: Any, seq_len: int | None,
         mix_alpha: float, patch_size: int | None, val_fraction: float, seed: int,
-        allow_incomplete: bool, on_bad_shard: str,
+        allow_incomplete: bool, on_bad_shard: str, mix_by: str,
     ) -> None:  # fmt: skip
         if path is not None and path != []:
             raise ConfigError("give data.path or data.sources, not both")
@@ -319,7 +328,7 @@ class ByteDataModule(L.LightningDataModule):
         try:
             self.mixture = MixtureData(
                 sources, seq_len, mix_alpha, val_fraction, seed, patch_size, allow_incomplete,
-                on_bad_shard, getattr(self, "allow_unverified", False),
+                on_bad_shard, getattr(self, "allow_unverified", False), mix_by=mix_by,
             )  # fmt: skip
         except MixtureError as error:
             raise ConfigError(f"data.sources: {error}") from error

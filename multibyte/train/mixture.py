@@ -1,10 +1,14 @@
 """Training data for one model on several modalities: ``--data.sources`` of ByteDataModule.
 
-Each source is ``{path: ..., weight: ..., modality: ..., augment: [...]}``: a shard folder
-written by ``multibyte prepare`` (its manifest names the modality) or raw files with a
-``modality`` (options or a name; the files' suffixes are used when it is left out), and the names
-of its adapter's training augmentations (default none), applied to the data bytes after the
-header. Shard folders are streamed as training goes (``multibyte.data.mixing``): a reader keeps
+Each source is ``{path: ..., weight: ..., modality: ..., augment: [...], seq_len: ...,
+batch_size: ...}``: a shard folder written by ``multibyte prepare`` (its manifest names the
+modality) or raw files with a ``modality`` (options or a name; the files' suffixes are used when
+it is left out), and the names of its adapter's training augmentations (default none), applied
+to the data bytes after the header. With ``data.mix_by: batch`` a batch is one source's, and
+``seq_len`` (its data bytes per sequence, at most the model's) and ``batch_size`` (its rows)
+give that source its own batch shape; the weights then count updates.
+
+Shard folders are streamed as training goes (``multibyte.data.mixing``): a reader keeps
 one decoded shard per source, so memory and the time to the first batch do not grow with the
 data; only their manifests are read when the run starts. Raw files, small by nature, are encoded
 in memory.
@@ -32,6 +36,7 @@ from multibyte.data.batching import collate
 from multibyte.data.header import HeaderTable, header_length, header_tag
 from multibyte.data.iterable import BadShards
 from multibyte.data.mixing import (
+    MIX_BY,
     MixtureBatchSampler,
     MixtureDataset,
     MixtureValidation,
@@ -78,6 +83,8 @@ class Source:
     memory: tuple[bytes, ...] = ()  # raw files' training samples
     val: ValidationSpec = field(default_factory=ValidationSpec)
     augmentations: list[Augmentation] = field(default_factory=list)  # of ``augment: [...]``
+    seq_len: int | None = None  # its data bytes per sequence (None: the mixture's)
+    batch_size: int | None = None  # its rows per batch with mix_by batch (None: data.batch_size)
 
     @property
     def options(self) -> dict[str, Any]:
@@ -135,7 +142,7 @@ def open_source(
     later, as training goes), or its raw files encoded in memory."""
     if not isinstance(entry, dict) or "path" not in entry:
         raise MixtureError(f"each source is {{path: ..., weight: ...}}, got {entry!r}")
-    unknown = set(entry) - {"path", "weight", "modality", "augment"}
+    unknown = set(entry) - {"path", "weight", "modality", "augment", "seq_len", "batch_size"}
     if unknown:
         raise MixtureError(f"unknown source keys {sorted(unknown)} in {entry!r}")
     paths = entry["path"] if isinstance(entry["path"], (list, tuple)) else [entry["path"]]
@@ -143,6 +150,12 @@ def open_source(
     weight = entry.get("weight", 1.0)
     if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight >= 0:
         raise MixtureError(f"{where}: weight must be a non-negative number, got {weight!r}")
+    shape = {key: entry.get(key) for key in ("seq_len", "batch_size")}
+    for key, value in shape.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise MixtureError(f"{where}: {key} must be a positive integer, got {value!r}")
+        if value is not None and value <= 0:
+            raise MixtureError(f"{where}: {key} must be a positive integer, got {value!r}")
     try:
         prepared = open_prepared(
             paths, _modality(entry.get("modality")), val_fraction=val_fraction, seed=seed,
@@ -161,6 +174,7 @@ def open_source(
         message = str(error) if isinstance(error, AugmentError) else f"{where}: {error}"
         raise MixtureError(message) from error
     source.augmentations = augmentations
+    source.seq_len, source.batch_size = shape["seq_len"], shape["batch_size"]
     return source
 
 
@@ -204,9 +218,12 @@ class MixtureData:
         on_bad_shard: str = "stop",
         allow_unverified: bool = False,
         max_seq_len: int | None = None,
+        mix_by: str = "sequence",
     ) -> None:
         if not isinstance(sources, (list, tuple)) or not sources:
             raise MixtureError("data.sources must be a non-empty list of {path, weight}")
+        if mix_by not in MIX_BY:
+            raise MixtureError(f"data.mix_by is one of {list(MIX_BY)}, got {mix_by!r}")
         try:
             BadShards(on_bad_shard)
         except ValueError as error:
@@ -221,6 +238,13 @@ class MixtureData:
             for e in sources
         ]
         self._check_distinct()
+        shaped = [s.where for s in self.sources if s.seq_len or s.batch_size]
+        if shaped and mix_by != "batch":
+            raise MixtureError(
+                f"{shaped[0]}: a source's own seq_len or batch_size needs data.mix_by: batch "
+                "(with mix_by: sequence every row of a batch has the same length)"
+            )
+        self.mix_by = mix_by
         if not any(s.weight > 0 for s in self.sources):
             raise MixtureError(
                 "every source has weight 0, so no sequence could be drawn: give at least one "
@@ -258,8 +282,10 @@ class MixtureData:
         checks: tuple | None = None
         if total is None:
             # Before `multibyte fit` passes the model's max_seq_len (or outside it) and without
-            # data.seq_len: the longest whole sample, checked only when a loader is made.
+            # data.seq_len: the longest whole sample or source seq_len, checked only when a
+            # loader is made.
             units = [s.unit for s in self.sources if s.kind == WHOLE and s.unit]
+            units += [s.seq_len for s in self.sources if s.seq_len]
             if not units:
                 self.table = None
                 return
@@ -274,9 +300,10 @@ class MixtureData:
             for source in self.sources:
                 self._check_fits(source, data_len, header, total, knob, patch_size)
         self.pending_checks = checks
-        self.table = HeaderTable.build(options, patch_size, data_len)
-        self.specs = [s.spec(data_len, self.on_bad_shard) for s in self.sources]
-        self.plan = self._augment_plan(data_len)
+        windows = [s.seq_len or data_len for s in self.sources]
+        self.table = HeaderTable.build(options, patch_size, data_len, windows)
+        self.specs = [s.spec(w, self.on_bad_shard) for s, w in zip(self.sources, windows)]
+        self.plan = self._augment_plan(windows)
         self.probabilities = mixture_probabilities(
             [s.train_bytes for s in self.sources], [s.weight for s in self.sources], self.mix_alpha
         )
@@ -285,9 +312,18 @@ class MixtureData:
     def _check_fits(
         source: Source, data_len: int, header: int, total: int, knob: str, patch: int
     ) -> None:
-        """A configuration error naming the source when it cannot give a window of data_len."""
+        """A configuration error naming the source when it cannot give a window of its length:
+        ``data_len``, or the source's own ``seq_len`` (which must not be longer)."""
         setting = f"{knob}={total} less the {header}-byte header leaves {data_len} data bytes"
         flag = "data.seq_len" if knob == "data.seq_len" else MAX_SEQ_LEN_FLAG
+        if source.seq_len:
+            if source.seq_len > data_len:
+                raise MixtureError(
+                    f"{source.where}: seq_len {source.seq_len} is longer than the {data_len} "
+                    f"data bytes that {knob}={total} leaves after the {header}-byte header"
+                )
+            data_len, header, patch = source.seq_len, 0, 1
+            setting, flag = f"its seq_len is {data_len}", "its seq_len"
         unit, name = source.unit, source.name
         if source.kind == WHOLE and unit and unit > data_len:
             need = -(-(header + unit) // patch) * patch
@@ -313,13 +349,13 @@ class MixtureData:
                 f"one window ({setting}): give it more data, or lower {flag}"
             )
 
-    def _augment_plan(self, data_len: int) -> Plan | None:
+    def _augment_plan(self, windows: list[int]) -> Plan | None:
         """Which source's augmentations a row gets, told by its header (one per source)."""
-        for source in self.sources:
+        for source, window in zip(self.sources, windows, strict=True):
             if source.augmentations:  # they see whole samples: the data after the header
                 try:
                     where = f"{source.where}: augment"
-                    check_whole_samples(source.prepared.adapter, data_len, where)
+                    check_whole_samples(source.prepared.adapter, window, where)
                 except AugmentError as error:
                     raise MixtureError(str(error)) from error
         if not any(s.augmentations for s in self.sources):
@@ -346,18 +382,30 @@ class MixtureData:
             return self._table().seq_len  # says what is missing
         return self.table.seq_len
 
+    def rows(self, batch_size: int) -> list[int] | None:
+        """Each source's rows per batch with mix_by batch (None: sources mixed row by row)."""
+        if self.mix_by != "batch":
+            return None
+        return [s.batch_size or batch_size for s in self.sources]
+
+    def sampler(
+        self, batch_size: int, rank: int = 0, start_batch: int = 0, batches_per_epoch: int = 1000
+    ) -> MixtureBatchSampler:
+        return MixtureBatchSampler(
+            self.probabilities, batch_size, self.seed, rank, start_batch, batches_per_epoch,
+            rows=self.rows(batch_size),
+        )  # fmt: skip
+
     def train_dataset(self, batch_size: int, rank: int = 0, world_size: int = 1) -> MixtureDataset:
         table = self._table()
-        spans = shard_spans(self.specs, self.probabilities, batch_size)
+        spans = shard_spans(self.specs, self.sampler(batch_size).windows_per_batch())
         return MixtureDataset(self.specs, table.headers, spans, self.seed, rank, world_size)
 
     def train_dataloader(
         self, batch_size: int, rank: int, start_batch: int, batches_per_epoch: int,
         num_workers: int, world_size: int = 1,
     ) -> DataLoader:  # fmt: skip
-        sampler = MixtureBatchSampler(
-            self.probabilities, batch_size, self.seed, rank, start_batch, batches_per_epoch
-        )
+        sampler = self.sampler(batch_size, rank, start_batch, batches_per_epoch)
         generator = torch.Generator().manual_seed(self.seed)
         augmenter = BatchAugmenter(self.plan, self.seed, rank) if self.plan else None
         return AugmentedLoader(
@@ -373,7 +421,7 @@ class MixtureData:
         if not any(s.val.urls or s.val.memory for s in self.sources):
             return []
         dataset = MixtureValidation(
-            [s.val for s in self.sources], table.headers, table.data_len, batch_size
+            [s.val for s in self.sources], table.headers, list(table.windows), batch_size
         )
         return DataLoader(
             dataset, batch_size=None, num_workers=num_workers,
