@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU benchmarks (issues 6, 14), each case under its own time limit, < 11 minutes on one H100:
+# GPU benchmarks, each case under its own time limit, < 11 minutes on one H100:
 #   bash benchmarks/gpu.sh            # JSON under $OUT (or runs/benchmarks/gpu), tables printed
 #   bash benchmarks/gpu.sh --smoke    # the same Python at tiny sizes (runs on a CPU)
 # train_step --gpu: imagenet64-small MFU (bf16, compiled blocks) and bytes/s against a matched
