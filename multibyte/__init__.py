@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "Megabyte": "multibyte.model.megabyte",
-    "MegabyteConfig": "multibyte.model.megabyte",
+    "MegabyteConfig": "multibyte.model.config",
     "ByteTransformer": "multibyte.model.transformer",
     "ByteTransformerConfig": "multibyte.model.transformer",
     "bits_per_byte": "multibyte.metrics",
@@ -29,7 +29,8 @@ if TYPE_CHECKING:
     from multibyte.checkpoint import load
     from multibyte.compression import compress, decompress
     from multibyte.metrics import bits_per_byte
-    from multibyte.model.megabyte import Megabyte, MegabyteConfig
+    from multibyte.model.config import MegabyteConfig
+    from multibyte.model.megabyte import Megabyte
     from multibyte.model.transformer import ByteTransformer, ByteTransformerConfig
 
 

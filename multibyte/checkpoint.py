@@ -22,8 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from multibyte.model.compat import pre_split_parameters
-from multibyte.model.megabyte import Megabyte, MegabyteConfig
+from multibyte.model.config import MegabyteConfig
+from multibyte.model.megabyte import Megabyte
 from multibyte.model.pretrained import CheckpointError, initialisation_skipped, read_config
 from multibyte.model.transformer import ByteTransformer, ByteTransformerConfig
 
@@ -140,41 +140,6 @@ def model_state_dict(checkpoint: dict[str, Any]) -> dict[str, torch.Tensor]:
             key = key[len("model.") :]
         cleaned[key.replace("_orig_mod.", "")] = value
     return cleaned
-
-
-def upgrade_optimizer_state(
-    model: nn.Module, optimizer: torch.optim.Optimizer, state_dict: dict[str, Any]
-) -> dict[str, Any] | None:
-    """An optimizer `load_state_dict` pre-hook: state saved before MEGABYTE's global/local split
-    lists the parameters of each group in that code's order (`compat.pre_split_parameters`).
-    When the saved moments do not fit the parameters in today's order but do in that one, the
-    group is reordered; otherwise the state is left as it is."""
-    if not isinstance(model, Megabyte):
-        return None
-    rank = {id(p): index for index, p in enumerate(pre_split_parameters(model))}
-    groups, changed = [], False
-    for saved, group in zip(state_dict["param_groups"], optimizer.param_groups):
-        ids, params = saved["params"], group["params"]
-        if len(ids) != len(params) or _moments_fit(state_dict["state"], ids, params):
-            groups.append(saved)
-            continue
-        old_place = {id(p): i for i, p in enumerate(sorted(params, key=lambda p: rank[id(p)]))}
-        reordered = [ids[old_place[id(p)]] for p in params]
-        if not _moments_fit(state_dict["state"], reordered, params):
-            return None  # neither order fits: not ours to fix
-        groups.append({**saved, "params": reordered})
-        changed = True
-    return {**state_dict, "param_groups": groups} if changed else None
-
-
-def _moments_fit(state: dict, ids: list, params: list[torch.Tensor]) -> bool:
-    """Every per-parameter tensor saved under ids[i] has the shape of params[i]."""
-    return all(
-        value.shape == param.shape
-        for index, param in zip(ids, params)
-        for value in state.get(index, {}).values()
-        if isinstance(value, torch.Tensor) and value.dim() > 0
-    )
 
 
 def load(ckpt_path: str | os.PathLike, map_location: Any = "cpu") -> nn.Module:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from multibyte.model.megabyte import MegabyteConfig, StageSpec
+from multibyte.model.config import MegabyteConfig, StageSpec
 from multibyte.model.transformer import ByteTransformerConfig
 
 VOCAB = 256

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from functools import partial
 from typing import Any
 
 import lightning as L
@@ -15,7 +14,6 @@ from multibyte.checkpoint import (
     MODEL_CLASSES,
     CheckpointError,
     model_spec,
-    upgrade_optimizer_state,
 )
 from multibyte.data.header import HeaderTable, is_mixture
 from multibyte.flops import flops_per_byte
@@ -300,8 +298,6 @@ class ByteLM(L.LightningModule):
             lr=hp.lr,
             betas=tuple(hp.betas),
         )
-        # resuming a checkpoint written before MEGABYTE's global/local split: its parameter order
-        optimizer.register_load_state_dict_pre_hook(partial(upgrade_optimizer_state, self.model))
         total = hp.total_steps or (self.trainer.max_steps if self.trainer.max_steps > 0 else 0)
         schedule = WarmupDecay(
             warmup_steps=hp.warmup_steps, total_steps=total, schedule=hp.schedule,

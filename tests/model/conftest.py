@@ -43,17 +43,24 @@ MEGABYTE_VARIANTS = {
     "gelu_untied": dict(activation="gelu", tie_embeddings=False),
     "three_stage": dict(patch_sizes=(8, 2)),
     "three_stage_all": dict(
-        patch_sizes=(12, 4), stage_dims=(24,), stage_layers=(1,), stage_heads=(2,),
-        cross_patch=2, conv_encoder=True, qk_norm=True,
+        patch_sizes=(12, 4),
+        stage_dims=(24,),
+        stage_layers=(1,),
+        stage_heads=(2,),
+        cross_patch=2,
+        conv_encoder=True,
+        qk_norm=True,
     ),
     "four_stage": dict(patch_sizes=(16, 4, 2)),
     # the architecture options (test_architecture.py): megabyte-pytorch's, and N stages with them
     "peer": dict(architecture="peer"),
     "peer_three_stage": dict(
-        architecture="peer", patch_sizes=(8, 2), positions=("rotary", "learned", "none"),
+        architecture="peer",
+        patch_sizes=(8, 2),
+        positions=("rotary", "learned", "none"),
     ),
     "peer_cross_patch": dict(architecture="peer", cross_patch=2, first_byte="context"),
-}  # fmt: skip
+}
 
 
 @pytest.fixture(params=sorted(MEGABYTE_VARIANTS))

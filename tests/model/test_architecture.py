@@ -1,4 +1,4 @@
-"""The architecture options of MegabyteConfig (presets.py `ARCHITECTURES`): each changes the model
+"""The architecture options of MegabyteConfig (config.py `ARCHITECTURES`): each changes the model
 as documented, "paper" is today's model exactly, and cached decoding follows every option."""
 
 from pathlib import Path
@@ -13,15 +13,33 @@ from multibyte.flops import non_embedding_parameters
 from multibyte.loss import cross_entropy_sum
 from multibyte.model import Megabyte, MegabyteConfig
 from multibyte.model.blocks import Block, StackConfig
+from multibyte.model.config import ARCHITECTURES, architecture_settings
 from multibyte.model.decoding import CompiledMegabyteDecoder, megabyte_static_step
-from multibyte.model.presets import ARCHITECTURES, architecture_settings
 
 FIXTURES = Path(__file__).resolve().parents[1] / "data" / "checkpoints"
-SIZES = dict(patch_size=4, max_seq_len=48, global_dim=32, global_layers=2, global_heads=4,
-             local_dim=16, local_layers=2, local_heads=2)  # fmt: skip
-NEW_FIELDS = ("architecture", "token_shift", "norm", "positions", "patch_embedder",
-              "context_proj", "first_byte", "head_bias", "embed_init_std", "head_dim",
-              "byte_init")  # fmt: skip
+SIZES = dict(
+    patch_size=4,
+    max_seq_len=48,
+    global_dim=32,
+    global_layers=2,
+    global_heads=4,
+    local_dim=16,
+    local_layers=2,
+    local_heads=2,
+)
+NEW_FIELDS = (
+    "architecture",
+    "token_shift",
+    "norm",
+    "positions",
+    "patch_embedder",
+    "context_proj",
+    "first_byte",
+    "head_bias",
+    "embed_init_std",
+    "head_dim",
+    "byte_init",
+)
 
 
 def build(seed: int = 0, **fields) -> Megabyte:
@@ -59,27 +77,31 @@ def test_paper_is_the_model_without_the_new_fields():
     # and nothing the options add exists in it
     names = set(build().state_dict())
     assert not any("norm" in n and "embed" in n for n in names)
-    assert "head.bias" not in names and {"global_model.embed.position.weight",
-                                         "local_model.position.weight"} <= names  # fmt: skip
+    assert (
+        "head.bias" not in names
+        and {"global_model.embed.position.weight", "local_model.position.weight"} <= names
+    )
 
 
 @pytest.mark.parametrize("name", ["two_stage", "three_stage"])
-def test_checkpoints_of_earlier_code_build_the_paper_model(name):
-    # Their configs predate the architecture fields: they load as "paper", strictly, and the
-    # same seed still gives their weights and logits.
+def test_a_config_without_the_architecture_fields_builds_the_recorded_paper_model(name):
+    # A recorded seed-0 model's config with every architecture field left out: it builds as
+    # "paper", and the same seed still gives the recorded weights and logits.
     checkpoint = read_checkpoint(FIXTURES / f"{name}.ckpt")
     stored = checkpoint["multibyte"]["model"]["config"]
-    assert not set(NEW_FIELDS) & set(stored)
+    assert stored["architecture"] == "paper"
+    sizes = {k: v for k, v in stored.items() if k not in NEW_FIELDS}
     expected = torch.load(FIXTURES / "expected.pt", weights_only=True)
     torch.manual_seed(expected["seed"])
-    model = Megabyte(MegabyteConfig(**stored)).eval()
+    model = Megabyte(MegabyteConfig(**sizes)).eval()
     assert model.config.architecture == "paper"
-    unset = set(ARCHITECTURES["paper"]) - set(stored) - {"embed_init_std"}
+    unset = set(ARCHITECTURES["paper"]) - set(sizes) - {"embed_init_std"}
     assert {k: getattr(model.config, k) for k in unset} == {
-        k: ARCHITECTURES["paper"][k] for k in unset}  # fmt: skip
+        k: ARCHITECTURES["paper"][k] for k in unset
+    }
     assert model.config.embed_init_std == model.config.init_std
     fresh = {k: v.clone() for k, v in model.state_dict().items()}
-    model.load_state_dict(checkpoint["state_dict"], strict=True)  # old names, mapped on load
+    model.load_state_dict(checkpoint["state_dict"], strict=True)
     for key, value in model.state_dict().items():
         assert torch.equal(value, fresh[key]), key
     with torch.no_grad():
@@ -142,16 +164,18 @@ def test_token_shift_adds_no_parameters_and_starts_afresh_in_every_patch():
 def test_rmsnorm_replaces_every_norm_of_the_stacks_only():
     model = build(norm="rmsnorm", qk_norm=True, patch_embedder="norm_proj")
     for stage in model.stages:
-        norms = [m for m in stage.transformer.modules() if isinstance(m, (nn.LayerNorm,
-                                                                          nn.RMSNorm))]  # fmt: skip
+        norms = [
+            m for m in stage.transformer.modules() if isinstance(m, (nn.LayerNorm, nn.RMSNorm))
+        ]
         assert norms and all(isinstance(m, nn.RMSNorm) for m in norms)
         assert len(norms) == 4 * len(stage.transformer.blocks) + 1  # attn, mlp, q, k; final
     assert isinstance(model.global_model.embed.in_norm, nn.LayerNorm)  # the embedder's own
     assert not any(isinstance(m, nn.LayerNorm) for m in build(norm="rmsnorm").modules())
     h = torch.randn(3, 5, 16) * 4 + 2
     final = build(norm="rmsnorm").local_model.transformer.norm
-    torch.testing.assert_close(final(h), h / h.pow(2).mean(-1, keepdim=True).sqrt(), atol=1e-5,
-                               rtol=1e-5)  # fmt: skip
+    torch.testing.assert_close(
+        final(h), h / h.pow(2).mean(-1, keepdim=True).sqrt(), atol=1e-5, rtol=1e-5
+    )
 
 
 def patch_permutation_changes_the_global_output(model: Megabyte) -> bool:
@@ -285,8 +309,9 @@ def test_ordinal_byte_init_makes_rows_smooth_in_the_byte_value_at_the_same_std()
         return F.cosine_similarity(table[a], table[b], dim=0).item()
 
     random = build(seed=1, architecture="peer", global_layers=1, global_byte_dim=16)
-    ordinal = build(seed=1, architecture="peer", global_layers=1, global_byte_dim=16,
-                    byte_init="ordinal")  # fmt: skip
+    ordinal = build(
+        seed=1, architecture="peer", global_layers=1, global_byte_dim=16, byte_init="ordinal"
+    )
     tables = {"head": (ordinal.head.weight, random.head.weight)}
     for i, (stage, plain) in enumerate(zip(ordinal.stages, random.stages)):
         tables[f"stage {i}"] = (stage.embed.byte_embed.weight, plain.embed.byte_embed.weight)
@@ -337,7 +362,11 @@ def test_head_dim_sets_the_attention_width_apart_from_the_model_width():
 def test_peer_is_megabyte_pytorchs_architecture():
     config = MegabyteConfig(**SIZES, architecture="peer")
     assert (config.token_shift, config.norm, config.positions, config.patch_embedder) == (
-        True, "rmsnorm", ("none",), "norm_proj")  # fmt: skip
+        True,
+        "rmsnorm",
+        ("none",),
+        "norm_proj",
+    )
     assert (config.context_proj, config.tie_embeddings, config.head_bias) == ("dense", False, True)
     assert config.first_byte == "previous_patch"
     assert (config.activation, config.embed_init_std, config.head_dim) == ("gelu", 1.0, 64)
@@ -364,11 +393,14 @@ OPTIONS = {
     "first_byte_rotary": dict(first_byte="previous_patch", positions=("learned", "rotary")),
     "peer": dict(architecture="peer"),
     "three_stage_shift": dict(
-        patch_sizes=(8, 2), token_shift=True, patch_embedder="norm_proj",
-        positions=("rotary", "none", "learned"), context_proj="dense",
+        patch_sizes=(8, 2),
+        token_shift=True,
+        patch_embedder="norm_proj",
+        positions=("rotary", "none", "learned"),
+        context_proj="dense",
     ),
     "cross_patch_shift": dict(cross_patch=2, token_shift=True),
-}  # fmt: skip
+}
 
 
 def decode(model: Megabyte, x: torch.Tensor, start: int, static: bool) -> list[torch.Tensor]:
@@ -393,9 +425,12 @@ def test_cached_logits_equal_the_full_forward_pass(name):
             for start in (0, 9) if static else (0, 8, 9):
                 for t, logits in zip(range(start, 48), decode(model, x, start, static)):
                     torch.testing.assert_close(
-                        logits, full[:, t], rtol=0, atol=2e-6 * max(1.0, scale),
+                        logits,
+                        full[:, t],
+                        rtol=0,
+                        atol=2e-6 * max(1.0, scale),
                         msg=lambda m, t=t, s=static: f"{name} static={s} byte {t}: {m}",
-                    )  # fmt: skip
+                    )
 
 
 def test_compiled_decoding_of_every_option_at_once():
@@ -454,7 +489,9 @@ def test_to_dict_stores_resolved_values_and_round_trips():
     assert MegabyteConfig(**as_json) == config
     # the stored values, not the table, make the model: another table entry changes nothing
     assert MegabyteConfig(**{**stored, "architecture": "paper"}).to_dict() == {
-        **stored, "architecture": "paper"}  # fmt: skip
+        **stored,
+        "architecture": "paper",
+    }
     paper = MegabyteConfig(**SIZES).to_dict()
     assert paper["embed_init_std"] == paper["init_std"] and paper["head_dim"] is None
     old = {k: v for k, v in paper.items() if k not in NEW_FIELDS}
@@ -474,9 +511,14 @@ def test_peer_computes_what_megabyte_pytorch_computes():
     megabyte_pytorch = pytest.importorskip("MEGABYTE_pytorch.megabyte")
     torch.manual_seed(0)
     peer = megabyte_pytorch.MEGABYTE(
-        num_tokens=256, dim=(32, 16), depth=(2, 2), max_seq_len=(12, 4), heads=2, dim_head=8,
+        num_tokens=256,
+        dim=(32, 16),
+        depth=(2, 2),
+        max_seq_len=(12, 4),
+        heads=2,
+        dim_head=8,
         pad_id=-1,  # no byte value ignored in its loss
-    ).eval()  # fmt: skip
+    ).eval()
     ours = build(global_byte_dim=16, global_heads=2, architecture="peer", head_dim=8)
     with torch.no_grad():
         for p in peer.parameters():  # off their init: norm gains and biases matter too
@@ -485,8 +527,12 @@ def test_peer_computes_what_megabyte_pytorch_computes():
         ours.local_model.pad.copy_(peer.start_tokens[1])
         ours.local_model.embed.byte_embed.load_state_dict(peer.token_embs[0].state_dict())
         embed, theirs = ours.global_model.embed, peer.token_embs[1]
-        for mine, index in ((embed.byte_embed, 0), (embed.in_norm, 2), (embed.token_proj, 3),
-                            (embed.out_norm, 4)):  # fmt: skip
+        for mine, index in (
+            (embed.byte_embed, 0),
+            (embed.in_norm, 2),
+            (embed.token_proj, 3),
+            (embed.out_norm, 4),
+        ):
             mine.load_state_dict(theirs[index].state_dict())
         for stage, transformer in zip(ours.stages, peer.transformers):
             for block, (attn, ff) in zip(stage.transformer.blocks, transformer.layers):

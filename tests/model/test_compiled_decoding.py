@@ -9,11 +9,19 @@ from multibyte.model.decoding import step_kind
 from multibyte.model.generation import StepGraphs
 
 # Compiling takes seconds per graph here, so each model is built (and compiled) once.
-TINY = dict(max_seq_len=48, global_dim=32, global_layers=2, global_heads=4, local_dim=16,
-            local_layers=2, local_heads=2)  # fmt: skip
+TINY = dict(
+    max_seq_len=48,
+    global_dim=32,
+    global_layers=2,
+    global_heads=4,
+    local_dim=16,
+    local_layers=2,
+    local_heads=2,
+)
 COMBINED = dict(patch_sizes=(8, 2), conv_encoder=True, qk_norm=True, rotary=True)
-CROSS = dict(patch_sizes=(8, 4), cross_patch=3, architecture="tuned", first_byte="context",
-             head_dim=8)  # fmt: skip
+CROSS = dict(
+    patch_sizes=(8, 4), cross_patch=3, architecture="tuned", first_byte="context", head_dim=8
+)
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +108,9 @@ def test_compiled_byte_transformer_equals_uncached(make_transformer):
 
 def test_unsupported_compiled_decoding_is_refused(make_megabyte):
     with pytest.raises(ValueError, match="use_cache"):
-        make_megabyte().generate(torch.zeros(1, 0, dtype=torch.long), 4, use_cache=False,
-                                 compile=True)  # fmt: skip
+        make_megabyte().generate(
+            torch.zeros(1, 0, dtype=torch.long), 4, use_cache=False, compile=True
+        )
 
 
 @pytest.mark.slow  # two more models compiled

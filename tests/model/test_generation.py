@@ -68,10 +68,16 @@ def test_transformer_cached_and_uncached_generation_are_identical(make_transform
         x = torch.randint(0, 256, (2, 48))
         for temperature in (0.0, 0.8):
             a, b = (
-                model.generate(x[:, :3], 45, temperature=temperature, top_k=50, use_cache=c,
-                               generator=torch.Generator().manual_seed(5))
+                model.generate(
+                    x[:, :3],
+                    45,
+                    temperature=temperature,
+                    top_k=50,
+                    use_cache=c,
+                    generator=torch.Generator().manual_seed(5),
+                )
                 for c in (True, False)
-            )  # fmt: skip
+            )
             assert torch.equal(a, b)
         with torch.no_grad():
             full = model(x)

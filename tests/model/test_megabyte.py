@@ -85,9 +85,16 @@ def test_overfits_a_fixed_2kb_string_below_half_a_bit_per_byte():
     data = (bytes(range(256)) + b"MEGABYTE models bytes in patches. " * 40)[:2048]
     x = torch.tensor(list(data), dtype=torch.long)[None]
     config = MegabyteConfig(
-        patch_size=8, max_seq_len=2048, global_dim=128, global_layers=2, global_heads=4,
-        local_dim=64, local_layers=2, local_heads=4, activation="gelu",
-    )  # fmt: skip
+        patch_size=8,
+        max_seq_len=2048,
+        global_dim=128,
+        global_layers=2,
+        global_heads=4,
+        local_dim=64,
+        local_layers=2,
+        local_heads=4,
+        activation="gelu",
+    )
     model = Megabyte(config).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, betas=(0.9, 0.98))
     bpb = math.inf
@@ -126,8 +133,9 @@ def test_activation_checkpointing_gives_the_same_gradients(make_megabyte):
 
 
 def test_global_width_not_divisible_by_patch_is_projected():
-    config = MegabyteConfig(patch_size=12, max_seq_len=48, global_dim=40, global_heads=4,
-                            local_dim=16, local_heads=2)  # fmt: skip
+    config = MegabyteConfig(
+        patch_size=12, max_seq_len=48, global_dim=40, global_heads=4, local_dim=16, local_heads=2
+    )
     global_stage, local_stage = config.stages
     assert global_stage.byte_dim == 4  # D_G = ceil(40 / 12)
     model = Megabyte(config)
@@ -186,8 +194,9 @@ def test_two_stages_are_the_global_and_local_model(make_megabyte):
     ],
 )
 def test_bad_configuration_names_the_field(fields, names):
-    base = dict(patch_size=8, max_seq_len=64, global_dim=64, global_heads=4,
-                local_dim=32, local_heads=4)  # fmt: skip
+    base = dict(
+        patch_size=8, max_seq_len=64, global_dim=64, global_heads=4, local_dim=32, local_heads=4
+    )
     base.update(fields)
     if "patch_sizes" in fields and "patch_size" not in fields:
         base.pop("patch_size")

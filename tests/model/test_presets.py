@@ -5,7 +5,7 @@ import torch
 
 from multibyte.flops import stack_parameters
 from multibyte.model import Megabyte, MegabyteConfig
-from multibyte.model.megabyte import DEFAULTS
+from multibyte.model.config import DEFAULTS
 from multibyte.model.presets import MEGABYTE_PRESETS
 
 # The paper names its sizes after GPT-3 models (Table 14), whose counts include a 50,257-entry
