@@ -35,8 +35,6 @@ class Plan:
     sample_file: str = ""
     held_out: tuple[str, ...] = ()
     """Glob patterns of the inputs kept for validation (whole photos, voices, works)."""
-    multimodal_prepare: list[str] = field(default_factory=list)
-    """Extra prepare flags for the multimodal model's copy of the shards (audio: whole windows)."""
     model: dict[str, Any] = field(default_factory=dict)
     """MEGABYTE config fields set over the recipe's for the demo's short run (and its baseline's
     FLOPs): what is best at a few hundred steps where that differs from the recipe's steps."""
@@ -66,7 +64,6 @@ PLANS = [
         prompt=True,
         sample_file="samples.wav",
         held_out=("s13.*", "s14.*", "s15.*", "s16.*"),
-        multimodal_prepare=["--seq-len", "12288"],  # a clip must hold a 12,288-byte window
     ),
     Plan(
         "text",

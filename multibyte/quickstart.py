@@ -30,7 +30,6 @@ from multibyte.plans import (
     SAMPLES,
     Plan,
     prepare_flags,
-    replaced,
     split_inputs,
 )
 from multibyte.prepare import main as prepare_main
@@ -160,42 +159,35 @@ def run_modality(plan: Plan, out: Path, samples: Path, quick: bool) -> dict[str,
 
 # -- one model for every modality ---------------------------------------------------------------
 
-# --quick: the recipe's sequences (an image is used only whole, so they cannot be shorter)
-QUICK_MULTIMODAL: list[str] = []
-
 
 def run_multimodal(results: list[dict[str, Any]], out: Path, samples: Path, quick: bool) -> dict:
-    """One tiny MEGABYTE on every modality: as many steps as the specialists together, and
-    (in expectation) each modality's bytes, by mixing weights equal to each specialist's bytes."""
+    """One tiny MEGABYTE on every modality, trained as the specialists were: as many steps as
+    they took together, each batch one modality's in its specialist's shape (rows and window,
+    `data.mix_by: batch`), drawn by weights equal to each specialist's steps. So each modality
+    gets, in expectation, its specialist's updates on its specialist's data bytes."""
     folder = out / "multimodal"
     sources, entries, steps, weights = [], [], 0, []
-    for plan, result in zip([p for p in PLANS if p.name in {r["modality"] for r in results}],
-                            results):  # fmt: skip
+    names = {r["modality"] for r in results}
+    for plan, result in zip([p for p in PLANS if p.name in names], results, strict=True):
         shards = out / "shards" / plan.name
-        if plan.multimodal_prepare:
-            shards = out / "shards" / f"{plan.name}-multimodal"
-            train_files, val_files = split_inputs(plan, samples / plan.source)
-            _run("prepare", prepare_main, [
-                plan.name, "--src", *map(str, train_files), "--val-src", *map(str, val_files),
-                "--out", str(shards), "--val-fraction", "0", "--overwrite", "--workers", "1",
-                "--quiet", *replaced(prepare_flags(plan, _recipe(plan)), plan.multimodal_prepare),
-            ])  # fmt: skip
         data = _recipe(plan)["data"]
-        weights.append(result["steps"] * data["batch_size"] * result["seq_len"])  # its bytes
+        weights.append(result["steps"])
         steps += result["steps"]
         sources.append(str(shards))
+        shape = f"batch_size: {data['batch_size']}, seq_len: {result['seq_len']}"
         # The specialist's augmentation on its source (not --quick: its sequences cut samples)
         augment = None if quick else data.get("augment")
         extra = f", augment: {json.dumps(augment)}" if augment else ""
-        entries.append(f"{{path: {shards}, weight: {weights[-1]}{extra}}}")
+        entries.append(f"{{path: {shards}, weight: {weights[-1]}, {shape}{extra}}}")
     listing = ", ".join(entries)
     root = folder / "megabyte"
     shutil.rmtree(root, ignore_errors=True)
     _run("fit", fit_main, [
         "--config", str(RECIPES / MULTIMODAL_RECIPE), "--data.sources", f"[{listing}]",
+        "--data.mix_by", "batch",
         "--trainer.max_steps", str(steps), "--trainer.val_check_interval", str(steps),
         "--trainer.default_root_dir", str(root), "--trainer.log_every_n_steps", "5",
-        "--model.warmup_steps", str(max(1, steps // 10)), *QUICK_MULTIMODAL * quick,
+        "--model.warmup_steps", str(max(1, steps // 10)),
     ])  # fmt: skip
     checkpoint = root / "checkpoints" / "last.ckpt"
     report_json = root / "evaluation.json"
@@ -300,8 +292,10 @@ def write_report(
             "## One model for every modality",
             "",
             f"One tiny MEGABYTE (`recipes/{MULTIMODAL_RECIPE}`) trained on all three for "
-            f"{multimodal['steps']} steps (the specialists' together) on the same data bytes "
-            "(mixing weights = each specialist's bytes); header bytes excluded. bGPT's shared "
+            f"{multimodal['steps']} steps (the specialists' together), each step one "
+            "modality's batch in its specialist's shape (`data.mix_by: batch`, weights = each "
+            "specialist's steps): the same updates on the same data bytes, in expectation; "
+            "header bytes excluded. bGPT's shared "
             "model lost 0.030 (text), 0.105 (images), 0.027 (audio) bpb to its specialists.",
             "",
             "| modality | specialist bpb | multimodal bpb | gap | header bpb |",
