@@ -51,6 +51,7 @@ def test_an_eager_file_refuses_the_compiled_step(model, helpers):
         multibyte.decompress(model, blob, compile=True)
 
 
+@pytest.mark.slow  # compiles another model; tests/model checks its compiled logits every step
 def test_cross_patch_attention_round_trips_through_the_compiled_step(helpers):
     model = helpers.tiny_megabyte(cross_patch=2)  # carried keys: re-rotated at each patch
     data = helpers.random_bytes(70, seed=8)

@@ -433,6 +433,7 @@ def test_cached_logits_equal_the_full_forward_pass(name):
                     )
 
 
+@pytest.mark.slow  # a minute of compiling on 2 cores; the default run compiles the cross model
 def test_compiled_decoding_of_every_option_at_once():
     # One compiled graph per step kind; the options' code paths (token shift under the position
     # mask, norm_proj in a middle stage, the dense context, rotary/none/learned, head bias) all

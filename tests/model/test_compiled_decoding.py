@@ -39,14 +39,15 @@ def generate(model, prompt, new, **options):
 
 
 # Each model and batch size compiles its own graphs (a minute or two on a 2-core CPU): the
-# default run keeps one batch-1 cross-patch model and the plain one; `pytest -m slow` adds the
-# rest (test_architecture.py compiles every option at once in the default run).
+# default run keeps the plain model's generation and the cross-patch model's logits at every
+# step (what generation samples from); `pytest -m slow` adds the rest, and test_architecture.py
+# compiles every option at once.
 SLOW = pytest.mark.slow
 GENERATIONS = [
     ("plain", 2, 5),
     pytest.param("combined", 1, 0, marks=SLOW),
     pytest.param("cross", 2, 2, marks=SLOW),
-    ("cross", 1, 13),
+    pytest.param("cross", 1, 13, marks=SLOW),
 ]
 
 
@@ -130,7 +131,7 @@ def test_compiled_decoding_runs_the_weights_the_model_has_now():
     assert not torch.equal(generate(first, prompt, 20), generate(second, prompt, 20))
 
 
-@pytest.mark.parametrize("total", [1, 13, 16])
+@pytest.mark.parametrize("total", [1, 13, pytest.param(16, marks=SLOW)])
 def test_a_short_buffer_gets_caches_of_its_own_length(megabytes, total):
     model = megabytes["plain"]  # P = 4, max_seq_len = 48: 12 patches
     with torch.inference_mode():
