@@ -25,7 +25,6 @@ from modalities.base import (
     Unit,
     check_choice,
     check_positive_int,
-    files_under,
 )
 from modalities.imagenet64 import load_npz_batch
 from modalities.predictors import check_predictor, from_residuals, to_residuals
@@ -458,8 +457,3 @@ def is_npz_batch(path: Path) -> bool:
     """An npz batch: the .npz suffix, or no suffix and a zip file (``train_data_batch_1``)."""
     suffix = path.suffix.lower()
     return suffix == ".npz" or (suffix == "" and zipfile.is_zipfile(path))
-
-
-def image_files(path: str | os.PathLike) -> list[Path]:
-    """A file itself, or every picture file under a folder (recursively), sorted."""
-    return files_under(path, IMAGE_SUFFIXES)

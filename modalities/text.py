@@ -7,7 +7,7 @@ In a prepared stream every document is followed by ``SEPARATOR``.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,6 @@ from modalities.base import (
     Record,
     Unit,
     check_positive_int,
-    files_under,
     read_bytes,
 )
 
@@ -144,28 +143,9 @@ class TextAdapter(BaseAdapter):
         Path(path).write_bytes(bytes(data))
 
 
-def text_files(path: str | os.PathLike) -> list[Path]:
-    """A file itself, or every ``.txt`` under a folder (recursively), sorted."""
-    return files_under(path, TEXT_SUFFIXES)
-
-
-def iter_documents(paths: Iterable[str | os.PathLike]) -> Iterator[tuple[Path, bytes]]:
-    """(path, raw bytes) for every document under ``paths`` (files or PG-19 style folders)."""
-    for root in paths:
-        for file in text_files(root):
-            yield file, file.read_bytes()
-
-
 def enwik8_range(total: int, split: str) -> tuple[int, int]:
     """Byte range [start, stop) of ``split`` in an enwik8 file of ``total`` bytes."""
     if split not in ENWIK8_SPLITS:
         raise ValueError(f"enwik8 split must be one of {', '.join(ENWIK8_SPLITS)}, got {split!r}")
     lo, hi = ENWIK8_SPLITS[split]
     return round(total * lo), round(total * hi)
-
-
-def read_enwik8(path: str | os.PathLike, split: str) -> bytes:
-    """One split of raw enwik8: for the 10^8-byte file, 90M / 5M / 5M bytes."""
-    data = read_bytes(path)
-    start, stop = enwik8_range(len(data), split)
-    return data[start:stop]

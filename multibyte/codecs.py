@@ -5,8 +5,8 @@ bytes``. The rate of a codec on a list of sequences is ``8 * sum(len(compress(s)
 sum(len(s))`` bits per byte: every sequence is compressed on its own (as the model scores it),
 and container headers count, since they are part of the file a user would store.
 
-Format-aware codecs (PNG, WebP, FLAC) need to know what the bytes mean, so they live in
-``modalities.codecs``; this module knows only bytes.
+Format-aware codecs (PNG, WebP, FLAC) need to know what the bytes mean, so each adapter gives
+its own (``codecs()`` in ``modalities``); this module knows only bytes.
 """
 
 from __future__ import annotations

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import modalities
 from modalities import Prompt
-from modalities.text import SEPARATOR, enwik8_range, iter_documents, read_enwik8, text_files
+from modalities.text import SEPARATOR, enwik8_range
+from multibyte.inputs import find_tasks
 
 
 def test_round_trip_unicode():
@@ -53,9 +56,12 @@ def test_pg19_folder(tmp_path):
     (tmp_path / "b" / "2.txt").write_bytes(b"two")
     (tmp_path / "1.txt").write_bytes(b"one")
     (tmp_path / "notes.csv").write_bytes(b"x")
-    assert [p.name for p in text_files(tmp_path)] == ["1.txt", "2.txt"]
-    docs = list(iter_documents([tmp_path]))
-    assert [d for _, d in docs] == [b"one", b"two"]
+    text = modalities.get("text")
+    tasks, skips = find_tasks(text, [tmp_path])
+    assert [task.ident for task in tasks] == ["1.txt", "b/2.txt"]
+    assert [Path(skip.source).name for skip in skips] == ["notes.csv"]
+    streams = [unit.records[0].data for task in tasks for unit in text.units(Path(task.path))]
+    assert streams == [b"one" + SEPARATOR, b"two" + SEPARATOR]
 
 
 def test_enwik8_split(tmp_path):
@@ -65,11 +71,13 @@ def test_enwik8_split(tmp_path):
     data = bytes(i % 251 for i in range(1000))
     path = tmp_path / "enwik8"
     path.write_bytes(data)
-    parts = [read_enwik8(path, s) for s in ("train", "val", "test")]
+    units = modalities.get("text").units(path, enwik8=True)
+    assert [unit.split for unit in units] == ["train", "val", "test"]
+    parts = [unit.records[0].data for unit in units]
     assert [len(p) for p in parts] == [900, 50, 50]
     assert b"".join(parts) == data
     with pytest.raises(ValueError, match="split"):
-        read_enwik8(path, "dev")
+        enwik8_range(len(data), "dev")
 
 
 def test_a_file_is_one_document_unit_followed_by_the_separator(tmp_path):

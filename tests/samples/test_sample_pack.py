@@ -148,12 +148,19 @@ def test_build_script_reads_its_own_r_data_format():
     )
 
 
-def test_project_readers_find_the_pack():
-    """The modality adapters' own file finders see exactly the pack's images, clips and texts."""
-    image = pytest.importorskip("modalities.image")
-    audio = pytest.importorskip("modalities.audio")
-    text = pytest.importorskip("modalities.text")
-    assert image.image_files(PACK / "images") == IMAGES
-    assert audio.audio_files(PACK / "speech") == CLIPS
-    assert text.text_files(PACK / "text") == TEXTS
-    assert len(image.ImageAdapter(size=64).encode_file(IMAGES[0])) == 64 * 64 * 3
+def test_prepare_finds_the_pack():
+    """The file finder of `multibyte prepare` sees exactly the pack's images, clips and texts,
+    each through its modality's adapter, and skips only the other files (transcripts)."""
+    modalities = pytest.importorskip("modalities")
+    inputs = pytest.importorskip("multibyte.inputs")
+    for name, folder, expected in [
+        ("image", "images", IMAGES),
+        ("audio", "speech", CLIPS),
+        ("text", "text", TEXTS),
+    ]:
+        tasks, skips = inputs.find_tasks(modalities.get(name), [PACK / folder])
+        assert [Path(task.path) for task in tasks] == expected
+        others = {p for p in (PACK / folder).rglob("*") if p.is_file()} - set(expected)
+        assert {Path(skip.source) for skip in skips} == others
+    image = modalities.get("image", size=64)
+    assert len(image.encode_file(IMAGES[0])) == 64 * 64 * 3
