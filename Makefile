@@ -24,8 +24,9 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# One test process per core (at most 8: each holds torch and a model or two in memory).
 test: lint
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 8 --durations=15
 
 demo: $(STAMP)
 	$(BIN)/multibyte quickstart

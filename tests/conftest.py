@@ -3,6 +3,7 @@ text; and running `multibyte fit` in this process."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,16 @@ from PIL import Image
 from multibyte.prepare import main as prepare
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist, share the cores between the workers: torch would give each worker
+    every core, and two workers on two cores then fight over them."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
 @pytest.fixture(scope="session")
