@@ -167,9 +167,13 @@ def training_info(ckpt: Path, model: nn.Module) -> dict[str, Any]:
     config = (((model_args.get("model") or {}).get("init_args") or {}).get("config")) or {}
     seq_len = _int(data.get("seq_len")) or _sequence_bytes(getattr(model, "modality", None))
     factors = [
-        steps, _int(data.get("batch_size")), _int(trainer.get("accumulate_grad_batches", 1)),
-        _int(trainer.get("devices", 1)), _int(trainer.get("num_nodes", 1)), seq_len,
-    ]  # fmt: skip
+        steps,
+        _int(data.get("batch_size")),
+        _int(trainer.get("accumulate_grad_batches", 1)),
+        _int(trainer.get("devices", 1)),
+        _int(trainer.get("num_nodes", 1)),
+        seq_len,
+    ]
     if all(f is not None for f in factors):
         total = 1
         for factor in factors:
@@ -340,7 +344,7 @@ def model_card(name: str, info: Mapping[str, Any], reports: Sequence[Mapping[str
                 "layers",
                 "heads",
                 "cross_patch",
-            )  # fmt: skip
+            )
             if config.get(key) not in (None, (), [])
         ],
         "",

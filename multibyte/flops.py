@@ -166,7 +166,7 @@ def matched_baseline(
             dropout=config.dropout,
             qk_norm=config.qk_norm,
             init_std=config.init_std,
-        )  # fmt: skip
+        )
         for dim, layers in shapes
     ]
     if not candidates:

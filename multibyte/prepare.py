@@ -149,23 +149,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, help="output folder for shards and manifest")
     parser.add_argument("--val-fraction", type=float, default=0.05, help="in [0, 1); default 0.05")
     parser.add_argument(
-        "--val-src", nargs="+", default=[],
+        "--val-src",
+        nargs="+",
+        default=[],
         help="inputs that all go to validation (e.g. a dataset's own validation folder)",
-    )  # fmt: skip
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the train/val split")
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
     parser.add_argument("--shard-size", type=int, default=10_000, help="max samples per shard")
     parser.add_argument("--shard-bytes", type=int, default=1 << 28, help="max bytes per shard")
     parser.add_argument(
-        "--chunk-size", type=int, default=None,
+        "--chunk-size",
+        type=int,
+        default=None,
         help=f"streams (text): bytes per record (default {STREAM_CHUNK})",
-    )  # fmt: skip
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace existing shards in --out")
     parser.add_argument(
-        "--resume", action="store_true",
+        "--resume",
+        action="store_true",
         help="continue an interrupted prepare in --out (same arguments); the result equals an "
         "uninterrupted run's",
-    )  # fmt: skip
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     for flag, users in sorted(declared_flags().items()):
         names = ", ".join(name for name, _ in users)
@@ -339,9 +344,16 @@ def canonical_argv(args: argparse.Namespace) -> list[str]:
 
 # Manifest keys a resumed run must find unchanged: they decide every byte of the output.
 SAME_ON_RESUME = (
-    "modality", "options", "sources", "val_sources", "val_fraction", "seed", "shard_size",
-    "shard_bytes", "chunk_size",
-)  # fmt: skip
+    "modality",
+    "options",
+    "sources",
+    "val_sources",
+    "val_fraction",
+    "seed",
+    "shard_size",
+    "shard_bytes",
+    "chunk_size",
+)
 
 
 def write_manifest(out: Path, manifest: dict[str, Any]) -> None:
@@ -473,10 +485,15 @@ def run(args: argparse.Namespace, stop: _StopOnSignal | None = None) -> dict[str
         if split not in sinks:
             infos = kept.get(split, [])
             sinks[split] = ShardSink(
-                out, split, args.shard_size, args.shard_bytes, first_shard=len(infos),
-                durable=sum(i["samples"] for i in infos), on_finish=lambda info: save(),
+                out,
+                split,
+                args.shard_size,
+                args.shard_bytes,
+                first_shard=len(infos),
+                durable=sum(i["samples"] for i in infos),
+                on_finish=lambda info: save(),
                 on_start=snapshot,
-            )  # fmt: skip
+            )
             new = sinks[split]
             new.shards, new.infos = [i["name"] for i in infos], list(infos)
             new.finished_count = new.durable
@@ -497,8 +514,9 @@ def run(args: argparse.Namespace, stop: _StopOnSignal | None = None) -> dict[str
     save()
     try:
         todo = tasks[first_task:]
-        with tqdm(total=len(tasks), initial=first_task, unit="file", disable=args.quiet,
-                  desc="prepare") as bar:  # fmt: skip
+        with tqdm(
+            total=len(tasks), initial=first_task, unit="file", disable=args.quiet, desc="prepare"
+        ) as bar:
             for index, (task, records, reason) in enumerate(
                 _results(todo, encoder, args.workers), first_task
             ):
@@ -514,10 +532,12 @@ def run(args: argparse.Namespace, stop: _StopOnSignal | None = None) -> dict[str
                     sink(split).write(f"s{key:09d}", data, {**meta, **extra})
                     key += 1
                 progress.update(
-                    task=index + 1, key=key, skipped=len(skips),
+                    task=index + 1,
+                    key=key,
+                    skipped=len(skips),
                     counts={s: k.count for s, k in sinks.items()},
                     bytes={s: k.bytes for s, k in sinks.items()},
-                )  # fmt: skip
+                )
         for each in sinks.values():
             each.close()
         if not any(sink.count for sink in sinks.values()):

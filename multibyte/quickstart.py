@@ -92,11 +92,26 @@ def run_modality(plan: Plan, out: Path, samples: Path, quick: bool) -> dict[str,
     shards = out / "shards" / plan.name
     train_files, val_files = split_inputs(plan, samples / plan.source)
     recipe = _recipe(plan)
-    _run("prepare", prepare_main, [
-        plan.name, "--src", *map(str, train_files), "--val-src", *map(str, val_files),
-        "--out", str(shards), "--val-fraction", "0", "--overwrite", "--workers", "1",
-        "--quiet", *prepare_flags(plan, recipe),
-    ])  # fmt: skip
+    _run(
+        "prepare",
+        prepare_main,
+        [
+            plan.name,
+            "--src",
+            *map(str, train_files),
+            "--val-src",
+            *map(str, val_files),
+            "--out",
+            str(shards),
+            "--val-fraction",
+            "0",
+            "--overwrite",
+            "--workers",
+            "1",
+            "--quiet",
+            *prepare_flags(plan, recipe),
+        ],
+    )
     seq_len = _seq_len(recipe)
     steps = plan.quick_steps if quick else plan.steps
     mega = MegabyteConfig(**{**recipe["model"]["model"]["init_args"]["config"], **plan.model})
@@ -109,8 +124,13 @@ def run_modality(plan: Plan, out: Path, samples: Path, quick: bool) -> dict[str,
     # The baseline's recipe: the MEGABYTE recipe with the model swapped, written next to its run.
     folder.mkdir(parents=True, exist_ok=True)
     baseline_recipe = folder / "bytetransformer.yaml"
-    swapped = dict(recipe, model={**recipe["model"], "model": {
-        "class_path": "multibyte.ByteTransformer", "init_args": {"config": baseline}}})  # fmt: skip
+    swapped = dict(
+        recipe,
+        model={
+            **recipe["model"],
+            "model": {"class_path": "multibyte.ByteTransformer", "init_args": {"config": baseline}},
+        },
+    )
     baseline_recipe.write_text(yaml.safe_dump(swapped, sort_keys=False))
     models = {"MEGABYTE": RECIPES / plan.recipe, "ByteTransformer": baseline_recipe}
     results: dict[str, Any] = {"modality": plan.name, "steps": steps, "seq_len": seq_len}
@@ -118,24 +138,51 @@ def run_modality(plan: Plan, out: Path, samples: Path, quick: bool) -> dict[str,
     for label, recipe_path in models.items():
         root = folder / label.lower()
         shutil.rmtree(root, ignore_errors=True)
-        _run("fit", fit_main, [
-            "--config", str(recipe_path), "--data.path", str(shards),
-            "--trainer.max_steps", str(steps), "--trainer.val_check_interval", str(steps),
-            "--trainer.default_root_dir", str(root), "--trainer.log_every_n_steps", "5",
-            "--model.warmup_steps", str(max(1, steps // 10)),
-            # eager: a fresh machine may lack the C++ compiler that CPU torch.compile needs, and
-            # a few hundred steps barely repay compiling
-            "--model.compile", "false",
-            *(model_flags if label == "MEGABYTE" else []),
-        ])  # fmt: skip
+        _run(
+            "fit",
+            fit_main,
+            [
+                "--config",
+                str(recipe_path),
+                "--data.path",
+                str(shards),
+                "--trainer.max_steps",
+                str(steps),
+                "--trainer.val_check_interval",
+                str(steps),
+                "--trainer.default_root_dir",
+                str(root),
+                "--trainer.log_every_n_steps",
+                "5",
+                "--model.warmup_steps",
+                str(max(1, steps // 10)),
+                # eager: a fresh machine may lack the C++ compiler that CPU torch.compile needs, and
+                # a few hundred steps barely repay compiling
+                "--model.compile",
+                "false",
+                *(model_flags if label == "MEGABYTE" else []),
+            ],
+        )
         checkpoint = root / "checkpoints" / "last.ckpt"
         report_json = root / "evaluation.json"
         limit = ["--limit", "2"] if quick else []
         plots = ["--plots", str(folder / "plots")] if label == "MEGABYTE" else ["--no-codecs"]
-        _run("evaluate", evaluate_main, [
-            "--ckpt", str(checkpoint), "--data", str(shards), "--json", str(report_json),
-            "--quiet", "--overwrite", *limit, *plots,
-        ])  # fmt: skip
+        _run(
+            "evaluate",
+            evaluate_main,
+            [
+                "--ckpt",
+                str(checkpoint),
+                "--data",
+                str(shards),
+                "--json",
+                str(report_json),
+                "--quiet",
+                "--overwrite",
+                *limit,
+                *plots,
+            ],
+        )
         results[label] = json.loads(report_json.read_text())
         results[label]["checkpoint"] = str(checkpoint)
         curves[label] = _curve(root)
@@ -144,10 +191,20 @@ def run_modality(plan: Plan, out: Path, samples: Path, quick: bool) -> dict[str,
     sample_args = list(plan.quick_sample if quick else plan.sample)
     if plan.prompt:  # continue held-out photos and speech
         sample_args += ["--prompt", str(val_files[0])]
-    _run("sample", sample_main, [
-        "--ckpt", results["MEGABYTE"]["checkpoint"], "--out", str(folder / plan.sample_file),
-        "--seed", "0", "--overwrite", *sample_args,
-    ])  # fmt: skip
+    _run(
+        "sample",
+        sample_main,
+        [
+            "--ckpt",
+            results["MEGABYTE"]["checkpoint"],
+            "--out",
+            str(folder / plan.sample_file),
+            "--seed",
+            "0",
+            "--overwrite",
+            *sample_args,
+        ],
+    )
     target = folder / plan.sample_file
     written = (
         [target] if target.exists() else sorted(folder.glob(f"{target.stem}-*{target.suffix}"))
@@ -182,23 +239,53 @@ def run_multimodal(results: list[dict[str, Any]], out: Path, samples: Path, quic
     listing = ", ".join(entries)
     root = folder / "megabyte"
     shutil.rmtree(root, ignore_errors=True)
-    _run("fit", fit_main, [
-        "--config", str(RECIPES / MULTIMODAL_RECIPE), "--data.sources", f"[{listing}]",
-        "--data.mix_by", "batch",
-        "--trainer.max_steps", str(steps), "--trainer.val_check_interval", str(steps),
-        "--trainer.default_root_dir", str(root), "--trainer.log_every_n_steps", "5",
-        "--model.warmup_steps", str(max(1, steps // 10)),
-    ])  # fmt: skip
+    _run(
+        "fit",
+        fit_main,
+        [
+            "--config",
+            str(RECIPES / MULTIMODAL_RECIPE),
+            "--data.sources",
+            f"[{listing}]",
+            "--data.mix_by",
+            "batch",
+            "--trainer.max_steps",
+            str(steps),
+            "--trainer.val_check_interval",
+            str(steps),
+            "--trainer.default_root_dir",
+            str(root),
+            "--trainer.log_every_n_steps",
+            "5",
+            "--model.warmup_steps",
+            str(max(1, steps // 10)),
+        ],
+    )
     checkpoint = root / "checkpoints" / "last.ckpt"
     report_json = root / "evaluation.json"
     limit = ["--limit", "2"] if quick else []
-    _run("evaluate", evaluate_main, [
-        "--ckpt", str(checkpoint), "--data", *sources, "--json", str(report_json), "--quiet",
-        "--no-codecs", *limit,
-    ])  # fmt: skip
+    _run(
+        "evaluate",
+        evaluate_main,
+        [
+            "--ckpt",
+            str(checkpoint),
+            "--data",
+            *sources,
+            "--json",
+            str(report_json),
+            "--quiet",
+            "--no-codecs",
+            *limit,
+        ],
+    )
     reports = json.loads(report_json.read_text())
-    return {"steps": steps, "weights": weights, "checkpoint": str(checkpoint),
-            "reports": reports if isinstance(reports, list) else [reports]}  # fmt: skip
+    return {
+        "steps": steps,
+        "weights": weights,
+        "checkpoint": str(checkpoint),
+        "reports": reports if isinstance(reports, list) else [reports],
+    }
 
 
 def multimodal_rows(results: list[dict[str, Any]], multimodal: dict) -> list[dict[str, Any]]:
@@ -210,12 +297,15 @@ def multimodal_rows(results: list[dict[str, Any]], multimodal: dict) -> list[dic
         if shared is None:
             continue
         special = result["MEGABYTE"]["bits_per_byte"]
-        rows.append({
-            "modality": result["modality"], "specialist_bpb": round(special, 4),
-            "multimodal_bpb": round(shared["bits_per_byte"], 4),
-            "gap_bpb": round(shared["bits_per_byte"] - special, 4),
-            "header_bpb": round(shared.get("header_bits_per_byte", float("nan")), 3),
-        })  # fmt: skip
+        rows.append(
+            {
+                "modality": result["modality"],
+                "specialist_bpb": round(special, 4),
+                "multimodal_bpb": round(shared["bits_per_byte"], 4),
+                "gap_bpb": round(shared["bits_per_byte"] - special, 4),
+                "header_bpb": round(shared.get("header_bits_per_byte", float("nan")), 3),
+            }
+        )
     return rows
 
 
@@ -230,26 +320,31 @@ def table_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         mega, base = result["MEGABYTE"], result["ByteTransformer"]
         codecs = {k: v for k, v in mega.get("codecs", {}).items() if v is not None}
         best = min(codecs, key=codecs.get) if codecs else None
-        rows.append({
-            "modality": result["modality"],
-            "unit": mega["unit"],
-            "bytes": mega["bytes"],
-            "megabyte_bpb": round(mega["bits_per_byte"], 3),
-            "megabyte_in_unit": round(mega["value_in_unit"], 3),
-            "ci95": [round(v, 3) for v in mega["ci95"]] if mega.get("ci95") else None,
-            "baseline_bpb": round(base["bits_per_byte"], 3),
-            "gzip_bpb": round(codecs["gzip"], 3) if "gzip" in codecs else None,
-            "best_codec": best,
-            "best_codec_bpb": round(codecs[best], 3) if best else None,
-            "beats_gzip": "gzip" in codecs and mega["bits_per_byte"] < codecs["gzip"],
-        })  # fmt: skip
+        rows.append(
+            {
+                "modality": result["modality"],
+                "unit": mega["unit"],
+                "bytes": mega["bytes"],
+                "megabyte_bpb": round(mega["bits_per_byte"], 3),
+                "megabyte_in_unit": round(mega["value_in_unit"], 3),
+                "ci95": [round(v, 3) for v in mega["ci95"]] if mega.get("ci95") else None,
+                "baseline_bpb": round(base["bits_per_byte"], 3),
+                "gzip_bpb": round(codecs["gzip"], 3) if "gzip" in codecs else None,
+                "best_codec": best,
+                "best_codec_bpb": round(codecs[best], 3) if best else None,
+                "beats_gzip": "gzip" in codecs and mega["bits_per_byte"] < codecs["gzip"],
+            }
+        )
     return rows
 
 
 def write_report(
-    results: list[dict[str, Any]], out: Path, seconds: float, quick: bool,
+    results: list[dict[str, Any]],
+    out: Path,
+    seconds: float,
+    quick: bool,
     multimodal: dict | None = None,
-) -> Path:  # fmt: skip
+) -> Path:
     rows = table_rows(results)
     lines = [
         "# multibyte quickstart report",
@@ -284,8 +379,12 @@ def write_report(
             f"{_fmt(row['gzip_bpb'])} | {row['best_codec'] or 'n/a'} | "
             f"{_fmt(row['best_codec_bpb'])} |"
         )
-    lines += ["", "Where MEGABYTE does not beat gzip, it is because the model is tiny and "
-              "trained for minutes; say so when quoting these numbers.", ""]  # fmt: skip
+    lines += [
+        "",
+        "Where MEGABYTE does not beat gzip, it is because the model is tiny and "
+        "trained for minutes; say so when quoting these numbers.",
+        "",
+    ]
     mm_rows = multimodal_rows(results, multimodal) if multimodal else []
     if mm_rows:
         lines += [
@@ -341,7 +440,7 @@ def write_report(
             },
             indent=2,
         )
-        + "\n"  # fmt: skip
+        + "\n"
     )
     return report
 
@@ -368,15 +467,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", default="runs/quickstart", help="output folder")
     parser.add_argument(
-        "--overwrite", action="store_true",
+        "--overwrite",
+        action="store_true",
         help="write into an --out that holds other files than an earlier quickstart's",
-    )  # fmt: skip
+    )
     parser.add_argument("--samples", default=str(SAMPLES), help="the sample pack")
     parser.add_argument("--quick", action="store_true", help="a few steps only (seconds)")
-    parser.add_argument("--modalities", nargs="+", default=[p.name for p in PLANS],
-                        choices=[p.name for p in PLANS])  # fmt: skip
-    parser.add_argument("--no-multimodal", dest="multimodal", action="store_false",
-                        help="skip the one model trained on every modality")  # fmt: skip
+    parser.add_argument(
+        "--modalities", nargs="+", default=[p.name for p in PLANS], choices=[p.name for p in PLANS]
+    )
+    parser.add_argument(
+        "--no-multimodal",
+        dest="multimodal",
+        action="store_false",
+        help="skip the one model trained on every modality",
+    )
     return parser
 
 

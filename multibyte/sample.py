@@ -48,10 +48,16 @@ def generate(
     `compile`: every cached step one compiled graph (see `Megabyte.decoder`)."""
     with tqdm(total=max_new_bytes, unit="B", desc="sample", disable=not progress) as bar:
         return model.generate(
-            prompt, max_new_bytes, temperature=temperature, top_k=top_k, top_p=top_p,
-            use_cache=True, generator=generator, progress=lambda done: bar.update(done - bar.n),
+            prompt,
+            max_new_bytes,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            use_cache=True,
+            generator=generator,
+            progress=lambda done: bar.update(done - bar.n),
             compile=compile,
-        )  # fmt: skip
+        )
 
 
 def fraction_defaults() -> str:
@@ -72,15 +78,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("--prompt", help="prompt file (the modality's format)")
     parser.add_argument(
-        "--prompt-fraction", type=float,
+        "--prompt-fraction",
+        type=float,
         help=f"part of the prompt kept (default: the modality's; {fraction_defaults()})",
-    )  # fmt: skip
+    )
     parser.add_argument("--n", type=int, default=4, help="number of samples")
     parser.add_argument(
-        "--max-new-bytes", type=int,
+        "--max-new-bytes",
+        type=int,
         help="bytes to generate (default: the modality's; modalities whose every sample has one "
         "size generate whole samples and refuse it)",
-    )  # fmt: skip
+    )
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--top-k", type=int)
     parser.add_argument("--top-p", type=float)
@@ -88,10 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument(
-        "--compile", action="store_true",
+        "--compile",
+        action="store_true",
         help="run each decoding step as one compiled graph: ~10 s of compiling first, then "
         "1.4-1.8x faster per byte on a CPU (pays for long samples, e.g. whole images)",
-    )  # fmt: skip
+    )
     return parser
 
 
@@ -218,9 +227,16 @@ def run(args: argparse.Namespace) -> list[Path]:
         x = torch.tensor(list(header + prompt.data), dtype=torch.long)
         x = x.reshape(1, -1).repeat(args.n, 1)
         out = generate(
-            model, x.to(args.device), new, args.temperature, args.top_k, args.top_p, generator,
-            progress=not args.quiet, compile=args.compile,
-        )  # fmt: skip
+            model,
+            x.to(args.device),
+            new,
+            args.temperature,
+            args.top_k,
+            args.top_p,
+            generator,
+            progress=not args.quiet,
+            compile=args.compile,
+        )
         samples = [bytes(row.tolist())[len(header) :] for row in out.cpu()]
         target = Path(args.out)
         with staging(target.parent) as stage:  # every file complete, or none

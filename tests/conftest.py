@@ -105,12 +105,24 @@ def fit_recipe(fit, recipes):
 
     def run(recipe: str, data: Path, root: Path, steps: int, *options: str) -> dict[int, float]:
         status = fit(  # warmup scaled to the short run, as the quickstart does
-            "--config", recipes / recipe, "--data.path", data,
-            "--model.warmup_steps", max(1, steps // 10), *options,
-            "--trainer.max_steps", steps, "--trainer.val_check_interval", steps // 2,
-            "--trainer.default_root_dir", root, "--trainer.log_every_n_steps", 5,
-            "--trainer.enable_progress_bar", "false",
-        )  # fmt: skip
+            "--config",
+            recipes / recipe,
+            "--data.path",
+            data,
+            "--model.warmup_steps",
+            max(1, steps // 10),
+            *options,
+            "--trainer.max_steps",
+            steps,
+            "--trainer.val_check_interval",
+            steps // 2,
+            "--trainer.default_root_dir",
+            root,
+            "--trainer.log_every_n_steps",
+            5,
+            "--trainer.enable_progress_bar",
+            "false",
+        )
         assert status == 0
         return column(read_metrics(root), "val/bpb")
 
@@ -127,8 +139,23 @@ def mixture_shards(image_folder, audio_folder, text_folder, tmp_path_factory) ->
         ("text", text_folder, []),
     ):
         out = root / name
-        status = prepare([name, "--src", str(src), "--out", str(out), "--val-fraction", "0.2",
-                          "--shard-size", "2", "--workers", "1", "--quiet", *extra])  # fmt: skip
+        status = prepare(
+            [
+                name,
+                "--src",
+                str(src),
+                "--out",
+                str(out),
+                "--val-fraction",
+                "0.2",
+                "--shard-size",
+                "2",
+                "--workers",
+                "1",
+                "--quiet",
+                *extra,
+            ]
+        )
         assert status == 0
         made[name] = out
     return made

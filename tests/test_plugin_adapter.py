@@ -105,21 +105,45 @@ def recipe(path: Path, shards: Path, root: Path) -> Path:
     config = {
         "seed_everything": 0,
         "trainer": {
-            "accelerator": "cpu", "devices": 1, "precision": "32-true", "max_steps": 3,
-            "val_check_interval": 3, "check_val_every_n_epoch": None, "log_every_n_steps": 1,
-            "enable_progress_bar": False, "default_root_dir": str(root),
-            "callbacks": [{"class_path": "multibyte.train.Checkpoints",
-                           "init_args": {"save_last": True}}],
+            "accelerator": "cpu",
+            "devices": 1,
+            "precision": "32-true",
+            "max_steps": 3,
+            "val_check_interval": 3,
+            "check_val_every_n_epoch": None,
+            "log_every_n_steps": 1,
+            "enable_progress_bar": False,
+            "default_root_dir": str(root),
+            "callbacks": [
+                {"class_path": "multibyte.train.Checkpoints", "init_args": {"save_last": True}}
+            ],
         },
         "model": {
-            "model": {"class_path": "multibyte.Megabyte", "init_args": {"config": {
-                "patch_size": 4, "max_seq_len": 16, "global_dim": 32, "global_layers": 1,
-                "global_heads": 2, "local_dim": 16, "local_layers": 1, "local_heads": 2}}},
-            "lr": 3.0e-3, "warmup_steps": 1,
+            "model": {
+                "class_path": "multibyte.Megabyte",
+                "init_args": {
+                    "config": {
+                        "patch_size": 4,
+                        "max_seq_len": 16,
+                        "global_dim": 32,
+                        "global_layers": 1,
+                        "global_heads": 2,
+                        "local_dim": 16,
+                        "local_layers": 1,
+                        "local_heads": 2,
+                    }
+                },
+            },
+            "lr": 3.0e-3,
+            "warmup_steps": 1,
         },
-        "data": {"path": str(shards), "modality": {"name": "csv", "width": 16},
-                 "batch_size": 4, "batches_per_epoch": 3},
-    }  # fmt: skip
+        "data": {
+            "path": str(shards),
+            "modality": {"name": "csv", "width": 16},
+            "batch_size": 4,
+            "batches_per_epoch": 3,
+        },
+    }
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
 
@@ -133,8 +157,21 @@ def csv_registered(monkeypatch):
 def test_a_plugin_adapter_goes_through_every_command(csv_registered, tmp_path, capsys):
     rows = write_csvs(tmp_path / "csv")
     shards = tmp_path / "shards"
-    prepare = ["prepare", "csv", "--src", str(tmp_path / "csv"), "--out", str(shards),
-               "--width", "16", "--val-fraction", "0.3", "--workers", "1", "--quiet"]  # fmt: skip
+    prepare = [
+        "prepare",
+        "csv",
+        "--src",
+        str(tmp_path / "csv"),
+        "--out",
+        str(shards),
+        "--width",
+        "16",
+        "--val-fraction",
+        "0.3",
+        "--workers",
+        "1",
+        "--quiet",
+    ]
     assert cli([*prepare[:-1], "--size", "8", "--quiet"]) == 2  # image's flag, not csv's
     assert "option --size does not apply to csv" in capsys.readouterr().err
     assert cli(prepare) == 0
@@ -153,21 +190,56 @@ def test_a_plugin_adapter_goes_through_every_command(csv_registered, tmp_path, c
     assert checkpoint.is_file()
 
     report = tmp_path / "report.json"
-    argv = ["evaluate", "--ckpt", str(checkpoint), "--data", str(shards), "--json", str(report),
-            "--quiet"]  # fmt: skip
+    argv = [
+        "evaluate",
+        "--ckpt",
+        str(checkpoint),
+        "--data",
+        str(shards),
+        "--json",
+        str(report),
+        "--quiet",
+    ]
     assert cli(argv) == 0
     summary = json.loads(report.read_text())
     assert summary["modality"] == "csv" and summary["unit"] == "bits/number"
     assert summary["bytes"] == 16 * manifest["counts"]["val"] and summary["source"] == "shards"
     assert 0 < summary["bits_per_byte"] < 9 and "csv.gz" in summary["codecs"]
     # Raw files are recognised by the adapter's suffix and encoded as prepare would.
-    assert cli(["evaluate", "--ckpt", str(checkpoint), "--data", str(tmp_path / "csv"),
-                "--json", str(report), "--quiet", "--no-codecs", "--overwrite"]) == 0  # fmt: skip
+    assert (
+        cli(
+            [
+                "evaluate",
+                "--ckpt",
+                str(checkpoint),
+                "--data",
+                str(tmp_path / "csv"),
+                "--json",
+                str(report),
+                "--quiet",
+                "--no-codecs",
+                "--overwrite",
+            ]
+        )
+        == 0
+    )
     assert json.loads(report.read_text())["bytes"] == 16 * len(rows)
 
     out = tmp_path / "samples" / "s.csv"
-    argv = ["sample", "--ckpt", str(checkpoint), "--out", str(out), "--n", "2",
-            "--prompt", str(tmp_path / "csv" / "part0.csv"), "--seed", "0", "--quiet"]  # fmt: skip
+    argv = [
+        "sample",
+        "--ckpt",
+        str(checkpoint),
+        "--out",
+        str(out),
+        "--n",
+        "2",
+        "--prompt",
+        str(tmp_path / "csv" / "part0.csv"),
+        "--seed",
+        "0",
+        "--quiet",
+    ]
     assert cli(argv) == 0
     for i in range(2):
         numbers = [int(v) for v in (out.parent / f"s-{i}.csv").read_text().strip().split(",")]
@@ -187,7 +259,20 @@ def test_the_entry_point_group_resolves_and_prepares(monkeypatch, tmp_path):
     write_csvs(tmp_path / "csv", files=2, rows=3, width=4)
     assert modalities.guess([tmp_path / "csv"]) == "csv"
     out = tmp_path / "shards"
-    argv = ["prepare", "csv", "--src", str(tmp_path / "csv"), "--out", str(out), "--width", "4",
-            "--val-fraction", "0", "--workers", "1", "--quiet"]  # fmt: skip
+    argv = [
+        "prepare",
+        "csv",
+        "--src",
+        str(tmp_path / "csv"),
+        "--out",
+        str(out),
+        "--width",
+        "4",
+        "--val-fraction",
+        "0",
+        "--workers",
+        "1",
+        "--quiet",
+    ]
     assert cli(argv) == 0
     assert json.loads((out / "manifest.json").read_text())["counts"] == {"train": 6, "val": 0}

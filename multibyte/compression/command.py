@@ -115,9 +115,10 @@ def compress_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: current)")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda; recorded")
     parser.add_argument(
-        "--compile", action="store_true",
+        "--compile",
+        action="store_true",
         help="code with the compiled decode step (recorded; decompress then uses it too)",
-    )  # fmt: skip
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
@@ -189,10 +190,18 @@ def run_compress(args: argparse.Namespace, failures: Failures) -> None:
         try:
             with _bar(len(data), source.name, args.quiet) as bar:
                 blob = compress(
-                    model, data, chunk=args.chunk, batch=args.batch, threads=args.threads,
-                    modality=adapter.options, suffix=suffix, checkpoint=Path(args.ckpt).name,
-                    fingerprint=fingerprint, progress=bar.update, compile=args.compile,
-                )  # fmt: skip
+                    model,
+                    data,
+                    chunk=args.chunk,
+                    batch=args.batch,
+                    threads=args.threads,
+                    modality=adapter.options,
+                    suffix=suffix,
+                    checkpoint=Path(args.ckpt).name,
+                    fingerprint=fingerprint,
+                    progress=bar.update,
+                    compile=args.compile,
+                )
             _write_atomic(target, lambda tmp, blob=blob: tmp.write_bytes(blob), lambda tmp: None)
         except (ValueError, OSError) as error:
             failures.add(f"{source}: {error}")
@@ -235,10 +244,11 @@ def decompress_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     parser.add_argument(
-        "--allow-mismatch", action="store_true",
+        "--allow-mismatch",
+        action="store_true",
         help="decode even where torch/device differ from the compressor's (the sha256 check "
         "still refuses wrong output)",
-    )  # fmt: skip
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
@@ -323,9 +333,12 @@ def _decompress_one(
     _place(model, container)
     with _bar(container.length, name, args.quiet) as bar:
         data = decode_container(
-            model, container, allow_mismatch=args.allow_mismatch, fingerprint=fingerprint,
+            model,
+            container,
+            allow_mismatch=args.allow_mismatch,
+            fingerprint=fingerprint,
             progress=bar.update,
-        )  # fmt: skip
+        )
     if adapter is None:
         write = lambda tmp: tmp.write_bytes(data)  # noqa: E731
         read = lambda tmp: tmp.read_bytes()  # noqa: E731

@@ -10,18 +10,33 @@ from typing import Any
 
 # Lazy, so that `multibyte prepare` (which writes shards) does not pay for importing torch.
 _HOMES = {
-    "batch_by_length": "batching", "collate": "batching",
-    "Slot": "distributed", "current_slot": "distributed", "take_every": "distributed",
-    "BadShards": "iterable", "ShardDataset": "iterable",
-    "LengthBatchSampler": "mapstyle", "RandomWindowDataset": "mapstyle",
-    "SequenceDataset": "mapstyle", "WindowDataset": "mapstyle",
-    "MANIFEST": "shards", "SPLITS": "shards", "iter_tar_samples": "shards",
-    "list_shards": "shards", "load_manifest": "shards", "read_samples": "shards",
-    "shard_name": "shards", "ShardError": "shards", "shard_infos": "shards",
-    "expected_info": "shards", "check_shard_bytes": "shards",
-    "fixed_windows": "windows", "pieces": "windows", "random_windows": "windows",
+    "batch_by_length": "batching",
+    "collate": "batching",
+    "Slot": "distributed",
+    "current_slot": "distributed",
+    "take_every": "distributed",
+    "BadShards": "iterable",
+    "ShardDataset": "iterable",
+    "LengthBatchSampler": "mapstyle",
+    "RandomWindowDataset": "mapstyle",
+    "SequenceDataset": "mapstyle",
+    "WindowDataset": "mapstyle",
+    "MANIFEST": "shards",
+    "SPLITS": "shards",
+    "iter_tar_samples": "shards",
+    "list_shards": "shards",
+    "load_manifest": "shards",
+    "read_samples": "shards",
+    "shard_name": "shards",
+    "ShardError": "shards",
+    "shard_infos": "shards",
+    "expected_info": "shards",
+    "check_shard_bytes": "shards",
+    "fixed_windows": "windows",
+    "pieces": "windows",
+    "random_windows": "windows",
     "ShardSink": "writer",
-}  # fmt: skip
+}
 
 
 def __getattr__(name: str) -> Any:

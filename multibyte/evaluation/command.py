@@ -44,9 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--ckpt", required=True, help="checkpoint (.ckpt or exported)")
     parser.add_argument(
-        "--data", required=True, nargs="+", help="a prepared shard folder, .tar shards, or raw "
+        "--data",
+        required=True,
+        nargs="+",
+        help="a prepared shard folder, .tar shards, or raw "
         "files/folders (encoded with the checkpoint's modality)",
-    )  # fmt: skip
+    )
     parser.add_argument("--modality", help="override the checkpoint's modality (name)")
     parser.add_argument("--split", default="val", help="shard split to read (default: val)")
     parser.add_argument("--seq-len", type=int, help="window length L (default: max_seq_len)")
@@ -64,19 +67,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--markdown", help="write the Markdown table here")
     parser.add_argument("--plots", help="write PNG plots into this folder")
     parser.add_argument(
-        "--overwrite", action="store_true",
+        "--overwrite",
+        action="store_true",
         help="replace an existing --json or --markdown file, or the PNGs in --plots",
-    )  # fmt: skip
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument(
-        "--allow-incomplete", action="store_true",
+        "--allow-incomplete",
+        action="store_true",
         help="read a shard folder whose prepare did not complete",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--allow-unverified", action="store_true",
+        "--allow-unverified",
+        action="store_true",
         help="read shards that no manifest records checksums for (no manifest, or bare .tar "
         "files): a damaged shard then goes unnoticed",
-    )  # fmt: skip
+    )
     return parser
 
 
@@ -123,10 +129,14 @@ def open_data(args: argparse.Namespace, trained: dict | None) -> tuple[Prepared,
     """The data to score: the shards' ``--split``, or every raw file given."""
     try:
         prepared = open_prepared(
-            args.data, trained, args.modality, val_fraction=0.0,
+            args.data,
+            trained,
+            args.modality,
+            val_fraction=0.0,
             allow_incomplete=getattr(args, "allow_incomplete", False),
-            allow_unverified=getattr(args, "allow_unverified", False), same_layout=True,
-        )  # fmt: skip
+            allow_unverified=getattr(args, "allow_unverified", False),
+            same_layout=True,
+        )
     except LayoutMismatch as error:
         raise EvaluationError(
             f"the shards in {error.where} hold {describe(error.found)} but the checkpoint "
@@ -180,11 +190,20 @@ def run(args: argparse.Namespace) -> Evaluation:
             + (f" ({len(skipped)} inputs skipped: {reasons})" if skipped else "")
         )
     evaluation = evaluate_model(
-        model, sequences, adapter=prepared.adapter, stream=prepared.stream, seq_len=args.seq_len,
-        strided=args.strided, sliding=args.sliding, context=args.context,
-        batch_size=args.batch_size, device=device, codecs=not args.no_codecs,
-        words=args.words, progress=not args.quiet,
-    )  # fmt: skip
+        model,
+        sequences,
+        adapter=prepared.adapter,
+        stream=prepared.stream,
+        seq_len=args.seq_len,
+        strided=args.strided,
+        sliding=args.sliding,
+        context=args.context,
+        batch_size=args.batch_size,
+        device=device,
+        codecs=not args.no_codecs,
+        words=args.words,
+        progress=not args.quiet,
+    )
     evaluation.summary.update(
         checkpoint=str(args.ckpt),
         data=[str(p) for p in args.data],
@@ -231,10 +250,13 @@ def evaluate_source(
     """One modality of a multimodal model on one data path, header bytes excluded."""
     try:
         probe = open_prepared(
-            [path], None, None, val_fraction=0.0,
+            [path],
+            None,
+            None,
+            val_fraction=0.0,
             allow_incomplete=getattr(args, "allow_incomplete", False),
             allow_unverified=getattr(args, "allow_unverified", False),
-        )  # fmt: skip
+        )
         options = probe.adapter.options if probe.adapter is not None else None
     except ModalityUnknown:
         options = None
@@ -250,11 +272,20 @@ def evaluate_source(
     if not sequences:
         raise EvaluationError(f"no data to evaluate in {path}")
     evaluation = evaluate_model(
-        headered, sequences, adapter=prepared.adapter, stream=prepared.stream,
-        seq_len=window, strided=args.strided, sliding=args.sliding, context=args.context,
-        batch_size=args.batch_size, device=device, codecs=not args.no_codecs,
-        words=args.words, progress=not args.quiet,
-    )  # fmt: skip
+        headered,
+        sequences,
+        adapter=prepared.adapter,
+        stream=prepared.stream,
+        seq_len=window,
+        strided=args.strided,
+        sliding=args.sliding,
+        context=args.context,
+        batch_size=args.batch_size,
+        device=device,
+        codecs=not args.no_codecs,
+        words=args.words,
+        progress=not args.quiet,
+    )
     bits = header_bits(model, table.headers[index])
     spec = getattr(model, "config", None)
     evaluation.summary["model"].update(

@@ -111,9 +111,16 @@ def evaluate_model(
     lengths = [len(a) for a in arrays]
     groups = ci_groups(lengths, window, stream)
     modes, notes = score_modes(
-        model, arrays, window, strided=strided, sliding=sliding, context=context,
-        batch_size=batch_size, device=device, progress=progress,
-    )  # fmt: skip
+        model,
+        arrays,
+        window,
+        strided=strided,
+        sliding=sliding,
+        context=context,
+        batch_size=batch_size,
+        device=device,
+        progress=progress,
+    )
     summaries = {
         name: mode_summary(mode, groups, factor, modes["basic"]) for name, mode in modes.items()
     }

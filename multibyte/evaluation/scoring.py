@@ -90,9 +90,10 @@ def run_plan(
     for w in plan:
         by_length.setdefault(w.stop - w.start, []).append(w)
     batches = [
-        group[i : i + batch_size] for group in by_length.values()
+        group[i : i + batch_size]
+        for group in by_length.values()
         for i in range(0, len(group), batch_size)
-    ]  # fmt: skip
+    ]
     for batch in tqdm(batches, desc=f"evaluate {name}", unit="batch", disable=not progress):
         x = np.stack([sequences[w.sequence][w.start : w.stop] for w in batch])
         scored = window_bits(model, torch.from_numpy(x.astype(np.int64)).to(device)).cpu().numpy()
@@ -146,8 +147,12 @@ def score_modes(
             ctx = window // 2 if context is None else context
             modes["sliding"] = run(sliding_plan(lengths, window, ctx, patch), "sliding")
             stride = sliding_stride(window, ctx, patch)
-            modes["sliding"].settings = {"context": ctx, "stride": stride, "window": window,
-                                         "min_context": window - stride}  # fmt: skip
+            modes["sliding"].settings = {
+                "context": ctx,
+                "stride": stride,
+                "window": window,
+                "min_context": window - stride,
+            }
     finally:
         model.train(was_training)
     return modes, notes

@@ -30,17 +30,23 @@ class SaveConfigNextToCheckpoints(SaveConfigCallback):
             folder = os.path.join(trainer.default_root_dir, "checkpoints")
             os.makedirs(folder, exist_ok=True)
             self.parser.save(
-                self.config, os.path.join(folder, "config.yaml"),
-                overwrite=True, multifile=False,
-            )  # fmt: skip
+                self.config,
+                os.path.join(folder, "config.yaml"),
+                overwrite=True,
+                multifile=False,
+            )
 
 
 # Trainer arguments where an int counts batches and a float is a fraction: Lightning declares
 # them Union[float, int], which jsonargparse tries in order, so "1" would become 1.0 (100%).
 COUNT_OR_FRACTION = (
-    "limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches",
-    "overfit_batches", "val_check_interval",
-)  # fmt: skip
+    "limit_train_batches",
+    "limit_val_batches",
+    "limit_test_batches",
+    "limit_predict_batches",
+    "overfit_batches",
+    "val_check_interval",
+)
 # What a run writes under default_root_dir (config.yaml, logs, checkpoints).
 RUN_OUTPUTS = ("checkpoints", "csv", "tensorboard", "lightning_logs")
 

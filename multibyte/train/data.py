@@ -276,11 +276,16 @@ class ByteDataModule(L.LightningDataModule):
         """Shards or raw files, and the modality they hold, as configuration errors."""
         try:
             prepared = open_prepared(
-                self.paths, modality, val_fraction=val_fraction, seed=seed,
-                allow_incomplete=self.allow_incomplete, allow_flag="--data.allow_incomplete true",
-                name_unmet=True, allow_unverified=self.allow_unverified,
+                self.paths,
+                modality,
+                val_fraction=val_fraction,
+                seed=seed,
+                allow_incomplete=self.allow_incomplete,
+                allow_flag="--data.allow_incomplete true",
+                name_unmet=True,
+                allow_unverified=self.allow_unverified,
                 unverified_flag="--data.allow_unverified true",
-            )  # fmt: skip
+            )
         except (IncompleteShards, UnverifiedShards, ShardError) as error:
             raise ConfigError(f"data.path: {error}") from error
         except ModalityMismatch as error:
@@ -315,10 +320,19 @@ class ByteDataModule(L.LightningDataModule):
     # -- several sources (one multimodal model) ------------------------------------------------
 
     def _init_mixture(
-        self, path: Any, sources: list[dict[str, Any]], modality: Any, seq_len: int | None,
-        mix_alpha: float, patch_size: int | None, val_fraction: float, seed: int,
-        allow_incomplete: bool, on_bad_shard: str, mix_by: str,
-    ) -> None:  # fmt: skip
+        self,
+        path: Any,
+        sources: list[dict[str, Any]],
+        modality: Any,
+        seq_len: int | None,
+        mix_alpha: float,
+        patch_size: int | None,
+        val_fraction: float,
+        seed: int,
+        allow_incomplete: bool,
+        on_bad_shard: str,
+        mix_by: str,
+    ) -> None:
         if path is not None and path != []:
             raise ConfigError("give data.path or data.sources, not both")
         if modality is not None:
@@ -327,9 +341,17 @@ class ByteDataModule(L.LightningDataModule):
             raise ConfigError(f"data.val_fraction must be in [0, 1), got {val_fraction}")
         try:
             self.mixture = MixtureData(
-                sources, seq_len, mix_alpha, val_fraction, seed, patch_size, allow_incomplete,
-                on_bad_shard, getattr(self, "allow_unverified", False), mix_by=mix_by,
-            )  # fmt: skip
+                sources,
+                seq_len,
+                mix_alpha,
+                val_fraction,
+                seed,
+                patch_size,
+                allow_incomplete,
+                on_bad_shard,
+                getattr(self, "allow_unverified", False),
+                mix_by=mix_by,
+            )
         except MixtureError as error:
             raise ConfigError(f"data.sources: {error}") from error
         self.adapter, self.shards, self.stream, self.skipped = None, False, False, []
@@ -414,22 +436,36 @@ class ByteDataModule(L.LightningDataModule):
         rank, world_size = self._rank()
         if self.mixture is not None:
             return self.mixture.train_dataloader(
-                self.batch_size, rank, self._start_batch(), self.batches_per_epoch,
-                self.num_workers, world_size,
-            )  # fmt: skip
+                self.batch_size,
+                rank,
+                self._start_batch(),
+                self.batches_per_epoch,
+                self.num_workers,
+                world_size,
+            )
         generator = torch.Generator().manual_seed(self.seed)  # keeps the global RNG untouched
         augmenter = self._augmenter(rank)
         if self.shards:
             dataset = ShardDataset(
-                self.paths[0], split="train", seq_len=self.seq_len, batch_size=self.batch_size,
-                train=True, stream=self.stream, batches_per_epoch=self.batches_per_epoch,
-                shuffle_buffer=self.shuffle_buffer, seed=self.seed, drop_last=True,
+                self.paths[0],
+                split="train",
+                seq_len=self.seq_len,
+                batch_size=self.batch_size,
+                train=True,
+                stream=self.stream,
+                batches_per_epoch=self.batches_per_epoch,
+                shuffle_buffer=self.shuffle_buffer,
+                seed=self.seed,
+                drop_last=True,
                 on_bad_shard=self.on_bad_shard,
-            )  # fmt: skip
+            )
             return EpochedLoader(
-                dataset, self._start_batch(), augmenter=augmenter, num_workers=self.num_workers,
+                dataset,
+                self._start_batch(),
+                augmenter=augmenter,
+                num_workers=self.num_workers,
                 generator=generator,
-            )  # fmt: skip
+            )
         self.setup()
         if self.stream:
             dataset = StreamWindows(self._splits["train"][0], self.seq_len)
@@ -439,13 +475,24 @@ class ByteDataModule(L.LightningDataModule):
             keep = [i for i, n in enumerate(full.lengths()) if n == self.seq_len]
             dataset, items = Subset(full, keep), len(keep)
         sampler = StepBatchSampler(
-            items, self.batch_size, self.seed, rank, world_size, self._start_batch(),
-            self.batches_per_epoch, replacement=self.stream,
-        )  # fmt: skip
+            items,
+            self.batch_size,
+            self.seed,
+            rank,
+            world_size,
+            self._start_batch(),
+            self.batches_per_epoch,
+            replacement=self.stream,
+        )
         return AugmentedLoader(
-            dataset, augmenter, self._start_batch(), batch_sampler=sampler, collate_fn=collate,
-            num_workers=self.num_workers, generator=generator,
-        )  # fmt: skip
+            dataset,
+            augmenter,
+            self._start_batch(),
+            batch_sampler=sampler,
+            collate_fn=collate,
+            num_workers=self.num_workers,
+            generator=generator,
+        )
 
     def val_dataloader(self) -> DataLoader:
         if self.mixture is not None:
@@ -458,9 +505,15 @@ class ByteDataModule(L.LightningDataModule):
             if not list_shards(self.paths[0], "val"):
                 return []
             dataset = ShardDataset(
-                self.paths[0], split="val", seq_len=self.seq_len, batch_size=self.val_batch_size,
-                train=False, stream=self.stream, seed=self.seed, on_bad_shard=self.on_bad_shard,
-            )  # fmt: skip
+                self.paths[0],
+                split="val",
+                seq_len=self.seq_len,
+                batch_size=self.val_batch_size,
+                train=False,
+                stream=self.stream,
+                seed=self.seed,
+                on_bad_shard=self.on_bad_shard,
+            )
             return DataLoader(
                 dataset, batch_size=None, num_workers=self.num_workers, generator=generator
             )
@@ -476,9 +529,12 @@ class ByteDataModule(L.LightningDataModule):
         mine = list(range(rank, len(full), world_size))  # every sequence on exactly one rank
         sampler = LengthBatchSampler([lengths[i] for i in mine], self.val_batch_size)
         return DataLoader(
-            Subset(full, mine), batch_sampler=sampler, collate_fn=collate,
-            num_workers=self.num_workers, generator=generator,
-        )  # fmt: skip
+            Subset(full, mine),
+            batch_sampler=sampler,
+            collate_fn=collate,
+            num_workers=self.num_workers,
+            generator=generator,
+        )
 
     def test_dataloader(self) -> DataLoader:
         return self.val_dataloader()

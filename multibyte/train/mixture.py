@@ -111,9 +111,14 @@ class Source:
 
     def spec(self, data_len: int, on_bad_shard: str) -> SourceSpec:
         return SourceSpec(
-            self.where, self.kind, self.train_shards, data_len, self.frame, on_bad_shard,
+            self.where,
+            self.kind,
+            self.train_shards,
+            data_len,
+            self.frame,
+            on_bad_shard,
             self.memory,
-        )  # fmt: skip
+        )
 
 
 def _modality(value: Any) -> dict[str, Any] | None:
@@ -158,10 +163,15 @@ def open_source(
             raise MixtureError(f"{where}: {key} must be a positive integer, got {value!r}")
     try:
         prepared = open_prepared(
-            paths, _modality(entry.get("modality")), val_fraction=val_fraction, seed=seed,
-            allow_incomplete=allow_incomplete, allow_flag="--data.allow_incomplete true",
-            allow_unverified=allow_unverified, unverified_flag="--data.allow_unverified true",
-        )  # fmt: skip
+            paths,
+            _modality(entry.get("modality")),
+            val_fraction=val_fraction,
+            seed=seed,
+            allow_incomplete=allow_incomplete,
+            allow_flag="--data.allow_incomplete true",
+            allow_unverified=allow_unverified,
+            unverified_flag="--data.allow_unverified true",
+        )
         if prepared.adapter is None:
             raise MixtureError(f"{where}: cannot tell its modality; give the source a modality")
         if prepared.shards and prepared.folder is None:
@@ -392,9 +402,14 @@ class MixtureData:
         self, batch_size: int, rank: int = 0, start_batch: int = 0, batches_per_epoch: int = 1000
     ) -> MixtureBatchSampler:
         return MixtureBatchSampler(
-            self.probabilities, batch_size, self.seed, rank, start_batch, batches_per_epoch,
+            self.probabilities,
+            batch_size,
+            self.seed,
+            rank,
+            start_batch,
+            batches_per_epoch,
             rows=self.rows(batch_size),
-        )  # fmt: skip
+        )
 
     def train_dataset(self, batch_size: int, rank: int = 0, world_size: int = 1) -> MixtureDataset:
         table = self._table()
@@ -402,17 +417,26 @@ class MixtureData:
         return MixtureDataset(self.specs, table.headers, spans, self.seed, rank, world_size)
 
     def train_dataloader(
-        self, batch_size: int, rank: int, start_batch: int, batches_per_epoch: int,
-        num_workers: int, world_size: int = 1,
-    ) -> DataLoader:  # fmt: skip
+        self,
+        batch_size: int,
+        rank: int,
+        start_batch: int,
+        batches_per_epoch: int,
+        num_workers: int,
+        world_size: int = 1,
+    ) -> DataLoader:
         sampler = self.sampler(batch_size, rank, start_batch, batches_per_epoch)
         generator = torch.Generator().manual_seed(self.seed)
         augmenter = BatchAugmenter(self.plan, self.seed, rank) if self.plan else None
         return AugmentedLoader(
-            self.train_dataset(batch_size, rank, world_size), augmenter, start_batch,
-            batch_sampler=sampler, collate_fn=collate, num_workers=num_workers,
+            self.train_dataset(batch_size, rank, world_size),
+            augmenter,
+            start_batch,
+            batch_sampler=sampler,
+            collate_fn=collate,
+            num_workers=num_workers,
             generator=generator,
-        )  # fmt: skip
+        )
 
     def val_dataloader(
         self, batch_size: int, rank: int, world_size: int, num_workers: int
@@ -424,9 +448,11 @@ class MixtureData:
             [s.val for s in self.sources], table.headers, list(table.windows), batch_size
         )
         return DataLoader(
-            dataset, batch_size=None, num_workers=num_workers,
+            dataset,
+            batch_size=None,
+            num_workers=num_workers,
             generator=torch.Generator().manual_seed(self.seed),
-        )  # fmt: skip
+        )
 
 
 __all__ = ["MixtureData", "MixtureError", "Source", "open_source"]

@@ -300,9 +300,12 @@ class ByteLM(L.LightningModule):
         )
         total = hp.total_steps or (self.trainer.max_steps if self.trainer.max_steps > 0 else 0)
         schedule = WarmupDecay(
-            warmup_steps=hp.warmup_steps, total_steps=total, schedule=hp.schedule,
-            min_lr_ratio=hp.min_lr_ratio, power=hp.decay_power,
-        )  # fmt: skip
+            warmup_steps=hp.warmup_steps,
+            total_steps=total,
+            schedule=hp.schedule,
+            min_lr_ratio=hp.min_lr_ratio,
+            power=hp.decay_power,
+        )
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {
             "optimizer": optimizer,

@@ -17,9 +17,15 @@ from multibyte.model import ByteTransformer, ByteTransformerConfig, Megabyte, Me
 
 def tiny_megabyte(seed: int = 0, **overrides) -> Megabyte:
     fields = dict(
-        patch_size=4, max_seq_len=64, global_dim=32, global_layers=1, global_heads=2,
-        local_dim=16, local_layers=1, local_heads=2,
-    )  # fmt: skip
+        patch_size=4,
+        max_seq_len=64,
+        global_dim=32,
+        global_layers=1,
+        global_heads=2,
+        local_dim=16,
+        local_layers=1,
+        local_heads=2,
+    )
     fields.update(overrides)
     if "patch_sizes" in overrides:
         fields.pop("patch_size")

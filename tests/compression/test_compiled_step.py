@@ -83,8 +83,15 @@ def test_compiled_file_decodes_in_another_process_with_other_threads(tmp_path, c
         (2, "decompress", "data.mbz", "back.bin"),
     ]:
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-        args = [sys.executable, str(script), str(threads), mode, str(ckpts.text),
-                str(tmp_path / source), str(tmp_path / target)]  # fmt: skip
+        args = [
+            sys.executable,
+            str(script),
+            str(threads),
+            mode,
+            str(ckpts.text),
+            str(tmp_path / source),
+            str(tmp_path / target),
+        ]
         result = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
         assert result.returncode == 0, result.stderr[-2000:]
     assert unpack((tmp_path / "data.mbz").read_bytes()).meta["environment"]["decode_step"] == (

@@ -59,8 +59,11 @@ def test_modality_options_are_plain_json(model):
     finally:
         del model.modality
     assert container.meta["modality"] == {
-        "name": "image", "size": 8, "order": "raster", "patch_size": 12
-    }  # fmt: skip
+        "name": "image",
+        "size": 8,
+        "order": "raster",
+        "patch_size": 12,
+    }
     raw = json.dumps(container.meta, sort_keys=True, separators=(",", ":")).encode()
     assert raw in pack(container)
 

@@ -91,8 +91,11 @@ def test_audio_pcm16_round_trip(tmp_path, files, suffix):
     adapter.save_exact(data, tmp_path / f"back{suffix}")
     info = soundfile.info(str(tmp_path / f"back{suffix}"))
     assert (info.format, info.subtype, info.channels, info.samplerate) == (
-        suffix[1:].upper(), "PCM_16", 1, 8000
-    )  # fmt: skip
+        suffix[1:].upper(),
+        "PCM_16",
+        1,
+        8000,
+    )
     assert adapter.encode_exact(tmp_path / f"back{suffix}") == data
 
 

@@ -16,9 +16,15 @@ from multibyte.model import ByteTransformerConfig, MegabyteConfig
 def test_megabyte_flops_by_hand():
     # P=4, T=32: K=8 patches. D_G = 64/4 = 16, so no patch projection.
     config = MegabyteConfig(
-        patch_size=4, max_seq_len=32, global_dim=64, global_layers=2, global_heads=4,
-        local_dim=32, local_layers=1, local_heads=4,
-    )  # fmt: skip
+        patch_size=4,
+        max_seq_len=32,
+        global_dim=64,
+        global_layers=2,
+        global_heads=4,
+        local_dim=32,
+        local_layers=1,
+        local_heads=4,
+    )
     d_g, d_l = 64, 32
     global_token = 2 * 2 * (4 * d_g**2 + 2 * d_g * 4 * d_g) + 4 * 2 * d_g * 8
     local_token = 2 * 1 * (4 * d_l**2 + 2 * d_l * 4 * d_l) + 4 * 1 * d_l * 4

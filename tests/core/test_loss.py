@@ -6,8 +6,9 @@ from multibyte.model import Megabyte, MegabyteConfig
 
 def test_chunked_loss_equals_the_plain_loss_and_its_gradients():
     torch.manual_seed(0)
-    config = MegabyteConfig(patch_size=4, max_seq_len=64, global_dim=32, global_heads=2,
-                            local_dim=16, local_heads=2)  # fmt: skip
+    config = MegabyteConfig(
+        patch_size=4, max_seq_len=64, global_dim=32, global_heads=2, local_dim=16, local_heads=2
+    )
     model = Megabyte(config).double()
     x = torch.randint(0, 256, (3, 61))
     reference = torch.nn.functional.cross_entropy(
@@ -26,8 +27,9 @@ def test_chunked_loss_equals_the_plain_loss_and_its_gradients():
 
 def test_next_byte_loss_is_the_mean_cross_entropy_of_the_logits():
     torch.manual_seed(0)
-    config = MegabyteConfig(patch_size=4, max_seq_len=32, global_dim=32, global_heads=2,
-                            local_dim=16, local_heads=2)  # fmt: skip
+    config = MegabyteConfig(
+        patch_size=4, max_seq_len=32, global_dim=32, global_heads=2, local_dim=16, local_heads=2
+    )
     model = Megabyte(config).double()
     x = torch.randint(0, 256, (2, 30))
     expected = torch.nn.functional.cross_entropy(model(x).reshape(-1, 256), x.reshape(-1))

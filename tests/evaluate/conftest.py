@@ -58,9 +58,15 @@ class PreviousByte(nn.Module):
 
 def tiny_config(**overrides) -> MegabyteConfig:
     fields = dict(
-        patch_size=4, max_seq_len=64, global_dim=32, global_layers=1, global_heads=2,
-        local_dim=32, local_layers=1, local_heads=2,
-    )  # fmt: skip
+        patch_size=4,
+        max_seq_len=64,
+        global_dim=32,
+        global_layers=1,
+        global_heads=2,
+        local_dim=32,
+        local_layers=1,
+        local_heads=2,
+    )
     fields.update(overrides)
     return MegabyteConfig(**fields)
 
@@ -159,6 +165,11 @@ def text_file(tmp_path_factory) -> Path:
 def stand_ins() -> types.SimpleNamespace:
     """The helpers above (conftest modules are not importable under --import-mode=importlib)."""
     return types.SimpleNamespace(
-        FixedQ=FixedQ, Uniform=Uniform, PreviousByte=PreviousByte, tiny_config=tiny_config,
-        train_tiny=train_tiny, make_ckpt=make_ckpt, TEXT=TEXT,
-    )  # fmt: skip
+        FixedQ=FixedQ,
+        Uniform=Uniform,
+        PreviousByte=PreviousByte,
+        tiny_config=tiny_config,
+        train_tiny=train_tiny,
+        make_ckpt=make_ckpt,
+        TEXT=TEXT,
+    )

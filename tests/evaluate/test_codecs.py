@@ -72,13 +72,40 @@ def test_evaluate_reports_codecs_on_exactly_the_evaluated_bytes(image_ckpt, imag
     from multibyte.prepare import main as prepare
 
     shards = tmp_path / "shards"
-    assert prepare(
-        ["image", "--src", str(image_folder), "--out", str(shards), "--size", "8",
-         "--val-fraction", "0", "--workers", "1", "--quiet"]
-    ) == 0  # fmt: skip
+    assert (
+        prepare(
+            [
+                "image",
+                "--src",
+                str(image_folder),
+                "--out",
+                str(shards),
+                "--size",
+                "8",
+                "--val-fraction",
+                "0",
+                "--workers",
+                "1",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     out = tmp_path / "r.json"
-    argv = ["evaluate", "--ckpt", str(image_ckpt), "--data", str(shards), "--split", "train",
-            "--limit", "3", "--json", str(out), "--quiet"]  # fmt: skip
+    argv = [
+        "evaluate",
+        "--ckpt",
+        str(image_ckpt),
+        "--data",
+        str(shards),
+        "--split",
+        "train",
+        "--limit",
+        "3",
+        "--json",
+        str(out),
+        "--quiet",
+    ]
     assert cli(argv) == 0
     report = json.loads(out.read_text())
     evaluated = [s["bin"] for s in read_samples(shards, "train")][:3]

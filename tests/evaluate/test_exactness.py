@@ -45,9 +45,18 @@ def test_uniform_model_is_exactly_8_bits_and_the_report_says_so(stand_ins):
 def test_uniform_checkpoint_through_the_cli(uniform_text_ckpt, text_file, tmp_path, capsys):
     out = tmp_path / "report.json"
     code = cli(
-        ["evaluate", "--ckpt", str(uniform_text_ckpt), "--data", str(text_file),
-         "--json", str(out), "--quiet", "--words"]
-    )  # fmt: skip
+        [
+            "evaluate",
+            "--ckpt",
+            str(uniform_text_ckpt),
+            "--data",
+            str(text_file),
+            "--json",
+            str(out),
+            "--quiet",
+            "--words",
+        ]
+    )
     assert code == 0
     assert "bits per byte: 8.000" in capsys.readouterr().out
     report = json.loads(out.read_text())

@@ -32,8 +32,9 @@ def test_compiled_sampling_writes_the_same_grid(image_ckpt, tmp_path):
     eager, compiled = tmp_path / "eager.png", tmp_path / "compiled.png"
     assert sample("--ckpt", image_ckpt, "--out", eager, "--n", "2", "--seed", "3") == 0
     frames = counters["stats"]["unique_graphs"]
-    assert sample("--ckpt", image_ckpt, "--out", compiled, "--n", "2", "--seed", "3",
-                  "--compile") == 0  # fmt: skip
+    assert (
+        sample("--ckpt", image_ckpt, "--out", compiled, "--n", "2", "--seed", "3", "--compile") == 0
+    )
     assert counters["stats"]["unique_graphs"] > frames  # the steps did run compiled
     assert compiled.read_bytes() == eager.read_bytes()
 
@@ -42,8 +43,22 @@ def test_image_completion_resizes_a_wrong_size_prompt_and_says_so(image_ckpt, tm
     prompt = tmp_path / "big.png"
     Image.fromarray(np.full((16, 16, 3), 200, np.uint8), "RGB").save(prompt)
     out = tmp_path / "completion.png"
-    code = sample("--ckpt", image_ckpt, "--out", out, "--prompt", prompt, "--n", "2",
-                  "--prompt-fraction", "0.5", "--temperature", "0.7", "--top-k", "40")  # fmt: skip
+    code = sample(
+        "--ckpt",
+        image_ckpt,
+        "--out",
+        out,
+        "--prompt",
+        prompt,
+        "--n",
+        "2",
+        "--prompt-fraction",
+        "0.5",
+        "--temperature",
+        "0.7",
+        "--top-k",
+        "40",
+    )
     assert code == 0
     assert "16x16; resized to 8x8" in capsys.readouterr().err
     with Image.open(out) as image:
@@ -57,8 +72,22 @@ def test_image_completion_resizes_a_wrong_size_prompt_and_says_so(image_ckpt, tm
 def test_audio_continuation_wav_rate_and_length(audio_ckpt, audio_folder, tmp_path):
     out = tmp_path / "cont.wav"
     prompt = audio_folder / "clip0.wav"
-    code = sample("--ckpt", audio_ckpt, "--out", out, "--prompt", prompt, "--n", "2",
-                  "--max-new-bytes", "100", "--prompt-fraction", "0.2", "--seed", "3")  # fmt: skip
+    code = sample(
+        "--ckpt",
+        audio_ckpt,
+        "--out",
+        out,
+        "--prompt",
+        prompt,
+        "--n",
+        "2",
+        "--max-new-bytes",
+        "100",
+        "--prompt-fraction",
+        "0.2",
+        "--seed",
+        "3",
+    )
     assert code == 0
     # 20% of 600 bytes kept (120 bytes = 60 samples), then 100 new bytes = 50 samples.
     for i in range(2):
@@ -92,8 +121,22 @@ def test_text_continuation_printed_and_saved(trained_text_ckpt, tmp_path, capsys
     prompt = tmp_path / "prompt.txt"
     prompt.write_text("It was the ")
     out = tmp_path / "out.txt"
-    argv = ["--ckpt", trained_text_ckpt, "--out", out, "--prompt", prompt, "--n", "1",
-            "--max-new-bytes", "30", "--seed", "5", "--top-p", "0.9"]  # fmt: skip
+    argv = [
+        "--ckpt",
+        trained_text_ckpt,
+        "--out",
+        out,
+        "--prompt",
+        prompt,
+        "--n",
+        "1",
+        "--max-new-bytes",
+        "30",
+        "--seed",
+        "5",
+        "--top-p",
+        "0.9",
+    ]
     assert sample(*argv) == 0
     data = out.read_bytes()
     assert data.startswith(b"It was the ") and len(data) == 11 + 30
@@ -129,8 +172,18 @@ def test_image_samples_are_whole_images(image_ckpt, tmp_path, capsys):
 
 def test_another_modality_than_the_checkpoints_is_sampled_with_a_note(image_ckpt, tmp_path, capsys):
     out = tmp_path / "t.txt"
-    argv = ["--ckpt", image_ckpt, "--modality", "text", "--out", out, "--n", "1",
-            "--max-new-bytes", "5"]  # fmt: skip
+    argv = [
+        "--ckpt",
+        image_ckpt,
+        "--modality",
+        "text",
+        "--out",
+        out,
+        "--n",
+        "1",
+        "--max-new-bytes",
+        "5",
+    ]
     assert sample(*argv) == 0
     assert "trained on image; sampling it as text" in capsys.readouterr().err
     assert len(out.read_bytes()) == 5

@@ -27,9 +27,15 @@ from multibyte.model.pretrained import initialisation_skipped
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 TINY = dict(
-    patch_size=4, max_seq_len=64, global_dim=32, global_layers=1, global_heads=2,
-    local_dim=16, local_layers=1, local_heads=2,
-)  # fmt: skip
+    patch_size=4,
+    max_seq_len=64,
+    global_dim=32,
+    global_layers=1,
+    global_heads=2,
+    local_dim=16,
+    local_layers=1,
+    local_heads=2,
+)
 TEXT = b"Bytes in, bytes out: the same model from a .ckpt or its export."
 
 
@@ -206,14 +212,16 @@ def mixture(tmp_path_factory) -> types.SimpleNamespace:
 def test_multimodal_export_evaluates_per_modality_from_the_folder(mixture, capsys):
     common = ["--limit", "1", "--no-codecs", "--quiet", "--device", "cpu", "--data"]
     first = mixture.root / "ckpt.json"
-    result = run(capsys, "evaluate", "--ckpt", mixture.ckpt, *common, *mixture.folders,
-                 "--json", first)  # fmt: skip
+    result = run(
+        capsys, "evaluate", "--ckpt", mixture.ckpt, *common, *mixture.folders, "--json", first
+    )
     assert result.status == 0, result.err
     exported = run(capsys, "export", "--ckpt", mixture.ckpt, "--out", mixture.out, "--eval", first)
     assert exported.status == 0, exported.err
     second = mixture.root / "folder.json"
-    result = run(capsys, "evaluate", "--ckpt", mixture.out, *common, *mixture.folders,
-                 "--json", second)  # fmt: skip
+    result = run(
+        capsys, "evaluate", "--ckpt", mixture.out, *common, *mixture.folders, "--json", second
+    )
     assert result.status == 0, result.err
     reports, again = json.loads(first.read_text()), json.loads(second.read_text())
     assert [r["modality"] for r in again] == ["image", "audio", "text"]
@@ -236,8 +244,21 @@ def test_sample_takes_the_folder(mixture, capsys):
     if not mixture.out.is_dir():
         export_model(mixture.ckpt, mixture.out)
     out = mixture.root / "s.png"
-    result = run(capsys, "sample", "--ckpt", mixture.out, "--modality", "image", "--out", out,
-                 "--n", "1", "--seed", "0", "--quiet")  # fmt: skip
+    result = run(
+        capsys,
+        "sample",
+        "--ckpt",
+        mixture.out,
+        "--modality",
+        "image",
+        "--out",
+        out,
+        "--n",
+        "1",
+        "--seed",
+        "0",
+        "--quiet",
+    )
     assert result.status == 0, result.err
     assert Image.open(out).size[0] >= 8
 
@@ -354,8 +375,16 @@ def test_a_bad_export_is_one_line_and_exit_2(damage, command, text_export, tmp_p
 
 def test_fit_does_not_resume_from_an_export(text_export, capsys, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["multibyte"])  # LightningCLI warns of pytest's arguments
-    result = run(capsys, "fit", "--config", RECIPES / "pg19-tiny.yaml", "--data.path",
-                 text_export, "--ckpt_path", text_export)  # fmt: skip
+    result = run(
+        capsys,
+        "fit",
+        "--config",
+        RECIPES / "pg19-tiny.yaml",
+        "--data.path",
+        text_export,
+        "--ckpt_path",
+        text_export,
+    )
     assert_one_line_error(result, "--ckpt_path", "a .ckpt")
 
 
@@ -408,8 +437,20 @@ def test_an_evaluation_of_another_model_is_refused(text_ckpt, tmp_path, capsys):
     text = tmp_path / "note.txt"
     text.write_bytes(TEXT * 2)
     report = tmp_path / "e.json"
-    result = run(capsys, "evaluate", "--ckpt", other, "--data", text, "--no-codecs", "--quiet",
-                 "--device", "cpu", "--json", report)  # fmt: skip
+    result = run(
+        capsys,
+        "evaluate",
+        "--ckpt",
+        other,
+        "--data",
+        text,
+        "--no-codecs",
+        "--quiet",
+        "--device",
+        "cpu",
+        "--json",
+        report,
+    )
     assert result.status == 0, result.err
     with pytest.raises(ExportError, match="another model"):
         export_model(text_ckpt, tmp_path / "out", report)
@@ -425,11 +466,14 @@ def test_the_card_names_the_training_run(tmp_path):
     ckpt.parent.mkdir()
     model = tiny_megabyte()
     payload = {
-        "multibyte": {"format": 1, "model": {"class": "Megabyte", "config": model.config.to_dict()},
-                      "modality": {"name": "text"}},
+        "multibyte": {
+            "format": 1,
+            "model": {"class": "Megabyte", "config": model.config.to_dict()},
+            "modality": {"name": "text"},
+        },
         "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
         "global_step": 12,
-    }  # fmt: skip
+    }
     torch.save(payload, ckpt)
     run_config = {
         "trainer": {"devices": 1, "num_nodes": 1, "accumulate_grad_batches": 2, "max_steps": 12},

@@ -45,9 +45,13 @@ def console(*argv: str, timeout: float = 120) -> Result:
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     env.pop("MULTIBYTE_DEBUG", None)
     done = subprocess.run(
-        [sys.executable, "-m", "multibyte.cli", *map(str, argv)], env=env, cwd=ROOT,
-        capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
+        [sys.executable, "-m", "multibyte.cli", *map(str, argv)],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     return Result(done.returncode, done.stdout, done.stderr)
 
 
@@ -85,8 +89,21 @@ def shards(tmp_path_factory) -> Path:
     for i in range(12):
         (src / f"book{i:02d}.txt").write_bytes(TEXT * (8 + i))
     out = tmp_path_factory.mktemp("shards") / "text"
-    argv = ["prepare", "text", "--src", str(src), "--out", str(out), "--shard-size", "2",
-            "--val-fraction", "0.4", "--seed", "1", "--quiet"]  # fmt: skip
+    argv = [
+        "prepare",
+        "text",
+        "--src",
+        str(src),
+        "--out",
+        str(out),
+        "--shard-size",
+        "2",
+        "--val-fraction",
+        "0.4",
+        "--seed",
+        "1",
+        "--quiet",
+    ]
     assert cli(argv) == 0
     assert len(list(out.glob("val-*.tar"))) >= 2 and len(list(out.glob("train-*.tar"))) >= 2
     return out
@@ -96,9 +113,15 @@ def shards(tmp_path_factory) -> Path:
 def checkpoint(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     config = MegabyteConfig(
-        patch_size=4, max_seq_len=64, global_dim=16, global_layers=1, global_heads=2,
-        local_dim=16, local_layers=1, local_heads=2,
-    )  # fmt: skip
+        patch_size=4,
+        max_seq_len=64,
+        global_dim=16,
+        global_layers=1,
+        global_heads=2,
+        local_dim=16,
+        local_layers=1,
+        local_heads=2,
+    )
     path = tmp_path_factory.mktemp("ckpt") / "tiny.ckpt"
     export(Megabyte(config), path, {"name": "text", "patch_size": 4})
     return path

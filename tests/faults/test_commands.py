@@ -62,8 +62,13 @@ def test_checkpoint_mistakes(checkpoint, tmp_path, in_process):
         tmp_path, "is not an exported model", "no config.json"
     )
     odd = tmp_path / "odd.ckpt"  # a newer or edited file: a config field this version lacks
-    torch.save({"multibyte": {"format": 1, "model": {"class": "Megabyte", "config": {"x": 1}}},
-                "state_dict": {}}, odd)  # fmt: skip
+    torch.save(
+        {
+            "multibyte": {"format": 1, "model": {"class": "Megabyte", "config": {"x": 1}}},
+            "state_dict": {},
+        },
+        odd,
+    )
     in_process("evaluate", "--ckpt", odd, "--data", text_file).assert_user_error(odd, "config")
     in_process("sample", "--ckpt", odd, "--out", tmp_path / "s").assert_user_error(odd, "config")
 
@@ -72,8 +77,9 @@ def test_sample_refuses_zero_bytes_and_a_prompt_of_another_modality(
     checkpoint, tmp_path, in_process
 ):
     out = tmp_path / "sample.txt"
-    in_process("sample", "--ckpt", checkpoint, "--out", out, "--max-new-bytes", "0") \
-        .assert_user_error("--max-new-bytes", "0")  # fmt: skip
+    in_process(
+        "sample", "--ckpt", checkpoint, "--out", out, "--max-new-bytes", "0"
+    ).assert_user_error("--max-new-bytes", "0")
     assert not out.exists()
     image = png(tmp_path / "prompt.png")
     sample = in_process("sample", "--ckpt", checkpoint, "--out", out, "--prompt", image, "--quiet")
@@ -99,8 +105,9 @@ def test_hostile_tar_members_write_nothing_and_are_reported(
     victim.write_bytes(buffer.getvalue())
     before = tree(tmp_path.parent)
     in_process("verify", folder).assert_user_error(victim, status=1)
-    in_process("evaluate", "--ckpt", checkpoint, "--data", folder, "--no-codecs", "--quiet") \
-        .assert_user_error(victim)  # fmt: skip
+    in_process(
+        "evaluate", "--ckpt", checkpoint, "--data", folder, "--no-codecs", "--quiet"
+    ).assert_user_error(victim)
     assert tree(tmp_path.parent) == before
     assert not Path("/tmp/absolute.bin").exists()
 

@@ -198,10 +198,11 @@ def test_any_header_values(checkpoint, valid, data):
     streams = list(good.streams)
     if count <= 8 and (count != len(streams) or sometimes(data, "streams")):
         streams = [  # as many as the header asks for: some original, some random bytes
-            good.streams[i] if i < len(good.streams) and data.draw(st.booleans(), label="keep")
+            good.streams[i]
+            if i < len(good.streams) and data.draw(st.booleans(), label="keep")
             else data.draw(STREAM | st.binary(max_size=12), label="stream")
             for i in range(count)
-        ]  # fmt: skip
+        ]
     sizes = [len(s) for s in streams]
     if sometimes(data, "sizes", 8):
         sizes = data.draw(st.lists(NUMBERS, max_size=4), label="sizes")

@@ -35,29 +35,74 @@ def test_verify_and_evaluate_name_the_damaged_shard(shards, checkpoint, tmp_path
     folder, shard = damaged(shards, tmp_path, "val", how)
     in_process("verify", folder).assert_user_error(shard, "truncated", status=1)
     assert in_process("verify", shards).status == 0
-    in_process("evaluate", "--ckpt", checkpoint, "--data", folder, "--no-codecs", "--quiet",
-               "--device", "cpu").assert_user_error(shard, "truncated")  # fmt: skip
+    in_process(
+        "evaluate",
+        "--ckpt",
+        checkpoint,
+        "--data",
+        folder,
+        "--no-codecs",
+        "--quiet",
+        "--device",
+        "cpu",
+    ).assert_user_error(shard, "truncated")
     # bare .tar files of that folder are checked the same way
-    in_process("evaluate", "--ckpt", checkpoint, "--data", shard, "--no-codecs", "--quiet",
-               "--device", "cpu").assert_user_error(shard)  # fmt: skip
+    in_process(
+        "evaluate",
+        "--ckpt",
+        checkpoint,
+        "--data",
+        shard,
+        "--no-codecs",
+        "--quiet",
+        "--device",
+        "cpu",
+    ).assert_user_error(shard)
 
 
 def test_console_evaluate_reports_a_short_shard_in_one_line(shards, checkpoint, tmp_path):
     folder, shard = damaged(shards, tmp_path, "val", "boundary")
-    result = console("evaluate", "--ckpt", checkpoint, "--data", folder, "--no-codecs",
-                     "--quiet", "--device", "cpu")  # fmt: skip
+    result = console(
+        "evaluate",
+        "--ckpt",
+        checkpoint,
+        "--data",
+        folder,
+        "--no-codecs",
+        "--quiet",
+        "--device",
+        "cpu",
+    )
     result.assert_user_error(shard, "expects")
     assert len(result.err.strip().splitlines()) == 1, result.err
 
 
 def fit_args(folder: Path, root: Path) -> list[str]:
-    return ["fit", "--config", str(ROOT / "recipes" / "pg19-tiny.yaml"), "--data.path", str(folder),
-            "--data.seq_len", "64", "--data.batch_size", "2", "--trainer.max_steps", "1",
-            "--trainer.limit_val_batches", "1.0", "--trainer.val_check_interval", "1",
-            "--trainer.num_sanity_val_steps", "0",
-            "--trainer.enable_progress_bar", "false",
-            "--trainer.default_root_dir", str(root),
-            "--model.model.init_args.config.max_seq_len", "64"]  # fmt: skip
+    return [
+        "fit",
+        "--config",
+        str(ROOT / "recipes" / "pg19-tiny.yaml"),
+        "--data.path",
+        str(folder),
+        "--data.seq_len",
+        "64",
+        "--data.batch_size",
+        "2",
+        "--trainer.max_steps",
+        "1",
+        "--trainer.limit_val_batches",
+        "1.0",
+        "--trainer.val_check_interval",
+        "1",
+        "--trainer.num_sanity_val_steps",
+        "0",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.default_root_dir",
+        str(root),
+        "--model.model.init_args.config.max_seq_len",
+        "64",
+    ]
 
 
 def test_fit_stops_on_a_damaged_shard_or_skips_it_when_asked(shards, tmp_path, in_process):

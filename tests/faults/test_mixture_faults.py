@@ -26,9 +26,16 @@ def test_fit_refuses_a_mixture_that_cannot_work_in_one_line(
     )
     recipe = Path(__file__).resolve().parents[2] / "recipes" / "multimodal-tiny.yaml"
     result = in_process(
-        "fit", "--config", recipe, "--data.sources", listing,
-        "--model.model.init_args.config.max_seq_len", "816", "--trainer.default_root_dir", tmp_path,
-    )  # fmt: skip
+        "fit",
+        "--config",
+        recipe,
+        "--data.sources",
+        listing,
+        "--model.model.init_args.config.max_seq_len",
+        "816",
+        "--trainer.default_root_dir",
+        tmp_path,
+    )
     text = result.assert_user_error("configuration error: data.sources", expected)
     errors = [line for line in text.splitlines() if line.startswith("multibyte fit:")]
     assert len(errors) == 1

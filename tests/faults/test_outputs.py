@@ -49,8 +49,9 @@ def packed(book, checkpoint, tmp_path_factory) -> Path:
     from multibyte.cli import main
 
     out = tmp_path_factory.mktemp("packed")
-    assert main(["compress", "--ckpt", str(checkpoint), str(book), "--out", str(out),
-                 "--quiet"]) == 0  # fmt: skip
+    assert (
+        main(["compress", "--ckpt", str(checkpoint), str(book), "--out", str(out), "--quiet"]) == 0
+    )
     return out / "book.txt.mbz"
 
 
@@ -74,8 +75,19 @@ def _evaluate(option: str, name: str) -> Case:
             target = target / "patch_position.png"
         target.write_bytes(PRECIOUS)
         given = target.parent if option == "--plots" else target
-        argv = ["evaluate", "--ckpt", f["checkpoint"], "--data", f["shards"], "--no-codecs",
-                "--quiet", "--limit", "1", option, given]  # fmt: skip
+        argv = [
+            "evaluate",
+            "--ckpt",
+            f["checkpoint"],
+            "--data",
+            f["shards"],
+            "--no-codecs",
+            "--quiet",
+            "--limit",
+            "1",
+            option,
+            given,
+        ]
         return argv, target
 
     return build
@@ -84,8 +96,18 @@ def _evaluate(option: str, name: str) -> Case:
 def _sample(tmp: Path, f: dict) -> tuple[list, Path]:
     target = tmp / "sample.txt"
     target.write_bytes(PRECIOUS)
-    return ["sample", "--ckpt", f["checkpoint"], "--out", target, "--n", "1", "--max-new-bytes",
-            "4", "--quiet"], target  # fmt: skip
+    return [
+        "sample",
+        "--ckpt",
+        f["checkpoint"],
+        "--out",
+        target,
+        "--n",
+        "1",
+        "--max-new-bytes",
+        "4",
+        "--quiet",
+    ], target
 
 
 def _compress(as_file: bool) -> Case:
@@ -164,8 +186,9 @@ def test_compress_never_replaces_its_own_input(tmp_path, in_process, checkpoint,
     own = tmp_path / "self.mbz"
     own.write_bytes(packed.read_bytes())
     for extra in ((), ("--overwrite",)):
-        in_process("compress", "--ckpt", checkpoint, own, "--out", own, *extra) \
-            .assert_user_error(own, "is the input")  # fmt: skip
+        in_process("compress", "--ckpt", checkpoint, own, "--out", own, *extra).assert_user_error(
+            own, "is the input"
+        )
         assert own.read_bytes() == packed.read_bytes()
 
 
@@ -173,8 +196,9 @@ def test_decompress_with_overwrite_writes_the_exact_content(
     tmp_path, in_process, checkpoint, book, packed
 ):
     (tmp_path / "book.txt").write_bytes(PRECIOUS)
-    result = in_process("decompress", "--ckpt", checkpoint, packed, "--out", tmp_path,
-                        "--overwrite", "--quiet")  # fmt: skip
+    result = in_process(
+        "decompress", "--ckpt", checkpoint, packed, "--out", tmp_path, "--overwrite", "--quiet"
+    )
     assert result.status == 0, result.err
     assert (tmp_path / "book.txt").read_bytes() == book.read_bytes()
 
@@ -184,8 +208,9 @@ def test_compress_several_inputs_to_one_mbz_name_is_refused(tmp_path, in_process
     a.write_bytes(b"first file")
     b.write_bytes(b"second file")
     out = tmp_path / "two.mbz"
-    text = in_process("compress", "--ckpt", checkpoint, a, b, "--out", out, "--quiet") \
-        .assert_user_error(out, "2 inputs", "give a folder")  # fmt: skip
+    text = in_process(
+        "compress", "--ckpt", checkpoint, a, b, "--out", out, "--quiet"
+    ).assert_user_error(out, "2 inputs", "give a folder")
     assert len(text.strip().splitlines()) == 1
     assert not out.exists()
 
@@ -195,8 +220,19 @@ def test_evaluate_json_and_markdown_on_one_file_is_refused(
 ):
     same = tmp_path / "report"
     for json_path, markdown in ((same, same), (same, tmp_path / "." / "report")):
-        result = in_process("evaluate", "--ckpt", checkpoint, "--data", shards, "--no-codecs",
-                            "--quiet", "--json", json_path, "--markdown", markdown)  # fmt: skip
+        result = in_process(
+            "evaluate",
+            "--ckpt",
+            checkpoint,
+            "--data",
+            shards,
+            "--no-codecs",
+            "--quiet",
+            "--json",
+            json_path,
+            "--markdown",
+            markdown,
+        )
         result.assert_user_error("--json", "--markdown", "same file")
         assert result.out == ""  # refused before any work: no report printed
     assert list(tmp_path.iterdir()) == []
@@ -213,8 +249,20 @@ def corpus(folder: Path, files: int = 6) -> Path:
 
 
 def prepare_argv(src: Path, out: Path, *extra: str) -> list:
-    return ["prepare", "text", "--src", src, "--out", out, "--shard-size", "2", "--workers", "1",
-            "--quiet", *extra]  # fmt: skip
+    return [
+        "prepare",
+        "text",
+        "--src",
+        src,
+        "--out",
+        out,
+        "--shard-size",
+        "2",
+        "--workers",
+        "1",
+        "--quiet",
+        *extra,
+    ]
 
 
 def test_prepare_overwrite_deletes_only_its_own_shards(tmp_path, in_process):
@@ -303,8 +351,19 @@ def test_prepare_of_nothing_leaves_nothing(tmp_path, in_process):
     bad.mkdir()
     (bad / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 20)
     (bad / "b.png").write_bytes(b"")
-    image = ["prepare", "image", "--src", bad, "--out", out, "--size", "8", "--quiet",
-             "--workers", "1"]  # fmt: skip
+    image = [
+        "prepare",
+        "image",
+        "--src",
+        bad,
+        "--out",
+        out,
+        "--size",
+        "8",
+        "--quiet",
+        "--workers",
+        "1",
+    ]
     in_process(*image).assert_user_error(bad / "a.png", "no samples written", "all 2 inputs")
     assert not out.exists()
     in_process("verify", out).assert_user_error(out, status=2)
@@ -317,8 +376,9 @@ def test_prepare_of_nothing_into_an_existing_folder_keeps_its_files(tmp_path, in
     out = tmp_path / "o"
     out.mkdir()
     (out / "notes.txt").write_bytes(PRECIOUS)
-    in_process("prepare", "image", "--src", bad, "--out", out, "--size", "8", "--quiet") \
-        .assert_user_error("no samples written")  # fmt: skip
+    in_process(
+        "prepare", "image", "--src", bad, "--out", out, "--size", "8", "--quiet"
+    ).assert_user_error("no samples written")
     assert snapshot(out) == {"notes.txt": PRECIOUS}
 
 
@@ -327,8 +387,9 @@ def test_prepare_image_size_is_bounded_before_any_work(tmp_path, in_process):
     images.mkdir()
     png(images / "a.png")
     out = tmp_path / "o"
-    in_process("prepare", "image", "--src", images, "--out", out, "--size", "100000",
-               "--quiet").assert_user_error("size=100000", "at most 1024")  # fmt: skip
+    in_process(
+        "prepare", "image", "--src", images, "--out", out, "--size", "100000", "--quiet"
+    ).assert_user_error("size=100000", "at most 1024")
     assert not out.exists()
 
 
@@ -376,9 +437,13 @@ def without_override(*commands: list) -> list[Result]:
         prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
     argvs = json.dumps([[str(a) for a in argv] for argv in commands])
     done = subprocess.run(
-        [*prefix, sys.executable, "-c", CHILD, argvs], env=env, cwd=ROOT, capture_output=True,
-        text=True, timeout=300,
-    )  # fmt: skip
+        [*prefix, sys.executable, "-c", CHILD, argvs],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     return [Result(*result) for result in json.loads(done.stdout.splitlines()[-1])]
 
@@ -402,11 +467,20 @@ def test_unwritable_and_unreadable_places_are_refused_before_any_work(
     read_only, unreadable = locked
     report = read_only / "r.json"
     evaluate, decompress, prepare_ = without_override(
-        ["evaluate", "--ckpt", checkpoint, "--data", shards, "--no-codecs", "--quiet",
-         "--json", report],
+        [
+            "evaluate",
+            "--ckpt",
+            checkpoint,
+            "--data",
+            shards,
+            "--no-codecs",
+            "--quiet",
+            "--json",
+            report,
+        ],
         ["decompress", "--ckpt", checkpoint, packed, "--out", read_only],
         prepare_argv(unreadable, tmp_path / "o"),
-    )  # fmt: skip
+    )
     evaluate.assert_user_error(f"--json {report}", "not writable", "permission denied")
     assert evaluate.out == ""  # no report: refused before evaluating
     decompress.assert_user_error(f"--out {read_only}", "not writable", "permission denied")

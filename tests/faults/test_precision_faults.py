@@ -15,8 +15,15 @@ def test_an_explicit_compile_without_a_compiler_fails_before_any_work(
     monkeypatch.setattr(precision, "cpu_compile_unavailable", lambda: NO_COMPILER)
     run = tmp_path / "run"
     result = in_process(
-        "fit", "--config", ROOT / "recipes" / "pg19-tiny.yaml", "--data.path", shards,
-        "--model.compile", "true", "--trainer.default_root_dir", run,
-    )  # fmt: skip
+        "fit",
+        "--config",
+        ROOT / "recipes" / "pg19-tiny.yaml",
+        "--data.path",
+        shards,
+        "--model.compile",
+        "true",
+        "--trainer.default_root_dir",
+        run,
+    )
     result.assert_user_error("model.compile: torch.compile on the CPU needs a C++ compiler")
     assert not run.exists()

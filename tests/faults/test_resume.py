@@ -32,8 +32,21 @@ def corpus(tmp_path_factory):
 
 
 def argv(src: Path, out: Path) -> list[str]:
-    return ["prepare", "slowtext", "--src", str(src), "--out", str(out), "--shard-size", "4",
-            "--workers", "1", "--quiet", "--val-fraction", "0.2"]  # fmt: skip
+    return [
+        "prepare",
+        "slowtext",
+        "--src",
+        str(src),
+        "--out",
+        str(out),
+        "--shard-size",
+        "4",
+        "--workers",
+        "1",
+        "--quiet",
+        "--val-fraction",
+        "0.2",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -55,9 +68,12 @@ def interrupt(corpus: Path, out: Path, how: signal.Signals) -> subprocess.Comple
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     script = str(ROOT / "tests" / "faults" / "slow_prepare.py")
     process = subprocess.Popen(
-        [sys.executable, script, *argv(corpus, out)], env=env, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        [sys.executable, script, *argv(corpus, out)],
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # wait until a few shards are finished
         try:

@@ -32,7 +32,7 @@ def tiny(max_seq_len: int = 64) -> Megabyte:
             local_dim=16,
             local_layers=1,
             local_heads=2,
-        )  # fmt: skip
+        )
     )
 
 
@@ -65,8 +65,19 @@ def test_no_command_is_a_usage_error():
 )
 def test_evaluate_numbers_are_checked(shards, checkpoint, tmp_path, in_process, flag, value):
     report = tmp_path / "r.json"
-    result = in_process("evaluate", "--ckpt", checkpoint, "--data", shards, "--no-codecs",
-                        "--quiet", "--json", report, flag, value)  # fmt: skip
+    result = in_process(
+        "evaluate",
+        "--ckpt",
+        checkpoint,
+        "--data",
+        shards,
+        "--no-codecs",
+        "--quiet",
+        "--json",
+        report,
+        flag,
+        value,
+    )
     text = result.assert_user_error(f"{flag} must be positive, got {value}")
     assert len(text.strip().splitlines()) == 1 and not report.exists()
 
@@ -91,8 +102,7 @@ def test_sample_settings_are_checked(checkpoint, tmp_path, in_process, flags, na
 
 def test_sample_refuses_a_batch_larger_than_memory(checkpoint, tmp_path, in_process):
     out = tmp_path / "s.txt"
-    result = in_process("sample", "--ckpt", checkpoint, "--out", out, "--quiet",
-                        "--n", "100000000")  # fmt: skip
+    result = in_process("sample", "--ckpt", checkpoint, "--out", out, "--quiet", "--n", "100000000")
     result.assert_user_error("--n 100000000", "GB", "sample fewer")
     assert list(tmp_path.iterdir()) == []
 
@@ -117,8 +127,9 @@ def test_an_unusable_device_is_named_not_the_checkpoint(
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     extra = ("--data", shards) if command == "evaluate" else ("--out", tmp_path / "s.txt")
     for device, reason in (("banana", "unknown device"), ("cuda", "no cuda device")):
-        text = in_process(command, "--ckpt", checkpoint, *extra, "--device", device) \
-            .assert_user_error(f"--device {device}", reason)  # fmt: skip
+        text = in_process(
+            command, "--ckpt", checkpoint, *extra, "--device", device
+        ).assert_user_error(f"--device {device}", reason)
         assert "checkpoint" not in text
     assert list(tmp_path.iterdir()) == []
 
@@ -126,8 +137,9 @@ def test_an_unusable_device_is_named_not_the_checkpoint(
 def test_compress_names_an_unknown_device(checkpoint, tmp_path, in_process):
     source = tmp_path / "a.txt"
     source.write_text("hello")
-    result = in_process("compress", "--ckpt", checkpoint, source, "--out", tmp_path / "out",
-                        "--device", "banana")  # fmt: skip
+    result = in_process(
+        "compress", "--ckpt", checkpoint, source, "--out", tmp_path / "out", "--device", "banana"
+    )
     text = result.assert_user_error("--device banana", "unknown device")
     assert "not a multibyte checkpoint" not in text
     assert list(tmp_path.iterdir()) == [source]
@@ -179,8 +191,15 @@ def test_trainer_numbers_are_checked_before_work(shards, tmp_path, in_process):
 def test_a_gpu_recipe_without_a_gpu_is_one_line(shards, tmp_path, in_process, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     root = tmp_path / "run"
-    result = in_process("fit", "--config", ROOT / "recipes" / "pg19-small.yaml",
-                        "--data.path", shards, "--trainer.default_root_dir", root)  # fmt: skip
+    result = in_process(
+        "fit",
+        "--config",
+        ROOT / "recipes" / "pg19-small.yaml",
+        "--data.path",
+        shards,
+        "--trainer.default_root_dir",
+        root,
+    )
     result.assert_user_error("no CUDA GPU", "--trainer.accelerator cpu")
     assert not root.exists()
 
@@ -190,8 +209,15 @@ def test_text_shorter_than_one_window_is_named(tmp_path, in_process, size):
     short = tmp_path / "short.txt"
     short.write_bytes(b"x" * (size - 1) + b"\n")
     root = tmp_path / "run"
-    result = in_process("fit", "--config", ROOT / "recipes" / "pg19-tiny.yaml",
-                        "--data.path", short, "--trainer.default_root_dir", root)  # fmt: skip
+    result = in_process(
+        "fit",
+        "--config",
+        ROOT / "recipes" / "pg19-tiny.yaml",
+        "--data.path",
+        short,
+        "--trainer.default_root_dir",
+        root,
+    )
     result.assert_user_error(short, "shorter than one sequence", "data.seq_len=1024")
     assert not root.exists()
 
@@ -284,9 +310,15 @@ def test_ctrl_c_names_the_last_checkpoint_and_the_resume_command(
 
 def test_bad_yaml_in_a_flag_is_one_line(tmp_path, in_process):
     root = tmp_path / "run"
-    result = in_process("fit", "--config", ROOT / "recipes" / "multimodal-tiny.yaml",
-                        "--data.sources", "[{path: a, weight: 1}, {path: b",
-                        "--trainer.default_root_dir", root)  # fmt: skip
+    result = in_process(
+        "fit",
+        "--config",
+        ROOT / "recipes" / "multimodal-tiny.yaml",
+        "--data.sources",
+        "[{path: a, weight: 1}, {path: b",
+        "--trainer.default_root_dir",
+        root,
+    )
     text = result.assert_user_error("--data.sources", "not valid YAML", "line 1")
     assert len(text.strip().splitlines()) == 1 and "usage" not in text
     assert not root.exists()

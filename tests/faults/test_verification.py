@@ -34,8 +34,18 @@ def copy_of(shards: Path, folder: Path) -> Path:
 
 
 def evaluate(checkpoint: Path, data: Path, *extra: str) -> tuple[str, ...]:
-    return ("evaluate", "--ckpt", checkpoint, "--data", data, "--no-codecs", "--quiet",
-            "--device", "cpu", *extra)  # fmt: skip
+    return (
+        "evaluate",
+        "--ckpt",
+        checkpoint,
+        "--data",
+        data,
+        "--no-codecs",
+        "--quiet",
+        "--device",
+        "cpu",
+        *extra,
+    )
 
 
 def test_a_folder_without_manifest_is_refused_unless_allowed(
@@ -153,8 +163,21 @@ def image_shards(tmp_path_factory) -> Path:
     for i in range(4):
         png(src / f"p{i}.png", seed=i)
     out = tmp_path_factory.mktemp("image") / "raster"
-    argv = ["prepare", "image", "--src", str(src), "--out", str(out), "--size", "4",
-            "--val-fraction", "0.5", "--seed", "0", "--quiet"]  # fmt: skip
+    argv = [
+        "prepare",
+        "image",
+        "--src",
+        str(src),
+        "--out",
+        str(out),
+        "--size",
+        "4",
+        "--val-fraction",
+        "0.5",
+        "--seed",
+        "0",
+        "--quiet",
+    ]
     assert cli(argv) == 0
     return out
 
@@ -162,9 +185,15 @@ def image_shards(tmp_path_factory) -> Path:
 def image_checkpoint(path: Path, **options: object) -> Path:
     torch.manual_seed(0)
     config = MegabyteConfig(
-        patch_size=4, max_seq_len=48, global_dim=16, global_layers=1, global_heads=2,
-        local_dim=16, local_layers=1, local_heads=2,
-    )  # fmt: skip
+        patch_size=4,
+        max_seq_len=48,
+        global_dim=16,
+        global_layers=1,
+        global_heads=2,
+        local_dim=16,
+        local_layers=1,
+        local_heads=2,
+    )
     export(Megabyte(config), path, {"name": "image", "size": 4, **options})
     return path
 

@@ -24,9 +24,14 @@ def _gradient(size: int = 64) -> Image.Image:
 
 # (order, patch_size, size): both orders, every block size, square and odd sizes.
 LAYOUTS = [
-    ("raster", 12, 64), ("patch", 12, 64), ("patch", 27, 48), ("patch", 48, 64),
-    ("raster", 12, 5), ("patch", 27, 12), ("patch", 3, 7),
-]  # fmt: skip
+    ("raster", 12, 64),
+    ("patch", 12, 64),
+    ("patch", 27, 48),
+    ("patch", 48, 64),
+    ("raster", 12, 5),
+    ("patch", 27, 12),
+    ("patch", 3, 7),
+]
 
 
 @pytest.mark.parametrize(("order", "patch_size", "size"), LAYOUTS)
@@ -101,17 +106,29 @@ def test_every_view_is_pils_in_every_order(view, order, patch_size, size):
     ("name", "outcomes"),
     [
         ("vflip", ["identity", "vflip"]),
-        ("rotate", ["identity", "hflip", "vflip", "rot90", "rot180", "rot270", "transpose",
-                    "antitranspose"]),
+        (
+            "rotate",
+            [
+                "identity",
+                "hflip",
+                "vflip",
+                "rot90",
+                "rot180",
+                "rot270",
+                "transpose",
+                "antitranspose",
+            ],
+        ),
         ("channels", ["rgb", "rbg", "grb", "gbr", "brg", "bgr"]),
     ],
-)  # fmt: skip
+)
 def test_random_views_draw_each_outcome_evenly(name, outcomes):
     adapter = modalities.get("image", size=16, order="patch", patch_size=12)
     augment = adapter.augmentations()[name]
     data = adapter.encode(_gradient(16))
-    expected = {adapter.rearrange(data, v) if v not in ("identity", "rgb") else data: v
-                for v in outcomes}  # fmt: skip
+    expected = {
+        adapter.rearrange(data, v) if v not in ("identity", "rgb") else data: v for v in outcomes
+    }
     assert len(expected) == len(outcomes)  # the gradient tells every outcome apart
     counts = dict.fromkeys(outcomes, 0)
     draws = 2400

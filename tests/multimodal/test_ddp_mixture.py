@@ -75,15 +75,22 @@ def test_two_ranks_read_their_own_shards_and_stay_identical(shards, tmp_path):
     recipe = yaml.safe_load(RECIPE.read_text())
     assert recipe["trainer"]["devices"] == 8
     names = ("image", "audio", "text")
-    data = {**recipe["data"], "batch_size": 2, "val_batch_size": 2,
-            "sources": [{"path": str(shards[n]), "weight": 1} for n in names]}  # fmt: skip
+    data = {
+        **recipe["data"],
+        "batch_size": 2,
+        "val_batch_size": 2,
+        "sources": [{"path": str(shards[n]), "weight": 1} for n in names],
+    }
     script = tmp_path / "ddp_mixture.py"
     script.write_text(SCRIPT)
     out = tmp_path / "report"
     done = subprocess.run(
         [sys.executable, str(script), json.dumps({"data": data}), str(out)],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(Path(f"{out}.json").read_text())
     assert result["world"] == 2 and result["changed"] > 0 and result["spread"] == 0.0

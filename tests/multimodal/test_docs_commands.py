@@ -14,8 +14,14 @@ import pytest
 from multibyte.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
-STEPS = ["--trainer.max_steps", "1", "--trainer.val_check_interval", "1",
-         "--trainer.num_sanity_val_steps", "0"]  # fmt: skip
+STEPS = [
+    "--trainer.max_steps",
+    "1",
+    "--trainer.val_check_interval",
+    "1",
+    "--trainer.num_sanity_val_steps",
+    "0",
+]
 
 
 def commands(markdown: Path, after: str) -> list[str]:
@@ -48,11 +54,14 @@ def test_the_documented_mixture_commands_run_as_written(
     audio = split_folder(audio_folder, tmp_path / "in" / "audio", 2)
     text = split_folder(text_folder, tmp_path / "in" / "text", 1)
     paths = {  # the documented inputs -> this test's
-        "Imagenet64_train_npz/": images[0], "Imagenet64_val_npz/": images[1],
-        "/data/audio/train": audio[0], "/data/audio/val": audio[1],
-        "pg19/train": text[0], "pg19/validation": text[1],
+        "Imagenet64_train_npz/": images[0],
+        "Imagenet64_val_npz/": images[1],
+        "/data/audio/train": audio[0],
+        "/data/audio/val": audio[1],
+        "pg19/train": text[0],
+        "pg19/validation": text[1],
         "recipes/multimodal-small.yaml": REPO / "recipes" / "multimodal-tiny.yaml",
-    }  # fmt: skip
+    }
     monkeypatch.chdir(tmp_path)
     ran = []
     for command in documented:

@@ -44,8 +44,9 @@ def test_evaluation_gives_8_bits_per_data_byte_for_every_modality(guess):
     rng = np.random.default_rng(0)
     for header in table.headers:
         sequences = [rng.integers(0, 256, n, dtype=np.uint8).tobytes() for n in (96, 96, 40)]
-        summary = evaluate_model(HeaderedModel(model, header, table), sequences, codecs=False,
-                                 seq_len=96).summary  # fmt: skip
+        summary = evaluate_model(
+            HeaderedModel(model, header, table), sequences, codecs=False, seq_len=96
+        ).summary
         assert summary["bytes"] == 232  # data bytes only
         assert f"{summary['bits_per_byte']:.3f}" == "8.000"
         assert summary["bits_per_byte"] == pytest.approx(8.0, abs=1e-9)
@@ -56,9 +57,16 @@ def test_evaluation_gives_8_bits_per_data_byte_for_every_modality(guess):
 @pytest.mark.parametrize("guess", [0, 200])
 def test_training_bpb_per_modality_counts_data_bytes_only(guess):
     table = HeaderTable.build(MODALITIES, patch_size=4, data_len=96)
-    config = MegabyteConfig(patch_size=4, max_seq_len=table.seq_len, global_dim=16,
-                            global_layers=1, global_heads=2, local_dim=16, local_layers=1,
-                            local_heads=2)  # fmt: skip
+    config = MegabyteConfig(
+        patch_size=4,
+        max_seq_len=table.seq_len,
+        global_dim=16,
+        global_layers=1,
+        global_heads=2,
+        local_dim=16,
+        local_layers=1,
+        local_heads=2,
+    )
     module = ByteLM(Megabyte(config))
     module.model = UniformOnData(table.length, guess, 4)
     module.modality = table.entry()

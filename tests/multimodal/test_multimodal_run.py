@@ -16,14 +16,25 @@ from multibyte.cli import main
 from tests.conftest import column, read_metrics
 
 TINY = [
-    "--model.model.init_args.config.global_dim", "32",
-    "--model.model.init_args.config.local_dim", "16",
-    "--model.model.init_args.config.max_seq_len", "1200",
-    "--model.model.init_args.config.dropout", "0.1",
-    "--data.batch_size", "2", "--data.val_batch_size", "4",
-    "--trainer.log_every_n_steps", "1", "--trainer.enable_progress_bar", "false",
-    "--trainer.limit_val_batches", "3",
-]  # fmt: skip
+    "--model.model.init_args.config.global_dim",
+    "32",
+    "--model.model.init_args.config.local_dim",
+    "16",
+    "--model.model.init_args.config.max_seq_len",
+    "1200",
+    "--model.model.init_args.config.dropout",
+    "0.1",
+    "--data.batch_size",
+    "2",
+    "--data.val_batch_size",
+    "4",
+    "--trainer.log_every_n_steps",
+    "1",
+    "--trainer.enable_progress_bar",
+    "false",
+    "--trainer.limit_val_batches",
+    "3",
+]
 
 
 def sources(shards: dict[str, Path]) -> str:
@@ -42,9 +53,17 @@ def fit(*args) -> int:
 @pytest.fixture(scope="module")
 def trained(shards, tmp_path_factory):
     root = tmp_path_factory.mktemp("multimodal")
-    common = ["--config", Path(__file__).parents[2] / "recipes" / "multimodal-tiny.yaml",
-              "--data.sources", sources(shards), *TINY,
-              "--trainer.max_steps", 8, "--trainer.val_check_interval", 4]  # fmt: skip
+    common = [
+        "--config",
+        Path(__file__).parents[2] / "recipes" / "multimodal-tiny.yaml",
+        "--data.sources",
+        sources(shards),
+        *TINY,
+        "--trainer.max_steps",
+        8,
+        "--trainer.val_check_interval",
+        4,
+    ]
     assert fit(*common, "--trainer.default_root_dir", root / "full") == 0
     return root, common
 
@@ -82,9 +101,24 @@ def test_evaluate_gives_a_report_per_modality(trained, shards):
     root, _ = trained
     out = root / "evaluation.json"
     ckpt = root / "full" / "checkpoints" / "last.ckpt"
-    status = main(["evaluate", "--ckpt", str(ckpt), "--data", str(shards["image"]),
-                   str(shards["audio"]), str(shards["text"]), "--limit", "2", "--quiet",
-                   "--json", str(out), "--device", "cpu"])  # fmt: skip
+    status = main(
+        [
+            "evaluate",
+            "--ckpt",
+            str(ckpt),
+            "--data",
+            str(shards["image"]),
+            str(shards["audio"]),
+            str(shards["text"]),
+            "--limit",
+            "2",
+            "--quiet",
+            "--json",
+            str(out),
+            "--device",
+            "cpu",
+        ]
+    )
     assert status == 0
     reports = json.loads(out.read_text())
     assert [r["modality"] for r in reports] == ["image", "audio", "text"]
@@ -101,10 +135,36 @@ def test_sample_each_modality_from_one_checkpoint(trained):
     ckpt = str(root / "full" / "checkpoints" / "last.ckpt")
     common = ["--ckpt", ckpt, "--seed", "0", "--quiet", "--n", "2"]
     assert main(["sample", *common, "--modality", "image", "--out", str(root / "s.png")]) == 0
-    assert main(["sample", *common, "--modality", "audio", "--out", str(root / "s.wav"),
-                 "--max-new-bytes", "200"]) == 0  # fmt: skip
-    assert main(["sample", *common, "--modality", "text", "--out", str(root / "s.txt"),
-                 "--max-new-bytes", "100"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "sample",
+                *common,
+                "--modality",
+                "audio",
+                "--out",
+                str(root / "s.wav"),
+                "--max-new-bytes",
+                "200",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "sample",
+                *common,
+                "--modality",
+                "text",
+                "--out",
+                str(root / "s.txt"),
+                "--max-new-bytes",
+                "100",
+            ]
+        )
+        == 0
+    )
     # the same grid of two 16x16 images (the model's size) drawn from known bytes
     adapter = modalities.get(name="image", size=16)
     adapter.render([bytes(768)] * 2, root / "reference.png", Prompt())

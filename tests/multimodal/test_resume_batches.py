@@ -21,17 +21,24 @@ class Recorder(ByteLM):
 
 
 def run(shards, root, ckpt_path=None) -> dict[int, bytes]:
-    config = MegabyteConfig(patch_size=12, max_seq_len=1200, global_dim=24, global_heads=2,
-                            local_dim=12, local_heads=2)  # fmt: skip
+    config = MegabyteConfig(
+        patch_size=12, max_seq_len=1200, global_dim=24, global_heads=2, local_dim=12, local_heads=2
+    )
     module = Recorder(Megabyte(config), lr=1e-3, warmup_steps=1)
     module.seen = {}
     sources = [{"path": str(shards[n]), "weight": 1} for n in ("image", "audio", "text")]
     data = ByteDataModule(sources=sources, batch_size=2, seed=7)
     data.set_patch_size(12, 1200)
     saver = ModelCheckpoint(dirpath=root, every_n_train_steps=STOP, save_top_k=-1)
-    trainer = L.Trainer(accelerator="cpu", max_steps=STEPS, logger=False, callbacks=[saver],
-                        enable_progress_bar=False, limit_val_batches=0,
-                        default_root_dir=root)  # fmt: skip
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_steps=STEPS,
+        logger=False,
+        callbacks=[saver],
+        enable_progress_bar=False,
+        limit_val_batches=0,
+        default_root_dir=root,
+    )
     trainer.fit(module, data, ckpt_path=ckpt_path)
     return module.seen
 

@@ -82,8 +82,23 @@ def test_whole_samples_that_do_not_fit_and_short_clips_are_configuration_errors(
         "--model.model.init_args.config.max_seq_len to at least 852"
     )
     short = tmp_path / "audio-short"
-    assert prepare(["audio", "--src", str(audio_folder), "--out", str(short), "--seq-len", "1000",
-                    "--workers", "1", "--quiet"]) == 0  # fmt: skip
+    assert (
+        prepare(
+            [
+                "audio",
+                "--src",
+                str(audio_folder),
+                "--out",
+                str(short),
+                "--seq-len",
+                "1000",
+                "--workers",
+                "1",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     with pytest.raises(ConfigError) as error:
         mixture({**shards, "audio": short})
     assert str(error.value) == (
@@ -177,8 +192,10 @@ def test_weights_all_zero_and_one_modality_twice_are_one_line_each(shards):
 
 def test_manifest_sizes_weigh_the_sources(shards):
     data = mixture(shards, mix_alpha=1.0)
-    recorded = [json.loads((shards[n] / "manifest.json").read_text())["bytes"]["train"]
-                for n in ("image", "audio", "text")]  # fmt: skip
+    recorded = [
+        json.loads((shards[n] / "manifest.json").read_text())["bytes"]["train"]
+        for n in ("image", "audio", "text")
+    ]
     assert data.mixture.probabilities == pytest.approx(np.array(recorded) / sum(recorded))
 
 
@@ -190,8 +207,11 @@ def test_a_shard_is_read_as_views_equal_to_the_tar_readers_and_damage_is_caught(
             expected = [s["bin"] for s in iter_tar_samples(url)]
             assert [bytes(b) for b in sourcedata.read_shard(str(url))] == expected
     data = sorted(shards["image"].glob("train-*.tar"))[0].read_bytes()
-    for damaged, what in ((data[:1000], "runs past its end"), (data[:1636], "inside a tar header"),
-                          (data[:100] + b"X" + data[101:], "bad tar header")):  # fmt: skip
+    for damaged, what in (
+        (data[:1000], "runs past its end"),
+        (data[:1636], "inside a tar header"),
+        (data[:100] + b"X" + data[101:], "bad tar header"),
+    ):
         loose = tmp_path / f"{len(damaged)}-{what[:3]}.tar"  # no manifest beside it
         loose.write_bytes(damaged)
         with pytest.raises(ShardError, match=what):
@@ -218,8 +238,21 @@ def test_sources_are_checked_against_the_models_length_not_a_guess_before_it(sha
         "a short text " * 40
     )  # 520 bytes (522 prepared): less than one image
     short = tmp_path / "short"
-    assert prepare(["text", "--src", str(tmp_path / "short.txt"), "--out", str(short),
-                    "--val-fraction", "0", "--quiet"]) == 0  # fmt: skip
+    assert (
+        prepare(
+            [
+                "text",
+                "--src",
+                str(tmp_path / "short.txt"),
+                "--out",
+                str(short),
+                "--val-fraction",
+                "0",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     sources = [{"path": str(shards["image"])}, {"path": str(short)}]
     data = ByteDataModule(sources=sources, batch_size=2)  # before the model is known: no error
     with pytest.raises(ConfigError, match="522 training bytes of text are less than one window"):

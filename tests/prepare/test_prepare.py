@@ -227,12 +227,34 @@ def test_val_src_inputs_all_go_to_validation(tmp_path):
     for i in range(2):
         (val_dir / f"v{i}.txt").write_text(f"held-out text {i} " * 20)
     out = tmp_path / "shards"
-    argv = ["text", "--src", str(train_dir), "--val-src", str(val_dir), "--out", str(out),
-            "--val-fraction", "0", "--quiet"]  # fmt: skip
+    argv = [
+        "text",
+        "--src",
+        str(train_dir),
+        "--val-src",
+        str(val_dir),
+        "--out",
+        str(out),
+        "--val-fraction",
+        "0",
+        "--quiet",
+    ]
     assert main(argv) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["counts"] == {"train": 6, "val": 2}
     val_sources = {json.loads(s["json"])["source"] for s in read_samples(out, "val")}
     assert val_sources == {str(val_dir / "v0.txt"), str(val_dir / "v1.txt")}
-    assert main(["text", "--src", str(train_dir), "--val-src", str(tmp_path / "nope"),
-                 "--out", str(tmp_path / "x")]) == 2  # fmt: skip
+    assert (
+        main(
+            [
+                "text",
+                "--src",
+                str(train_dir),
+                "--val-src",
+                str(tmp_path / "nope"),
+                "--out",
+                str(tmp_path / "x"),
+            ]
+        )
+        == 2
+    )

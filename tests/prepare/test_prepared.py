@@ -41,8 +41,20 @@ def pictures(tmp_path_factory):
 @pytest.fixture(scope="module")
 def text_shards(books, tmp_path_factory):
     out = tmp_path_factory.mktemp("shards") / "text"
-    argv = ["text", "--src", str(books), "--out", str(out), "--val-fraction", "0.5",
-            "--chunk-size", "7", "--workers", "1", "--quiet"]  # fmt: skip
+    argv = [
+        "text",
+        "--src",
+        str(books),
+        "--out",
+        str(out),
+        "--val-fraction",
+        "0.5",
+        "--chunk-size",
+        "7",
+        "--workers",
+        "1",
+        "--quiet",
+    ]
     assert prepare(argv) == 0
     return out
 

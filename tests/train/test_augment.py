@@ -18,14 +18,25 @@ from multibyte.train.data import ByteDataModule, ConfigError
 
 SMALL = {"name": "image", "size": 16}  # 768 bytes a sample: quick to train on
 MODEL = [
-    "--model.model.init_args.config.global_dim", "48",
-    "--model.model.init_args.config.local_dim", "24",
-    "--model.model.init_args.config.max_seq_len", "768",
-    "--data.modality", "{name: image, size: 16}", "--data.batch_size", "2",
-    "--data.val_fraction", "0.3",
-    "--trainer.log_every_n_steps", "1", "--trainer.enable_progress_bar", "false",
-    "--trainer.limit_val_batches", "2",
-]  # fmt: skip
+    "--model.model.init_args.config.global_dim",
+    "48",
+    "--model.model.init_args.config.local_dim",
+    "24",
+    "--model.model.init_args.config.max_seq_len",
+    "768",
+    "--data.modality",
+    "{name: image, size: 16}",
+    "--data.batch_size",
+    "2",
+    "--data.val_fraction",
+    "0.3",
+    "--trainer.log_every_n_steps",
+    "1",
+    "--trainer.enable_progress_bar",
+    "false",
+    "--trainer.limit_val_batches",
+    "2",
+]
 
 
 @pytest.fixture(scope="module")
@@ -86,8 +97,10 @@ def test_a_malformed_list_is_refused(pictures, augment, message):
 
 
 def test_pieces_of_samples_are_refused(pictures):
-    with pytest.raises(ConfigError, match="needs whole image samples of 768 bytes, but training "
-                       "sequences are 384 bytes"):  # fmt: skip
+    with pytest.raises(
+        ConfigError,
+        match="needs whole image samples of 768 bytes, but training sequences are 384 bytes",
+    ):
         module(pictures, seq_len=384, augment=["hflip"])
 
 
@@ -131,8 +144,23 @@ def test_numbering_continues_across_epochs(pictures):
 
 def test_shard_training_batches_are_augmented(pictures, tmp_path):
     out = tmp_path / "shards"
-    assert prepare(["image", "--src", str(pictures), "--out", str(out), "--size", "16",
-                    "--val-fraction", "0.3", "--quiet"]) == 0  # fmt: skip
+    assert (
+        prepare(
+            [
+                "image",
+                "--src",
+                str(pictures),
+                "--out",
+                str(out),
+                "--size",
+                "16",
+                "--val-fraction",
+                "0.3",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     mirror = modalities.get(**SMALL).mirror
     options = {"modality": None, "shuffle_buffer": 4}
     plain = batches(module(out, **options).train_dataloader(), 20)
@@ -147,8 +175,10 @@ def test_shard_training_batches_are_augmented(pictures, tmp_path):
 
 def sources(pictures: Path, text_folder: Path, augment: bool = True) -> list[dict]:
     image = {"path": str(pictures), "modality": SMALL}
-    return [{**image, "augment": ["hflip"]} if augment else image,
-            {"path": str(text_folder), "modality": "text"}]  # fmt: skip
+    return [
+        {**image, "augment": ["hflip"]} if augment else image,
+        {"path": str(text_folder), "modality": "text"},
+    ]
 
 
 def test_each_source_has_its_own_list_applied_after_the_header(pictures, text_folder):
@@ -177,8 +207,10 @@ def test_each_source_has_its_own_list_applied_after_the_header(pictures, text_fo
 def test_sources_refuse_data_augment_and_an_augmentation_their_adapter_lacks(pictures, text_folder):
     with pytest.raises(ConfigError, match="data.augment does not apply to data.sources"):
         ByteDataModule(sources=sources(pictures, text_folder), augment=["hflip"])
-    entries = [sources(pictures, text_folder)[0], {**sources(pictures, text_folder)[1],
-               "augment": ["hflip"]}]  # fmt: skip
+    entries = [
+        sources(pictures, text_folder)[0],
+        {**sources(pictures, text_folder)[1], "augment": ["hflip"]},
+    ]
     with pytest.raises(ConfigError) as error:
         ByteDataModule(sources=entries, patch_size=12)
     assert str(error.value) == (
@@ -191,10 +223,21 @@ def test_sources_refuse_data_augment_and_an_augmentation_their_adapter_lacks(pic
 
 
 def test_fit_with_augment_through_the_cli(fit, recipes, pictures, tmp_path):
-    status = fit("--config", recipes / "imagenet64-tiny.yaml", "--data.path", pictures, *MODEL,
-                 "--data.augment", "[hflip]", "--trainer.max_steps", 3,
-                 "--trainer.val_check_interval", 3,
-                 "--trainer.default_root_dir", tmp_path)  # fmt: skip
+    status = fit(
+        "--config",
+        recipes / "imagenet64-tiny.yaml",
+        "--data.path",
+        pictures,
+        *MODEL,
+        "--data.augment",
+        "[hflip]",
+        "--trainer.max_steps",
+        3,
+        "--trainer.val_check_interval",
+        3,
+        "--trainer.default_root_dir",
+        tmp_path,
+    )
     assert status == 0
     saved = (tmp_path / "checkpoints" / "config.yaml").read_text()
     assert "augment:\n  - hflip" in saved
@@ -202,10 +245,20 @@ def test_fit_with_augment_through_the_cli(fit, recipes, pictures, tmp_path):
 
 
 def test_text_refuses_augment_with_one_line_and_status_2(recipes, text_folder, tmp_path):
-    command = [sys.executable, "-m", "multibyte.cli", "fit", "--config",
-               str(recipes / "pg19-tiny.yaml"), "--data.path", str(text_folder),
-               "--data.augment", "[hflip]",
-               "--trainer.default_root_dir", str(tmp_path)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "multibyte.cli",
+        "fit",
+        "--config",
+        str(recipes / "pg19-tiny.yaml"),
+        "--data.path",
+        str(text_folder),
+        "--data.augment",
+        "[hflip]",
+        "--trainer.default_root_dir",
+        str(tmp_path),
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2
     lines = [line for line in done.stderr.splitlines() if line != "Seed set to 0"]  # Lightning's
@@ -218,8 +271,17 @@ def test_text_refuses_augment_with_one_line_and_status_2(recipes, text_folder, t
 
 def test_resume_with_augment_is_exact(fit, metrics, recipes, pictures, tmp_path):
     read_metrics, column = metrics
-    common = ["--config", recipes / "imagenet64-tiny.yaml", "--data.path", pictures, *MODEL,
-              "--trainer.max_steps", 6, "--trainer.val_check_interval", 3]  # fmt: skip
+    common = [
+        "--config",
+        recipes / "imagenet64-tiny.yaml",
+        "--data.path",
+        pictures,
+        *MODEL,
+        "--trainer.max_steps",
+        6,
+        "--trainer.val_check_interval",
+        3,
+    ]
     runs = {name: tmp_path / name for name in ("full", "resumed", "plain")}
     augment = ["--data.augment", "[hflip]"]
     assert fit(*common, *augment, "--trainer.default_root_dir", runs["full"]) == 0

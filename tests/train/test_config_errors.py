@@ -23,12 +23,19 @@ import pytest
 def test_bad_configuration_names_the_key(
     overrides, message, fit, recipes, text_folder, tmp_path, capsys
 ):
-    path = [] if any(o == "--data.path" for o in overrides) or message.endswith("required") else [
-        "--data.path", text_folder]  # fmt: skip
+    path = (
+        []
+        if any(o == "--data.path" for o in overrides) or message.endswith("required")
+        else ["--data.path", text_folder]
+    )
     status = fit(
-        "--config", recipes / "pg19-tiny.yaml", *path, *overrides,
-        "--trainer.default_root_dir", tmp_path / "run",
-    )  # fmt: skip
+        "--config",
+        recipes / "pg19-tiny.yaml",
+        *path,
+        *overrides,
+        "--trainer.default_root_dir",
+        tmp_path / "run",
+    )
     assert status != 0
     assert message in capsys.readouterr().err
     assert not (tmp_path / "run" / "checkpoints").exists()  # nothing ran

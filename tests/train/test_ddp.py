@@ -56,8 +56,11 @@ def test_two_ranks_stay_identical(text_folder, tmp_path):
     report = tmp_path / "report.json"
     done = subprocess.run(
         [sys.executable, str(script), str(text_folder), str(report)],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(report.read_text())
     assert result["world"] == 2

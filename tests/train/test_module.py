@@ -17,8 +17,9 @@ from multibyte.train.module import warmup_then_decay
 
 
 def tiny_module(**options) -> ByteLM:
-    config = MegabyteConfig(patch_size=8, max_seq_len=128, global_dim=32, global_heads=2,
-                            local_dim=16, local_heads=2)  # fmt: skip
+    config = MegabyteConfig(
+        patch_size=8, max_seq_len=128, global_dim=32, global_heads=2, local_dim=16, local_heads=2
+    )
     return ByteLM(Megabyte(config), **options)
 
 
@@ -59,8 +60,13 @@ def test_non_finite_loss_stops_training_with_a_clear_message(text_folder, tmp_pa
     with torch.no_grad():
         module.model.stages[1].pad.fill_(float("nan"))
     data = ByteDataModule(path=text_folder, modality={"name": "text"}, seq_len=128, batch_size=2)
-    trainer = L.Trainer(max_steps=3, logger=False, enable_progress_bar=False,
-                        default_root_dir=tmp_path, use_distributed_sampler=False)  # fmt: skip
+    trainer = L.Trainer(
+        max_steps=3,
+        logger=False,
+        enable_progress_bar=False,
+        default_root_dir=tmp_path,
+        use_distributed_sampler=False,
+    )
     with pytest.raises(FloatingPointError, match="non-finite training loss"):
         trainer.fit(module, data)
 
@@ -71,8 +77,10 @@ def test_step_sampler_is_a_pure_function_of_the_batch_number():
     assert list(a)[3:] == list(b)
     epoch = [i for batch in StepBatchSampler(10, 5, seed=1, batches_per_epoch=2) for i in batch]
     assert sorted(epoch) == list(range(10))  # without replacement: a permutation per epoch
-    ranks = [list(StepBatchSampler(12, 3, seed=1, rank=r, world_size=2, batches_per_epoch=2))
-             for r in (0, 1)]  # fmt: skip
+    ranks = [
+        list(StepBatchSampler(12, 3, seed=1, rank=r, world_size=2, batches_per_epoch=2))
+        for r in (0, 1)
+    ]
     assert sorted(i for rank in ranks for batch in rank for i in batch) == list(range(12))
 
 

@@ -18,9 +18,13 @@ from multibyte.train.precision import resolve_compile, resolve_precision
 
 # A small text model, so that a run in emulated bf16 stays short on a CPU without bf16 units.
 SMALL = (
-    "--data.seq_len", "128", "--data.batch_size", "2",
-    "--model.model.init_args.config.max_seq_len", "128",
-)  # fmt: skip
+    "--data.seq_len",
+    "128",
+    "--data.batch_size",
+    "2",
+    "--model.model.init_args.config.max_seq_len",
+    "128",
+)
 
 
 @pytest.fixture

@@ -59,15 +59,23 @@ TUNED_RECIPE = dict(
 def test_command_line_overrides_win_over_the_recipe_and_its_preset():
     recipe = str(Path(RECIPES[0]).with_name("pg19-tiny.yaml"))
     config = resolved_model_config(
-        "--config", recipe,
-        "--model.model.init_args.config.global_dim", "64",
-        "--model.model.init_args.config.activation", "relu",
-        "--model.model.init_args.config.local_dim", "128",
-    )  # fmt: skip
+        "--config",
+        recipe,
+        "--model.model.init_args.config.global_dim",
+        "64",
+        "--model.model.init_args.config.activation",
+        "relu",
+        "--model.model.init_args.config.local_dim",
+        "128",
+    )
     expected = MegabyteConfig.preset(
-        "pg19-tiny", max_seq_len=1024, global_dim=64, activation="relu", local_dim=128,
+        "pg19-tiny",
+        max_seq_len=1024,
+        global_dim=64,
+        activation="relu",
+        local_dim=128,
         **TUNED_RECIPE,
-    )  # fmt: skip
+    )
     assert config == expected
     assert config.global_layers == MEGABYTE_PRESETS["pg19-tiny"]["global_layers"]
 

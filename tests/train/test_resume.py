@@ -13,13 +13,23 @@ import pytest
 import torch
 
 TINY = [
-    "--model.model.init_args.config.global_dim", "64",
-    "--model.model.init_args.config.local_dim", "32",
-    "--model.model.init_args.config.max_seq_len", "256",
-    "--model.model.init_args.config.dropout", "0.1",
-    "--data.seq_len", "256", "--data.batch_size", "2",
-    "--trainer.log_every_n_steps", "1", "--trainer.enable_progress_bar", "false",
-]  # fmt: skip
+    "--model.model.init_args.config.global_dim",
+    "64",
+    "--model.model.init_args.config.local_dim",
+    "32",
+    "--model.model.init_args.config.max_seq_len",
+    "256",
+    "--model.model.init_args.config.dropout",
+    "0.1",
+    "--data.seq_len",
+    "256",
+    "--data.batch_size",
+    "2",
+    "--trainer.log_every_n_steps",
+    "1",
+    "--trainer.enable_progress_bar",
+    "false",
+]
 
 
 def _train_bpb(metrics, root: Path) -> dict[int, float]:
@@ -28,8 +38,17 @@ def _train_bpb(metrics, root: Path) -> dict[int, float]:
 
 
 def test_resume_reproduces_the_uninterrupted_losses(fit, metrics, recipes, text_folder, tmp_path):
-    common = ["--config", recipes / "pg19-tiny.yaml", "--data.path", text_folder, *TINY,
-              "--trainer.max_steps", 8, "--trainer.val_check_interval", 4]  # fmt: skip
+    common = [
+        "--config",
+        recipes / "pg19-tiny.yaml",
+        "--data.path",
+        text_folder,
+        *TINY,
+        "--trainer.max_steps",
+        8,
+        "--trainer.val_check_interval",
+        4,
+    ]
     full, resumed = tmp_path / "full", tmp_path / "resumed"
     assert fit(*common, "--trainer.default_root_dir", full) == 0
     halfway = full / "checkpoints" / "epoch=0-step=4.ckpt"
@@ -40,18 +59,32 @@ def test_resume_reproduces_the_uninterrupted_losses(fit, metrics, recipes, text_
     assert later and sorted(got) == later  # the resumed run logged exactly the later steps
     for step in later:
         assert got[step] == pytest.approx(expected[step], abs=1e-6), step
-    final = [torch.load(root / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
-             for root in (full, resumed)]  # fmt: skip
+    final = [
+        torch.load(root / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+        for root in (full, resumed)
+    ]
     for name, tensor in final[0].items():
         assert torch.allclose(tensor, final[1][name], atol=1e-6), name
 
 
 def test_killed_run_resumes_from_last(recipes, text_folder, tmp_path, metrics):
     command = [
-        sys.executable, "-m", "multibyte.cli", "fit", "--config", str(recipes / "pg19-tiny.yaml"),
-        "--data.path", str(text_folder), *TINY, "--trainer.max_steps", "1000",
-        "--trainer.val_check_interval", "3", "--trainer.default_root_dir", str(tmp_path),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "multibyte.cli",
+        "fit",
+        "--config",
+        str(recipes / "pg19-tiny.yaml"),
+        "--data.path",
+        str(text_folder),
+        *TINY,
+        "--trainer.max_steps",
+        "1000",
+        "--trainer.val_check_interval",
+        "3",
+        "--trainer.default_root_dir",
+        str(tmp_path),
+    ]
     last = tmp_path / "checkpoints" / "last.ckpt"
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

@@ -7,20 +7,49 @@ import pytest
 from multibyte.prepare import main as prepare
 
 TINY = [
-    "--model.model.init_args.config.global_dim", "64",
-    "--model.model.init_args.config.local_dim", "32",
-    "--model.model.init_args.config.max_seq_len", "256",
-    "--data.seq_len", "256", "--data.batch_size", "2", "--data.batches_per_epoch", "4",
-    "--trainer.log_every_n_steps", "1", "--trainer.enable_progress_bar", "false",
-    "--trainer.max_steps", "6", "--trainer.val_check_interval", "3",
-]  # fmt: skip
+    "--model.model.init_args.config.global_dim",
+    "64",
+    "--model.model.init_args.config.local_dim",
+    "32",
+    "--model.model.init_args.config.max_seq_len",
+    "256",
+    "--data.seq_len",
+    "256",
+    "--data.batch_size",
+    "2",
+    "--data.batches_per_epoch",
+    "4",
+    "--trainer.log_every_n_steps",
+    "1",
+    "--trainer.enable_progress_bar",
+    "false",
+    "--trainer.max_steps",
+    "6",
+    "--trainer.val_check_interval",
+    "3",
+]
 
 
 @pytest.fixture(scope="module")
 def text_shards(text_folder, tmp_path_factory):
     out = tmp_path_factory.mktemp("shards")
-    assert prepare(["text", "--src", str(text_folder), "--out", str(out),
-                    "--val-fraction", "0.2", "--quiet", "--chunk-size", "1000"]) == 0  # fmt: skip
+    assert (
+        prepare(
+            [
+                "text",
+                "--src",
+                str(text_folder),
+                "--out",
+                str(out),
+                "--val-fraction",
+                "0.2",
+                "--quiet",
+                "--chunk-size",
+                "1000",
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -42,7 +71,13 @@ def test_fit_from_shards_and_resume_deterministically(fit, metrics, recipes, tex
 
 
 def test_shards_of_another_modality_are_refused(fit, recipes, text_shards, tmp_path, capsys):
-    status = fit("--config", recipes / "imagenet64-tiny.yaml", "--data.path", text_shards,
-                 "--trainer.default_root_dir", tmp_path)  # fmt: skip
+    status = fit(
+        "--config",
+        recipes / "imagenet64-tiny.yaml",
+        "--data.path",
+        text_shards,
+        "--trainer.default_root_dir",
+        tmp_path,
+    )
     assert status == 2
     assert "data.modality name 'image' does not match the shards' 'text'" in capsys.readouterr().err
