@@ -1,7 +1,9 @@
-"""Pre-norm transformer blocks shared by every stage of MEGABYTE and by the byte transformer."""
+"""Pre-norm transformer blocks shared by every stage of MEGABYTE and by the byte transformer,
+and small helpers on byte inputs (`check_bytes`, `shift_right`) and tables (`ordinal_table`)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -255,3 +257,17 @@ def check_bytes(x: torch.Tensor, max_seq_len: int) -> tuple[int, int]:
     if not 1 <= length <= max_seq_len:
         raise ValueError(f"sequence length {length} must be in 1..max_seq_len={max_seq_len}")
     return batch, length
+
+
+def ordinal_table(width: int, std: float, scale: float = 16.0) -> torch.Tensor:
+    """[256, width] rows smooth in the byte value v: the DCT-II basis cos(pi k (v + 1/2) / 256),
+    its frequency k weighted 1 / (1 + k / scale), mixed by a normal [256, width] matrix, centred
+    and scaled to `std`. Rows of values a few apart are close (cosine ~0.86 at 1 apart, ~0.06 at
+    10, for scale 16), distant ones unrelated; all 256 frequencies keep every row distinct."""
+    value = torch.arange(VOCAB, dtype=torch.float64) + 0.5
+    frequency = torch.arange(VOCAB, dtype=torch.float64)
+    basis = torch.cos(math.pi * value[:, None] * frequency[None, :] / VOCAB)
+    mix = torch.randn(VOCAB, width, dtype=torch.float64)
+    table = (basis / (1.0 + frequency / scale)) @ mix
+    table = table - table.mean(0)
+    return (table * (std / table.std())).float()

@@ -161,10 +161,22 @@ class CompiledMegabyteDecoder(MegabyteDecoder):
             embedded.copy_(self.model.global_model.embed(self.x, t - patch, t)[:, 0])
         kind = step_kind(self.sizes, t)
         self.position.fill_(t)
-        return self.graphs(kind, lambda: self.step(
-            self.model, kind, self.sizes, torch.get_num_threads(), self.x, self.position,
-            embedded, self.caches, self.global_out, self.contexts, self.states,
-        ))  # fmt: skip
+        return self.graphs(
+            kind,
+            lambda: self.step(
+                self.model,
+                kind,
+                self.sizes,
+                torch.get_num_threads(),
+                self.x,
+                self.position,
+                embedded,
+                self.caches,
+                self.global_out,
+                self.contexts,
+                self.states,
+            ),
+        )
 
 
 def step_kind(sizes: tuple[int, ...], t: int) -> tuple[int, ...]:

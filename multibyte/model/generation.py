@@ -230,3 +230,38 @@ def generate_bytes(
                 progress(t - start + 1)
     model.train(was_training)
     return buffer
+
+
+class GenerationMixin:
+    """`generate` for a byte model that has `decoder(buffer, compile)` (its KV-cached steps)."""
+
+    def generate(
+        self,
+        prompt: torch.Tensor,
+        max_new_bytes: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        use_cache: bool = True,
+        generator: torch.Generator | None = None,
+        progress: Callable[[int], None] | None = None,
+        compile: bool = False,
+    ) -> torch.Tensor:
+        """Sample `max_new_bytes` after `prompt` [B, T0] (T0 may be 0) -> [B, T0 + max_new_bytes].
+
+        Cached decoding runs the model's cached steps (MEGABYTE: one global step per patch and
+        one local step per byte); without the cache every byte recomputes a full forward pass.
+        Both give the same bytes. `compile`: each cached step runs as one compiled graph.
+        """
+        return generate_bytes(
+            self,  # type: ignore[arg-type]
+            prompt,
+            max_new_bytes,
+            temperature,
+            top_k,
+            top_p,
+            use_cache,
+            generator,
+            progress,
+            compile,
+        )

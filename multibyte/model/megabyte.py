@@ -20,17 +20,20 @@ the two: each is a local model of its parent and the parent of the next.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from multibyte.model.blocks import VOCAB, TransformerStack, check_bytes, shift_right
+from multibyte.model.blocks import (
+    VOCAB,
+    TransformerStack,
+    check_bytes,
+    ordinal_table,
+    shift_right,
+)
 from multibyte.model.config import MegabyteConfig, StageSpec
 from multibyte.model.decoding import CompiledMegabyteDecoder, MegabyteDecoder
-from multibyte.model.generation import generate_bytes
+from multibyte.model.generation import GenerationMixin
 from multibyte.model.pretrained import PretrainedMixin
 
 
@@ -182,21 +185,7 @@ class LocalModel(nn.Module):
         return torch.cat([out[:, 0, :1], later[:, :-1]], dim=1)
 
 
-def ordinal_table(width: int, std: float, scale: float = 16.0) -> torch.Tensor:
-    """[256, width] rows smooth in the byte value v: the DCT-II basis cos(pi k (v + 1/2) / 256),
-    its frequency k weighted 1 / (1 + k / scale), mixed by a normal [256, width] matrix, centred
-    and scaled to `std`. Rows of values a few apart are close (cosine ~0.86 at 1 apart, ~0.06 at
-    10, for scale 16), distant ones unrelated; all 256 frequencies keep every row distinct."""
-    value = torch.arange(VOCAB, dtype=torch.float64) + 0.5
-    frequency = torch.arange(VOCAB, dtype=torch.float64)
-    basis = torch.cos(math.pi * value[:, None] * frequency[None, :] / VOCAB)
-    mix = torch.randn(VOCAB, width, dtype=torch.float64)
-    table = (basis / (1.0 + frequency / scale)) @ mix
-    table = table - table.mean(0)
-    return (table * (std / table.std())).float()
-
-
-class Megabyte(nn.Module, PretrainedMixin):
+class Megabyte(nn.Module, PretrainedMixin, GenerationMixin):
     """The whole model: the global model, any middle models, the local model and the byte head."""
 
     config_class = MegabyteConfig  # from_pretrained builds it from config.json
@@ -260,37 +249,6 @@ class Megabyte(nn.Module, PretrainedMixin):
                 for table in tables:
                     std = embed_std if table is not self.head else self.config.init_std
                     table.weight.copy_(ordinal_table(table.weight.shape[1], std))
-
-    def generate(
-        self,
-        prompt: torch.Tensor,
-        max_new_bytes: int,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        use_cache: bool = True,
-        generator: torch.Generator | None = None,
-        progress: Callable[[int], None] | None = None,
-        compile: bool = False,
-    ) -> torch.Tensor:
-        """Sample `max_new_bytes` after `prompt` [B, T0] (T0 may be 0) -> [B, T0 + max_new_bytes].
-
-        Cached decoding runs one global step per patch and one local step per byte; without the
-        cache every byte recomputes a full forward pass. Both give the same bytes. `compile`:
-        each cached step runs as one compiled graph (`CompiledMegabyteDecoder`).
-        """
-        return generate_bytes(
-            self,
-            prompt,
-            max_new_bytes,
-            temperature,
-            top_k,
-            top_p,
-            use_cache,
-            generator,
-            progress,
-            compile,
-        )
 
     def decoder(self, buffer: torch.Tensor, compile: bool = False) -> MegabyteDecoder:
         """The KV-cached decoder of `buffer`; `compile=True`: its steps are compiled graphs."""

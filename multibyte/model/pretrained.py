@@ -233,10 +233,21 @@ def load_weights(model: nn.Module, tensors: Mapping[str, torch.Tensor], folder: 
 
 # torch.nn.init's in-place initialisers, which model constructors call.
 INITIALISERS = (
-    "uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
-    "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_",
+    "uniform_",
+    "normal_",
+    "trunc_normal_",
+    "constant_",
+    "ones_",
+    "zeros_",
+    "eye_",
+    "dirac_",
+    "xavier_uniform_",
+    "xavier_normal_",
+    "kaiming_uniform_",
+    "kaiming_normal_",
+    "orthogonal_",
     "sparse_",
-)  # fmt: skip
+)
 
 
 @contextmanager

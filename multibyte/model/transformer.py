@@ -6,7 +6,6 @@ It is the baseline every MEGABYTE figure is compared against, with the same call
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -22,7 +21,7 @@ from multibyte.model.blocks import (
     check_bytes,
     shift_right,
 )
-from multibyte.model.generation import StepGraphs, compiled_step, generate_bytes
+from multibyte.model.generation import GenerationMixin, StepGraphs, compiled_step
 from multibyte.model.pretrained import PretrainedMixin
 
 
@@ -65,7 +64,7 @@ class ByteTransformerConfig:
         return asdict(self)
 
 
-class ByteTransformer(nn.Module, PretrainedMixin):
+class ByteTransformer(nn.Module, PretrainedMixin, GenerationMixin):
     config_class = ByteTransformerConfig  # from_pretrained builds it from config.json
 
     def __init__(self, config: ByteTransformerConfig) -> None:
@@ -114,24 +113,6 @@ class ByteTransformer(nn.Module, PretrainedMixin):
             h = h + self.position.weight[: x.shape[1]]
         return h
 
-    def generate(
-        self,
-        prompt: torch.Tensor,
-        max_new_bytes: int,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        use_cache: bool = True,
-        generator: torch.Generator | None = None,
-        progress: Callable[[int], None] | None = None,
-        compile: bool = False,
-    ) -> torch.Tensor:
-        """Sample `max_new_bytes` after `prompt` [B, T0] -> [B, T0 + max_new_bytes]."""
-        return generate_bytes(
-            self, prompt, max_new_bytes, temperature, top_k, top_p, use_cache, generator,
-            progress, compile,
-        )  # fmt: skip
-
     def decoder(self, buffer: torch.Tensor, compile: bool = False) -> ByteTransformerDecoder:
         """The KV-cached decoder of `buffer`; `compile=True`: its steps are compiled graphs."""
         return (CompiledByteTransformerDecoder if compile else ByteTransformerDecoder)(self, buffer)
@@ -176,9 +157,12 @@ class CompiledByteTransformerDecoder(ByteTransformerDecoder):
 
     def advance(self, t: int) -> torch.Tensor:
         self.position.fill_(t)
-        return self.graphs("step", lambda: self.step(
-            self.model, torch.get_num_threads(), self.x, self.position, self.caches
-        ))  # fmt: skip
+        return self.graphs(
+            "step",
+            lambda: self.step(
+                self.model, torch.get_num_threads(), self.x, self.position, self.caches
+            ),
+        )
 
 
 def byte_transformer_static_step(

@@ -22,9 +22,22 @@ def test_image_files_report_json_markdown_and_plots(image_ckpt, image_folder, tm
     broken.write_bytes(b"not a png at all")
     out, md, plots = tmp_path / "r.json", tmp_path / "r.md", tmp_path / "plots"
     code = evaluate(
-        "--ckpt", image_ckpt, "--data", image_folder, broken, "--strided", "--sliding",
-        "--context", "96", "--json", out, "--markdown", md, "--plots", plots,
-    )  # fmt: skip
+        "--ckpt",
+        image_ckpt,
+        "--data",
+        image_folder,
+        broken,
+        "--strided",
+        "--sliding",
+        "--context",
+        "96",
+        "--json",
+        out,
+        "--markdown",
+        md,
+        "--plots",
+        plots,
+    )
     assert code == 0
     printed = capsys.readouterr().out
     report = json.loads(out.read_text())
@@ -82,11 +95,35 @@ def test_text_shards_and_the_stream(trained_text_ckpt, tmp_path, stand_ins):
     for i in range(3):
         (src / f"b{i}.txt").write_text(stand_ins.TEXT[: 50 + 17 * i])
     shards = tmp_path / "shards"
-    prepare(["text", "--src", str(src), "--out", str(shards), "--val-fraction", "0",
-             "--workers", "1", "--quiet"])  # fmt: skip
+    prepare(
+        [
+            "text",
+            "--src",
+            str(src),
+            "--out",
+            str(shards),
+            "--val-fraction",
+            "0",
+            "--workers",
+            "1",
+            "--quiet",
+        ]
+    )
     out = tmp_path / "r.json"
-    code = evaluate("--ckpt", trained_text_ckpt, "--data", shards, "--split", "train",
-                    "--strided", "--json", out, "--words", "--seq-len", "32")  # fmt: skip
+    code = evaluate(
+        "--ckpt",
+        trained_text_ckpt,
+        "--data",
+        shards,
+        "--split",
+        "train",
+        "--strided",
+        "--json",
+        out,
+        "--words",
+        "--seq-len",
+        "32",
+    )
     assert code == 0
     report = json.loads(out.read_text())
     stream_bytes = sum(50 + 17 * i + 2 for i in range(3))  # documents + separators
@@ -122,8 +159,22 @@ def test_shards_of_another_modality_need_modality(audio_ckpt, image_folder, tmp_
     from multibyte.prepare import main as prepare
 
     shards = tmp_path / "img"
-    prepare(["image", "--src", str(image_folder), "--out", str(shards), "--size", "8",
-             "--val-fraction", "0", "--workers", "1", "--quiet"])  # fmt: skip
+    prepare(
+        [
+            "image",
+            "--src",
+            str(image_folder),
+            "--out",
+            str(shards),
+            "--size",
+            "8",
+            "--val-fraction",
+            "0",
+            "--workers",
+            "1",
+            "--quiet",
+        ]
+    )
     assert evaluate("--ckpt", audio_ckpt, "--data", shards, "--split", "train") == 2
     assert "--modality image" in capsys.readouterr().err
     # No val shards at all: the message says which splits exist.
