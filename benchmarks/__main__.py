@@ -1,11 +1,8 @@
 """`python -m benchmarks list | run CASE [--smoke] [options] | run all`."""
 
-from benchmarks import (  # noqa: F401
+from benchmarks import (  # noqa: F401 (each module registers its cases)
     compression,
-    core,
     cpu_bf16,
-    data,
-    diagnostics,
     fit_precision,
     generate,
     harness,

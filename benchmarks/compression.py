@@ -1,24 +1,16 @@
 """compression: `multibyte compress` on held-out files against the model's own bits,
-gzip/bz2/xz(/zstd) and the format codecs, and its coding speed against xz.
+gzip/bz2/xz(/zstd) and the format codecs, and its coding speed against xz (docs/compression.md).
 
-By default it measures what `make demo` made: for each modality the quickstart trained, its
-MEGABYTE checkpoint (`runs/quickstart/<modality>/megabyte/checkpoints/last.ckpt`) on the
-held-out sample-pack files of that modality (the quickstart's own plans and split), the first
-`--files-per-modality` of them (default 1; 0: all). `--ckpt CKPT --files FILE...` measures one
-checkpoint on given files instead (all of them unless `--files-per-modality` says otherwise).
+By default it measures what `make demo` made: for each plan of the demo, its MEGABYTE checkpoint
+on the first `--files-per-modality` held-out sample-pack files of that modality (the plans'
+split). `--ckpt CKPT --files FILE...` measures one checkpoint on given files instead.
 
-Sizes: each file's content is compressed on its own, as `multibyte compress` does, in chunks of
-the adapter's sequence length (what the model trained on; `--chunk` to change it), and
-decompressed to check the round trip. Content is what the adapter codes exactly
-(`encode_exact`); a file it cannot represent exactly (the sample pack's 128x128 photos) is coded
-as `multibyte prepare` encodes it, the bytes the demo evaluated, and the row says so. Beside the
-whole `.mbz` file, its header and its payload (the coded streams): the model's bits on the same
-bytes with the same windows (`evaluate_model`, windows = the chunks), and the sizes the general
-and the format codecs make of the same bytes, headers included.
-
-Speed: the first --speed-bytes bytes of the checkpoint's files together, compressed and
-decompressed at batch 1 and at --batch chunks (chunks of --speed-chunk bytes, by default just
-enough for one full batch), next to xz (preset 9) on the same bytes; input bytes per second.
+Sizes: each file's content (what the adapter codes exactly, else what `multibyte prepare` makes
+of it, and the row says so) is compressed on its own in chunks of the adapter's sequence length
+and decompressed to check the round trip; beside the `.mbz` file, its header and payload, the
+model's bits on the same bytes with the same windows and the codecs' sizes of the same bytes.
+Speed: the first --speed-bytes bytes of the files together, coded at batch 1 and at --batch
+chunks, next to xz (preset 9) on the same bytes; input bytes per second.
 """
 
 from __future__ import annotations
@@ -27,11 +19,11 @@ import argparse
 import json
 import lzma
 import math
-import sys
 import tempfile
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import numpy as np
 import torch
@@ -44,55 +36,46 @@ from multibyte.codecs import byte_codecs, compressed_bits
 from multibyte.compression import DEFAULT_BATCH, compress, decompress, unpack
 from multibyte.evaluation import evaluate_model
 from multibyte.model import Megabyte
+from multibyte.plans import PLANS, RECIPES, SAMPLES, split_inputs
 
 DEMO = h.REPO / "runs" / "quickstart"
 SPEED_BYTES = {False: 4096, True: 256}  # full run, --smoke
 # --smoke: the demo's modality options shrunk to tiny samples (text needs no change)
 SMOKE_OPTIONS = {"image": {"size": 8}, "audio": {"sample_rate": 8000, "seq_len": 64}}
 SMOKE_STREAM_BYTES = 200  # length of the smoke file of a modality without a fixed length
-
-
-def fail(message: str) -> NoReturn:
-    """A user error: one line, exit status 2."""
-    print(f"python -m benchmarks run compression: error: {message}", file=sys.stderr, flush=True)
-    raise SystemExit(2)
+CODING = ("compress", "decompress")
+fail = partial(h.fail, "compression")
 
 
 def demo_checkpoint(demo: Path, modality: str) -> Path:
-    """Where `multibyte quickstart` leaves a modality's MEGABYTE checkpoint (`run_modality`)."""
+    """Where `multibyte quickstart` leaves a modality's MEGABYTE checkpoint."""
     return demo / modality / "megabyte" / "checkpoints" / "last.ckpt"
 
 
 def demo_inputs(demo: Path, samples: Path | None) -> list[tuple[Path, list[Path]]]:
-    """(checkpoint, held-out files) for each modality the quickstart trained, from its plans."""
-    # here: the quickstart pulls in webdataset, which the GPU machines lack
-    from multibyte.quickstart import PLANS, SAMPLES, split_inputs
-
-    samples = samples or SAMPLES
+    """(checkpoint, held-out files) for each modality the demo trained, from its plans."""
     found = []
     for plan in PLANS:
         checkpoint = demo_checkpoint(demo, plan.name)
         if not checkpoint.is_file():
             continue
-        folder = samples / plan.source
+        folder = (samples or SAMPLES) / plan.source
         if not folder.is_dir():
             fail(f"{folder}: the sample pack folder of {checkpoint} is missing")
         found.append((checkpoint, split_inputs(plan, folder)[1]))
     if not found:
-        fail(f"{demo}: no demo checkpoint (<modality>/megabyte/checkpoints/last.ckpt); "
-             "run `make demo` first")  # fmt: skip
+        where = "<modality>/megabyte/checkpoints/last.ckpt"
+        fail(f"{demo}: no demo checkpoint ({where}); run `make demo` first")
     return found
 
 
 def smoke_demo(folder: Path) -> tuple[Path, Path]:
-    """A miniature of the demo's outputs in `folder`: per quickstart plan a tiny random-init
-    MEGABYTE exported where the quickstart leaves its checkpoint, with the recipe's modality
-    options shrunk, and one random sample of that modality as the sample pack's only file."""
-    from multibyte.quickstart import PLANS
-
+    """A miniature of the demo's outputs in `folder`: per plan a tiny random-init MEGABYTE
+    exported where the quickstart leaves its checkpoint, with the recipe's modality options
+    shrunk, and one random sample of that modality as the sample pack's only file."""
     demo, samples, rng = folder / "quickstart", folder / "samples", np.random.default_rng(0)
     for plan in PLANS:
-        recipe = yaml.safe_load((h.REPO / "recipes" / plan.recipe).read_text())
+        recipe = yaml.safe_load((RECIPES / plan.recipe).read_text())
         options = recipe["data"]["modality"] | SMOKE_OPTIONS.get(plan.name, {})
         adapter = modalities.get(**options)
         config = h.megabyte_config(h.SMOKE_PAIR["megabyte"], adapter.seq_len or 64)
@@ -123,58 +106,58 @@ def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
     return box[0], seconds
 
 
-def sizes(model: Any, adapter: Any, path: Path, data: bytes, args: argparse.Namespace,
-          chunk: int) -> dict:  # fmt: skip
+def sizes(model: Any, adapter: Any, data: bytes, args: argparse.Namespace, chunk: int) -> dict:
     blob = compress(model, data, chunk=chunk, batch=args.batch, compile=args.compile)
     if decompress(model, blob) != data:
-        raise RuntimeError(f"{path}: the round trip is not exact")
+        raise RuntimeError("the round trip is not exact")
     container = unpack(blob)
     payload = container.payload_bytes()
     report = evaluate_model(model, [data], seq_len=chunk, stream=True, codecs=False)
-    model_bits = float(report.summary["total_bits"])
+    bits = float(report.summary["total_bits"])
     format_codecs, notes = adapter.codecs()
     codecs = byte_codecs() | format_codecs
-    return {"file": path.name, "path": str(path), "bytes": len(data), "chunks": container.chunks,
-            "mbz_bytes": len(blob), "header_bytes": len(blob) - payload, "payload_bytes": payload,
-            "model_bits": model_bits,
-            "payload_over_model": 8 * payload / model_bits if model_bits else None,
-            "codec_bytes": {name: compressed_bits(codec, [data], check=True) // 8
-                            for name, codec in codecs.items()},
-            "codec_notes": notes}  # fmt: skip
+    return {
+        "bytes": len(data),
+        "chunks": container.chunks,
+        "mbz_bytes": len(blob),
+        "header_bytes": len(blob) - payload,
+        "payload_bytes": payload,
+        "model_bits": bits,
+        "payload_over_model": 8 * payload / bits if bits else None,
+        "codec_bytes": {n: compressed_bits(c, [data], check=True) // 8 for n, c in codecs.items()},
+        "codec_notes": notes,
+    }
+
+
+def rates(data: bytes, compress_s: float, decompress_s: float) -> dict:
+    return {
+        "compress_bytes_per_s": len(data) / compress_s,
+        "decompress_bytes_per_s": len(data) / decompress_s,
+    }
 
 
 def speed(model: Any, data: bytes, args: argparse.Namespace) -> dict:
     """Input bytes/s of compress and decompress at batch 1 and --batch, and of xz."""
     max_len = int(model.config.max_seq_len)
     chunk = args.speed_chunk or max(1, min(max_len, math.ceil(len(data) / args.batch)))
-    out: dict[str, Any] = {"bytes": len(data), "chunk": chunk, "compile": args.compile}
+    out: dict[str, Any] = {"bytes": len(data), "chunk": chunk}
     for batch in sorted({1, args.batch}):
-
-        def code(batch: int = batch) -> bytes:
-            return compress(model, data, chunk=chunk, batch=batch, compile=args.compile)
-
+        code = partial(compress, model, data, chunk=chunk, batch=batch, compile=args.compile)
         # warm-up: the compiled step compiles per batch shape, so it runs the same input once
         if args.compile:
             code()
         else:
             compress(model, data[:chunk], chunk=chunk, batch=batch)
         blob, seconds = timed(code)
-        back, back_seconds = timed(lambda blob=blob: decompress(model, blob))
+        back, back_seconds = timed(partial(decompress, model, blob))
         if back != data:
             raise RuntimeError("speed run: the round trip is not exact")
-        out[f"batch_{batch}"] = {"chunks_per_batch": min(batch, unpack(blob).chunks),
-                                 "compress_s": seconds, "decompress_s": back_seconds,
-                                 "compress_bytes_per_s": len(data) / seconds,
-                                 "decompress_bytes_per_s": len(data) / back_seconds}  # fmt: skip
-        h.log(f"  batch {batch}: {len(data) / seconds:,.0f} B/s compress, "
-              f"{len(data) / back_seconds:,.0f} B/s decompress")  # fmt: skip
+        out[f"batch_{batch}"] = rates(data, seconds, back_seconds)
+        out[f"batch_{batch}"]["chunks_per_batch"] = min(batch, unpack(blob).chunks)
     packed = lzma.compress(data, preset=9)
-    xz = h.measure({"compress": lambda: lzma.compress(data, preset=9),
-                    "decompress": lambda: lzma.decompress(packed)}, repeats=5)  # fmt: skip
-    out["xz"] = {"preset": 9, "compress_s": xz["compress"].median,
-                 "decompress_s": xz["decompress"].median,
-                 "compress_bytes_per_s": len(data) / xz["compress"].median,
-                 "decompress_bytes_per_s": len(data) / xz["decompress"].median}  # fmt: skip
+    xz = {"c": partial(lzma.compress, data, preset=9), "d": partial(lzma.decompress, packed)}
+    xz = h.measure(xz, repeats=5)
+    out["xz"] = rates(data, xz["c"].median, xz["d"].median)
     return out
 
 
@@ -201,13 +184,19 @@ def measure_checkpoint(checkpoint: Path, files: list[Path], args: argparse.Names
             skipped.append({"file": str(path), "reason": str(error)})
             continue
         h.log(f"{adapter.name}: {path.name}, {len(data):,} bytes in chunks of {chunk}")
-        rows.append(sizes(model, adapter, path, data, args, chunk) | {"not_exact": not_exact})
+        row = {"file": path.name, "not_exact": not_exact}
+        rows.append(row | sizes(model, adapter, data, args, chunk))
         everything.append(data)
-    result = {"checkpoint": str(checkpoint), "modality": model.modality,
-              "adapter": adapter.name, "chunk": chunk, "max_seq_len": max_len, "files": rows,
-              "skipped": skipped}  # fmt: skip
-    speed_data = b"".join(everything)[: args.speed_bytes]
-    if speed_data:
+    result = {
+        "checkpoint": str(checkpoint),
+        "modality": model.modality,
+        "adapter": adapter.name,
+        "chunk": chunk,
+        "max_seq_len": max_len,
+        "files": rows,
+        "skipped": skipped,
+    }
+    if speed_data := b"".join(everything)[: args.speed_bytes]:
         h.log(f"{adapter.name}: speed on {len(speed_data):,} bytes")
         result["speed"] = speed(model, speed_data, args)
     return result
@@ -232,98 +221,87 @@ def sources(args: argparse.Namespace, folder: Path) -> tuple[str, list[tuple[Pat
 
 
 def options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--ckpt", help="a checkpoint to measure on --files (default: the demo's)")
-    parser.add_argument("--files", nargs="+", help="files for --ckpt")
-    parser.add_argument("--demo", help=f"the quickstart's output folder (default {DEMO})")
-    parser.add_argument("--samples", help="the sample pack the demo used (default: its own)")
-    parser.add_argument("--files-per-modality", type=int,
-                        help="files measured per checkpoint (default: 1 for the demo, all for "
-                        "--files; 0: all)")  # fmt: skip
-    parser.add_argument("--chunk", type=int, help="bytes per chunk for sizes (default: the "
-                        "adapter's sequence length, at most max_seq_len)")  # fmt: skip
-    parser.add_argument("--batch", type=int, default=DEFAULT_BATCH,
-                        help=f"chunks coded together (default {DEFAULT_BATCH})")  # fmt: skip
-    parser.add_argument("--speed-bytes", type=int,
-                        help=f"bytes timed (default {SPEED_BYTES[False]}, --smoke "
-                        f"{SPEED_BYTES[True]}; 0: no speed)")  # fmt: skip
-    parser.add_argument("--speed-chunk", type=int, help="chunk for speed (default: a full batch)")
-    parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
-    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
-    parser.add_argument("--compile", action="store_true", help="code with the compiled step")
+    add = parser.add_argument
+    add("--ckpt", help="a checkpoint to measure on --files (default: the demo's)")
+    add("--files", nargs="+", help="files for --ckpt")
+    add("--demo", help=f"the quickstart's output folder (default {DEMO})")
+    add("--samples", help="the sample pack the demo used (default: its own)")
+    add("--files-per-modality", type=int, help="files per checkpoint (demo 1, --files all; 0 all)")
+    add("--chunk", type=int, help="bytes per chunk (default: the adapter's sequence length)")
+    add("--batch", type=int, default=DEFAULT_BATCH, help=f"chunks coded together ({DEFAULT_BATCH})")
+    add("--speed-bytes", type=int, help="bytes timed (4096, --smoke 256; 0: no speed)")
+    add("--speed-chunk", type=int, help="chunk for speed (default: a full batch)")
+    add("--threads", type=int, help="torch threads (default: torch's)")
+    add("--device", default="cpu", help="cpu (default) or cuda")
+    add("--compile", action="store_true", help="code with the compiled step")
 
 
-def _shown(path: str) -> str:  # a path inside the repository, from its root
-    return str(Path(path).relative_to(h.REPO)) if Path(path).is_relative_to(h.REPO) else path
-
-
-def _bytes(value: Any) -> str:
+def count(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) else "n/a"
 
 
 def render(r: dict) -> str:
     s, runs = r["settings"], r["runs"]
     rows = [(run, row) for run in runs for row in run["files"]]
-    codecs = list(dict.fromkeys(c for _, row in rows for c in [*row["codec_bytes"],
-                                                                *row["codec_notes"]]))  # fmt: skip
+    codecs = list(dict.fromkeys(c for _, row in rows for c in row["codec_bytes"]))
+    step = "compiled" if s["compile"] else "eager"
     lines = [
         f"Held-out files of {s['source']}, {s['files_per_modality'] or 'all'} per checkpoint; "
-        f"{s['device']}, {s['threads']} threads, {'compiled' if s['compile'] else 'eager'} "
-        f"decode step, batch {s['batch']}. Checkpoints:",
-        "",
-        *(f"- {run['adapter']}: `{_shown(run['checkpoint'])}`, modality "
-          f"`{json.dumps(run['modality'])}`, chunks of {run['chunk']:,} bytes" for run in runs),
-        "",
-        "Sizes in bytes. `.mbz` = header + payload (the coded streams); model bits = "
+        f"{s['device']}, {s['threads']} threads, {step} decode step, batch {s['batch']}. "
+        "Checkpoints:\n",
+        *(
+            f"- {run['adapter']}: `{h.shown(run['checkpoint'])}`, modality "
+            f"`{json.dumps(run['modality'])}`, chunks of {run['chunk']:,} bytes"
+            for run in runs
+        ),
+        "\nSizes in bytes. `.mbz` = header + payload (the coded streams); model bits = "
         "`multibyte evaluate`'s total bits on the same bytes with windows = the chunks; "
         "payload ÷ model = 8 · payload / model bits (the goal: within 1%, plus a word or two of "
         "flush per chunk). Codecs compress the same bytes, headers included; every size is "
-        "round-trip checked.",
-        "",
-    ]  # fmt: skip
-    head = ["modality", "file", "bytes", "chunks", "model bits", ".mbz", "header", "payload",
-            "payload ÷ model", *codecs]  # fmt: skip
-    table = [[run["adapter"], row["file"] + (" *" if row["not_exact"] else ""),
-              _bytes(row["bytes"]), row["chunks"], f"{row['model_bits']:,.0f}",
-              _bytes(row["mbz_bytes"]), row["header_bytes"], _bytes(row["payload_bytes"]),
-              f"{row['payload_over_model']:.4f}" if row["payload_over_model"] else "n/a",
-              *(_bytes(row["codec_bytes"].get(c)) for c in codecs)]
-             for run, row in rows]  # fmt: skip
-    lines.append(h.markdown_table(head, table))
+        "round-trip checked.\n",
+    ]
+    head = ["modality", "file", "bytes", "chunks", "model bits", ".mbz", "header", "payload"]
+    table = [
+        [run["adapter"], row["file"] + " *" * bool(row["not_exact"]), count(row["bytes"])]
+        + [row["chunks"], f"{row['model_bits']:,.0f}", count(row["mbz_bytes"])]
+        + [row["header_bytes"], count(row["payload_bytes"]), h.number(row["payload_over_model"], 4)]
+        + [count(row["codec_bytes"].get(c)) for c in codecs]
+        for run, row in rows
+    ]
+    lines.append(h.markdown_table([*head, "payload ÷ model", *codecs], table))
     notes = [
-        f"- \\* {row['file']}: not coded exactly ({row['not_exact']}); measured on the "
-        "bytes `multibyte prepare` makes of it"
+        f"- \\* {row['file']}: not coded exactly ({row['not_exact']}); measured on the bytes "
+        "`multibyte prepare` makes of it"
         for _, row in rows
         if row["not_exact"]
     ]
-    notes += [f"- {name}: {note}" for name, note in dict.fromkeys(
-        (n, t) for _, row in rows for n, t in row["codec_notes"].items())]  # fmt: skip
+    notes += [f"- {name}: {note}" for _, row in rows for name, note in row["codec_notes"].items()]
     notes += [f"- skipped {row['file']}: {row['reason']}" for run in runs for row in run["skipped"]]
-    lines += ["", *notes] if notes else []
-    speeds = [run for run in runs if "speed" in run]
-    if speeds:
-        lines += ["", "Speed: input bytes per second, wall clock, one timed call each (xz: "
-                  "median of 5), on the first bytes of the files above.", ""]  # fmt: skip
-        table = []
-        for run in speeds:
-            sp = run["speed"]
-            for key, value in sp.items():
-                if isinstance(value, dict):
-                    coder = "xz -9" if key == "xz" else f"model, batch {key.split('_')[1]}"
-                    table.append([run["adapter"], _bytes(sp["bytes"]), coder,
-                                  sp["chunk"] if key != "xz" else "",
-                                  value.get("chunks_per_batch", ""),
-                                  h.si(value["compress_bytes_per_s"], "B/s"),
-                                  h.si(value["decompress_bytes_per_s"], "B/s")])  # fmt: skip
-        lines.append(h.markdown_table(["modality", "bytes", "coder", "chunk", "chunks per batch",
-                                       "compress", "decompress"], table))  # fmt: skip
+    lines += ["", *dict.fromkeys(notes)] if notes else []
+    table = []
+    for run in runs:
+        sp = run.get("speed", {})
+        for key, v in sp.items():
+            if isinstance(v, dict):
+                coder = "xz -9" if key == "xz" else f"model, batch {key.removeprefix('batch_')}"
+                chunk = "" if key == "xz" else sp["chunk"]
+                row = [run["adapter"], count(sp["bytes"]), coder, chunk]
+                row.append(v.get("chunks_per_batch", ""))
+                table.append(row + [h.si(v[f"{k}_bytes_per_s"], "B/s") for k in CODING])
+    if table:
+        head = ["modality", "bytes", "coder", "chunk", "chunks per batch", *CODING]
+        lines += [
+            "\nSpeed: input bytes per second, wall clock, one timed call each (xz: median of 5), "
+            "on the first bytes of the files above.\n",
+            h.markdown_table(head, table),
+        ]
     return "\n".join(lines) + "\n"
 
 
 @h.case("compression", render, options)
 def run(args: argparse.Namespace) -> dict:
-    for name, least in (("batch", 1), ("chunk", 1), ("speed_chunk", 1), ("threads", 1),
-                        ("files_per_modality", 0), ("speed_bytes", 0)):  # fmt: skip
-        value = getattr(args, name)
+    for name in ("batch", "chunk", "speed_chunk", "threads", "files_per_modality", "speed_bytes"):
+        value, least = getattr(args, name), int(name not in ("files_per_modality", "speed_bytes"))
         if value is not None and value < least:
             fail(f"--{name.replace('_', '-')} {value}: must be at least {least}")
     if args.speed_bytes is None:
@@ -332,9 +310,9 @@ def run(args: argparse.Namespace) -> dict:
         source, measured = sources(args, Path(tmp))
         if args.files_per_modality is None:
             args.files_per_modality = 0 if args.ckpt else 1
-        with h.threads(args.threads) as count:
+        with h.threads(args.threads) as threads:
             runs = [measure_checkpoint(ckpt, files, args) for ckpt, files in measured]
-    settings = {"source": source, "batch": args.batch, "speed_bytes": args.speed_bytes,
-                "files_per_modality": args.files_per_modality, "compile": args.compile,
-                "threads": count, "device": args.device}  # fmt: skip
+    settings = {"source": source, "threads": threads, "device": args.device}
+    for name in ("batch", "speed_bytes", "files_per_modality", "compile"):
+        settings[name] = getattr(args, name)
     return {"settings": settings, "runs": runs}

@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import torch
@@ -43,15 +44,15 @@ LABELS = {"megabyte": "MEGABYTE", "byte_transformer": "ByteTransformer"}
 #   MEGABYTE  global 4 x (4*512^2 + 2*512*2048) + local 2 x (4*256^2 + 2*256*1024)
 #   baseline  8 x (4*384^2 + 2*384*1536)
 PAIR = {
-    "megabyte": dict(patch_size=8, global_dim=512, global_layers=4, global_heads=8,
-                     local_dim=256, local_layers=2, local_heads=4),
+    "megabyte": dict(patch_size=8, global_dim=512, global_layers=4, global_heads=8)
+    | dict(local_dim=256, local_layers=2, local_heads=4),
     "byte_transformer": dict(dim=384, layers=8, heads=6),
-}  # fmt: skip
+}
 SMOKE_PAIR = {  # tiny, for `--smoke` runs of seconds
-    "megabyte": dict(patch_size=4, global_dim=32, global_layers=1, global_heads=2,
-                     local_dim=16, local_layers=1, local_heads=2),
+    "megabyte": dict(patch_size=4, global_dim=32, global_layers=1, global_heads=2)
+    | dict(local_dim=16, local_layers=1, local_heads=2),
     "byte_transformer": dict(dim=24, layers=1, heads=2),
-}  # fmt: skip
+}
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,12 @@ def case(
 
 def log(message: str) -> None:  # progress to stderr: stdout carries the result section
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def fail(case: str, message: str) -> NoReturn:
+    """A user error: one line naming the case and the reason, exit status 2."""
+    print(f"python -m benchmarks run {case}: error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
 
 
 @contextmanager
@@ -143,8 +150,7 @@ class Timing:
         return min(self.seconds)
 
     def to_dict(self) -> dict:
-        return {"median_s": self.median, "best_s": self.best, "max_s": max(self.seconds),
-                "seconds": self.seconds}  # fmt: skip
+        return {"median_s": self.median, "best_s": self.best, "max_s": max(self.seconds)}
 
 
 def measure(
@@ -165,8 +171,9 @@ def measure(
         if memory:
             with peak_memory(memory) as timings[name].memory:
                 fn()
-    schedule = sorted(((i + 0.5) / n, k, name) for k, (name, n) in enumerate(counts.items())
-                      for i in range(n))  # fmt: skip
+    schedule = sorted(
+        ((i + 0.5) / n, k, name) for k, (name, n) in enumerate(counts.items()) for i in range(n)
+    )
     for _, _, name in schedule:
         sync()
         start = time.perf_counter()
@@ -182,23 +189,16 @@ def once(fn: Callable[[], object]) -> float:
 
 
 def integrate(
-    seconds_per_byte_at: Callable[[int], float], first: int, count: int, points: int,
-    span: int = 1, check: int = 0,
-) -> dict:  # fmt: skip
+    seconds_per_byte_at: Callable[[int], float], first: int, count: int, points: int, span: int = 1
+) -> dict:
     """Seconds to produce bytes first .. first+count-1 when that is too long to time: per-byte
     seconds over `span` bytes at `points` evenly spread positions, interpolated linearly over
-    every position; `check`: the same estimate over the first `check` bytes."""
+    every position."""
     positions = sorted({int(round(p)) for p in np.linspace(first, first + count - span, points)})
     per_byte = [seconds_per_byte_at(p) for p in positions]
     centres = [p + (span - 1) / 2 for p in positions]
-
-    def estimate(n: int) -> float:
-        return float(np.interp(np.arange(first, first + n), centres, per_byte).sum())
-
-    result = {"positions": positions, "seconds_per_byte": per_byte, "seconds": estimate(count)}
-    if check:
-        result["check"] = {"bytes": check, "integrated_seconds": estimate(check)}
-    return result
+    seconds = float(np.interp(np.arange(first, first + count), centres, per_byte).sum())
+    return {"positions": positions, "seconds_per_byte": per_byte, "seconds": seconds}
 
 
 def matmul_flops(size: int = 2048, dtype: torch.dtype = torch.float32) -> dict:
@@ -206,16 +206,14 @@ def matmul_flops(size: int = 2048, dtype: torch.dtype = torch.float32) -> dict:
     a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
     out = torch.empty(size, size, dtype=dtype)
     timing = measure(lambda: torch.matmul(a, b, out=out), repeats=5, warmup=2)
-    return {"size": size, "flops_per_s": 2 * size**3 / timing.median, "timing": timing.to_dict()}
+    return {"size": size, "flops_per_s": 2 * size**3 / timing.median}
 
 
-def matvec_bandwidth(size: int = 8192) -> dict:
-    """Read bandwidth of an fp32 `torch.mv` whose matrix is far larger than the caches: matrix
-    bytes / time, the memory floor of batch-1 decoding."""
+def matvec_bandwidth(size: int = 8192) -> float:
+    """Read bandwidth (bytes/s) of an fp32 `torch.mv` whose matrix is far larger than the caches:
+    the memory floor of batch-1 decoding."""
     a, v, out = torch.randn(size, size), torch.randn(size), torch.empty(size)
-    timing = measure(lambda: torch.mv(a, v, out=out), repeats=7, warmup=2)
-    return {"size": size, "threads": torch.get_num_threads(),
-            "bytes_per_s": 4 * size * size / timing.median, "timing": timing.to_dict()}  # fmt: skip
+    return 4 * size * size / measure(lambda: torch.mv(a, v, out=out), repeats=7, warmup=2).median
 
 
 def random_bytes(batch: int, length: int, seed: int = 2, device: str = "cpu") -> torch.Tensor:
@@ -238,17 +236,17 @@ def matched_transformer(config: MegabyteConfig, head_dim: int = 64) -> dict:
 
 
 def build_pair(
-    config: MegabyteConfig, transformer: dict | None = None,
-    only: Sequence[str] = ("megabyte", "byte_transformer"), head_dim: int = 64,
-) -> dict[str, nn.Module]:  # fmt: skip
+    config: MegabyteConfig,
+    transformer: dict | None = None,
+    only: Sequence[str] = ("megabyte", "byte_transformer"),
+    head_dim: int = 64,
+) -> dict[str, nn.Module]:
     """The one model builder: MEGABYTE of `config` and a ByteTransformer of shape `transformer`
     (default: `matched_transformer`) with the same length, activation, dropout and activation
     checkpointing; `only` the names asked for, each from seed 0."""
-    baseline = ByteTransformerConfig(
-        max_seq_len=config.max_seq_len, activation=config.activation, dropout=config.dropout,
-        activation_checkpointing=config.activation_checkpointing,
-        **(transformer or matched_transformer(config, head_dim)),
-    )  # fmt: skip
+    shared = ("max_seq_len", "activation", "dropout", "activation_checkpointing")
+    shape = transformer or matched_transformer(config, head_dim)
+    baseline = ByteTransformerConfig(**{k: getattr(config, k) for k in shared}, **shape)
     models = {}
     for name in only:
         torch.manual_seed(0)
@@ -263,19 +261,24 @@ def equal_pair(length: int, smoke: bool = False) -> dict[str, nn.Module]:
 
 
 def recipe(name: str) -> dict:
-    """The MEGABYTE config, batch size and `compile` setting of recipes/NAME.yaml."""
+    """recipes/NAME.yaml: its MEGABYTE config, batch size, training length (data.seq_len, else the
+    modality's, else the model's max_seq_len, which the image adapter fills) and `compile`."""
     text = yaml.safe_load((REPO / "recipes" / f"{name}.yaml").read_text())
-    config = MegabyteConfig(
-        **text["model"]["model"]["init_args"]["config"]
-    )  # preset_name + overrides
-    return {"config": config, "batch_size": text["data"]["batch_size"],
-            "compile": bool(text["model"].get("compile", False))}  # fmt: skip
+    config = MegabyteConfig(**text["model"]["model"]["init_args"]["config"])
+    data, model = text["data"], text["model"]
+    modality = data.get("modality") if isinstance(data.get("modality"), dict) else {}
+    length = data.get("seq_len") or modality.get("seq_len") or config.max_seq_len
+    compile = bool(model.get("compile", False))
+    return {
+        "config": config,
+        "batch_size": data["batch_size"],
+        "length": length,
+        "compile": compile,
+    }
 
 
 def describe_model(model: nn.Module) -> dict:
-    return {"class": type(model).__name__, "config": model.config.to_dict(),
-            "non_embedding_parameters": non_embedding_parameters(model.config),
-            "parameters": sum(p.numel() for p in model.parameters())}  # fmt: skip
+    return {"config": model.config.to_dict(), "parameters": non_embedding_parameters(model.config)}
 
 
 def linears(module: nn.Module | None) -> list[nn.Linear]:
@@ -286,12 +289,15 @@ def megabyte_stages(model: Megabyte) -> list[dict]:
     """The one place where the benchmarks reach inside the stages: per stage, bytes per token and
     the linear layers of its transformer, its token embedding and its context (w_GL)."""
     return [
-        {"token_bytes": size, "transformer": linears(stage.transformer),
-         "token": linears(stage.embed.token_proj),
-         "context": linears(getattr(stage, "parent_proj", None))
-         + linears(getattr(stage, "parent_to_child", None))}
+        {
+            "token_bytes": size,
+            "transformer": linears(stage.transformer),
+            "token": linears(stage.embed.token_proj),
+            "context": linears(getattr(stage, "parent_proj", None))
+            + linears(getattr(stage, "parent_to_child", None)),
+        }
         for size, stage in zip(model.config.token_bytes, model.stages)
-    ]  # fmt: skip
+    ]
 
 
 def training_step(
@@ -324,9 +330,22 @@ def si(value: float, unit: str = "", digits: int = 3) -> str:
     return f"{value:.{digits}g} {unit}".rstrip()
 
 
+def number(value: float | None, digits: int = 3, sign: bool = False) -> str:
+    """A figure for a table: 'n/a' when missing, else `digits` decimals (with a sign)."""
+    if value is None:
+        return "n/a"
+    return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
+
+
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
+
+
+def shown(path: str | Path) -> str:
+    """A path as the doc shows it: relative to the repository when inside it."""
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
 def update_doc_section(section: str, body: str, path: Path = DOC) -> Path:
@@ -350,23 +369,25 @@ def describe_machine() -> dict:
     cpu = [x for x in Path("/proc/cpuinfo").read_text().splitlines() if x.startswith("model name")]
     memory = [x for x in Path("/proc/meminfo").read_text().splitlines() if "MemTotal" in x]
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"cpu": cpu[0].split(":", 1)[1].strip() if cpu else platform.machine(),
-            "cores": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0)),
-            "memory_bytes": int(memory[0].split()[1]) * 1024, "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
-            "gpu": gpu}  # fmt: skip
+    machine = {"cpu": cpu[0].split(":", 1)[1].strip() if cpu else platform.machine(), "gpu": gpu}
+    machine |= {"usable_cores": len(os.sched_getaffinity(0)), "torch": torch.__version__}
+    return machine | {
+        "memory_bytes": int(memory[0].split()[1]) * 1024,
+        "torch_threads": torch.get_num_threads(),
+    }
 
 
 def header(r: dict) -> str:
     """The first lines of every section: machine, date, load, the command that reproduces it."""
     m, load, name = r["machine"], r["load_average_1min"], r["output"]
-    machine = [m["cpu"], f"{m['usable_cores']} cores", f"{m['memory_bytes'] / 2**30:.0f} GiB RAM",
-               f"torch {m['torch']}", f"torch default {m['torch_threads']} threads",
-               f"GPU {m['gpu']}" if m["gpu"] else "no GPU used"]  # fmt: skip
-    return (f"Machine: {', '.join(machine)}. Run {r['date']}; 1-minute load average "
-            f"{load['start']:.2f} at start, {load['end']:.2f} at end.\n\nReproduce: "
-            f"`{r['command']}` (writes `runs/benchmarks/{name}.json`, or `$OUT/{name}.json`)."
-            "\n")  # fmt: skip
+    gpu = f"GPU {m['gpu']}" if m["gpu"] else "no GPU used"
+    return (
+        f"Machine: {m['cpu']}, {m['usable_cores']} cores, {m['memory_bytes'] / 2**30:.0f} GiB "
+        f"RAM, torch {m['torch']}, torch default {m['torch_threads']} threads, {gpu}. Run "
+        f"{r['date']}; 1-minute load average {load['start']:.2f} at start, {load['end']:.2f} at "
+        f"end.\n\nReproduce: `{r['command']}` (writes `runs/benchmarks/{name}.json`, or "
+        f"`$OUT/{name}.json`).\n"
+    )
 
 
 def run_case(name: str, argv: Sequence[str] = ()) -> dict:
@@ -387,10 +408,10 @@ def run_case(name: str, argv: Sequence[str] = ()) -> dict:
         if not skip and arg != "--no-doc" and not arg.startswith(("--out", "--doc")):
             command.append(arg)
         skip = arg in ("--out", "--doc")
-    results = {"benchmark": name, "output": f"gpu_{name}" if gpu else name,
-               "command": " ".join(command), "machine": describe_machine(),
-               "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-               "load_average_1min": {"start": os.getloadavg()[0]}}  # fmt: skip
+    date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    results = {"benchmark": name, "output": f"gpu_{name}" if gpu else name, "date": date}
+    results |= {"command": " ".join(command), "machine": describe_machine()}
+    results["load_average_1min"] = {"start": os.getloadavg()[0]}
     results |= bench.run(args)
     results["load_average_1min"]["end"] = os.getloadavg()[0]
     body = header(results) + "\n" + bench.render(results)

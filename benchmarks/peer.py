@@ -6,10 +6,8 @@ positions, token shift, RMSNorm, a LayerNorm+Linear patch embedder, an untied he
 It has `.config`, `.hidden(x)` (`hidden[:, t]` predicts `x[:, t]`), `.head` (its `to_logits`) and
 `forward = head(hidden)`, so our trainer (`ByteLM`, Lightning, `ByteDataModule`) trains it and
 `multibyte.evaluation` scores it unchanged. Its own loss ignores `pad_id`; ours scores every byte.
-
-`fit_in_process` is `multibyte fit` as the console script runs it, handing back the trained
-module (our checkpoints cannot hold the peer: it is trained without them and scored in memory by
-`evaluate_in_memory`, the `multibyte evaluate` path minus loading). `TrainClock` times training
+Our checkpoints cannot hold it: `fit_in_process` (`multibyte fit` as the console script runs it)
+hands back the trained module and `evaluate_in_memory` scores it. `TrainClock` times training
 alone, for both models. Needs `pip install -e ".[bench]"` (or megabyte-pytorch on PYTHONPATH).
 """
 
@@ -43,8 +41,8 @@ except ImportError:  # the bench extra is not installed
 VERSION = "0.3.6"
 CLASS_PATH = "benchmarks.peer.PeerMegabyte"
 # The MegabyteConfig fields that size the peer (the preset's, or a recipe's overrides of them).
-SIZES = ("preset_name", "patch_size", "max_seq_len", "global_dim", "global_layers", "local_dim",
-         "local_layers")  # fmt: skip
+SIZES = ("preset_name", "patch_size", "max_seq_len", "global_dim", "global_layers")
+SIZES += ("local_dim", "local_layers")
 
 
 def installed() -> bool:
@@ -64,17 +62,18 @@ class PeerMegabyte(nn.Module):
         """megabyte-pytorch sized by `config`; `heads` of 64 dimensions in every stage."""
         super().__init__()
         if MEGABYTE is None:
-            raise ImportError(f"megabyte-pytorch is not installed: pip install -e '.[bench]' "
-                              f"(MEGABYTE-pytorch=={VERSION})")  # fmt: skip
+            install = f"pip install -e '.[bench]' (MEGABYTE-pytorch=={VERSION})"
+            raise ImportError(f"megabyte-pytorch is not installed: {install}")
         if config.patch_sizes and len(config.patch_sizes) > 1:
             raise ValueError("PeerMegabyte mirrors two-stage configs only (no patch_sizes)")
         self.config = config
         patch = config.patch_size
-        self.net = MEGABYTE(
-            num_tokens=256, dim=(config.global_dim, config.local_dim),
-            depth=(config.global_layers, config.local_layers),
-            max_seq_len=(config.max_seq_len // patch, patch), heads=heads,
-        )  # fmt: skip
+        dim, depth = (
+            (config.global_dim, config.local_dim),
+            (config.global_layers, config.local_layers),
+        )
+        length = (config.max_seq_len // patch, patch)
+        self.net = MEGABYTE(num_tokens=256, dim=dim, depth=depth, max_seq_len=length, heads=heads)
         self.head = self.net.to_logits
         self.net.to_logits = _Capture()
 
@@ -121,15 +120,8 @@ class TrainClock(L.Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         seconds = self.ends[-1] if self.ends else 0.0
-        record = {"parameters": self.parameters, "steps": len(self.ends), "seconds": seconds,
-                  "step_ends_s": self.ends}  # fmt: skip
+        record = {"parameters": self.parameters, "steps": len(self.ends), "seconds": seconds}
         Path(self.path).write_text(json.dumps(record, indent=1) + "\n")
-
-
-def steady_step_seconds(clock: dict) -> float:
-    """Seconds per step after the first (warm-up) step."""
-    ends = clock["step_ends_s"]
-    return (ends[-1] - ends[0]) / (len(ends) - 1) if len(ends) > 1 else ends[0]
 
 
 def recipe(ours: dict, heads: int = 8) -> dict:
@@ -157,10 +149,14 @@ def _is_checkpoint(class_path: str) -> bool:
 def fit_in_process(argv: list[str]) -> ByteLM:
     """`multibyte fit ARGV` as `multibyte.train.cli.main` runs it; returns the trained module."""
     cli = MultibyteCLI(
-        ByteLM, ByteDataModule, args=["fit", *argv],
-        save_config_callback=SaveConfigNextToCheckpoints, save_config_kwargs={"overwrite": True},
-        trainer_defaults={"use_distributed_sampler": False}, auto_configure_optimizers=False,
-    )  # fmt: skip
+        ByteLM,
+        ByteDataModule,
+        args=["fit", *argv],
+        save_config_callback=SaveConfigNextToCheckpoints,
+        save_config_kwargs={"overwrite": True},
+        trainer_defaults={"use_distributed_sampler": False},
+        auto_configure_optimizers=False,
+    )
     return cli.model
 
 
@@ -176,7 +172,12 @@ def evaluate_in_memory(
     prepared, sequences = open_data(args, modality)
     sequences = limit_sequences(sequences, args.limit, max_seq_len_of(model), prepared.stream)
     evaluation = evaluate_model(
-        model.eval(), sequences, adapter=prepared.adapter, stream=prepared.stream,
-        batch_size=args.batch_size, device=model_device(model), codecs=False,
-    )  # fmt: skip
+        model.eval(),
+        sequences,
+        adapter=prepared.adapter,
+        stream=prepared.stream,
+        batch_size=args.batch_size,
+        device=model_device(model),
+        codecs=False,
+    )
     return evaluation.summary

@@ -18,15 +18,16 @@ import torch
 
 from benchmarks import harness as h
 
-LABELS = {"megabyte": "MEGABYTE (audio-tiny: P=32, global 256x2, local 96x2)",
-          "byte_transformer": "ByteTransformer (closest non-emb. params)"}  # fmt: skip
+LABELS = {
+    "megabyte": "MEGABYTE (audio-tiny: P=32, global 256x2, local 96x2)",
+    "byte_transformer": "ByteTransformer (closest non-emb. params)",
+}
 
 
 def attempt(name: str, seq_len: int, smoke: bool, gpu: bool) -> dict:
     """In the child: one training step of model `name` at T = seq_len; peak memory and time."""
-    shape = (
-        h.SMOKE_PAIR["megabyte"] | {"patch_size": 8} if smoke else h.recipe("audio-tiny")["config"]
-    )  # noqa: E501
+    smoke_shape = h.SMOKE_PAIR["megabyte"] | {"patch_size": 8}
+    shape = smoke_shape if smoke else h.recipe("audio-tiny")["config"]
     config = h.megabyte_config(shape, seq_len, activation="gelu", activation_checkpointing=True)
     device = "cuda" if gpu and torch.cuda.is_available() else "cpu"
     model = h.build_pair(config, only=[name], head_dim=16 if smoke else 64)[name].to(device)
@@ -34,16 +35,22 @@ def attempt(name: str, seq_len: int, smoke: bool, gpu: bool) -> dict:
     step = h.training_step(model, x, torch.bfloat16 if device == "cuda" else None)
     with h.peak_memory(device) as memory:
         seconds = h.once(step)
-    return {"seq_len": seq_len, "seconds": seconds, **memory, "device": device,
-            "config": model.config.to_dict()}  # fmt: skip
+    return {
+        "seq_len": seq_len,
+        "seconds": seconds,
+        **memory,
+        "device": device,
+        "config": model.config.to_dict(),
+    }
 
 
 def run_attempt(name: str, seq_len: int, budget: float | None, args: argparse.Namespace) -> dict:
     """One attempt in a child process, killed over the (host) memory budget or time limit."""
     command = [sys.executable, "-m", "benchmarks.scaling", name, str(seq_len)]
     command += ["--smoke"] * args.smoke + ["--gpu"] * args.gpu
-    child = subprocess.Popen(command, cwd=h.REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True)  # fmt: skip
+    child = subprocess.Popen(
+        command, cwd=h.REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     start, peak, why, status = time.monotonic(), 0, None, Path(f"/proc/{child.pid}/status")
     while child.poll() is None:
         found = re.search(r"^VmRSS:\s+(\d+) kB", status.read_text(errors="ignore"), re.M)
@@ -59,8 +66,13 @@ def run_attempt(name: str, seq_len: int, budget: float | None, args: argparse.Na
     out, err = child.communicate()
     if why is None and child.returncode != 0:
         why = f"failed (exit {child.returncode}): " + (err.strip().splitlines() or ["?"])[-1]
-    result = {"seq_len": seq_len, "ok": why is None, "why": why,
-              "wall_s": time.monotonic() - start, "polled_peak_rss_bytes": peak}  # fmt: skip
+    result = {
+        "seq_len": seq_len,
+        "ok": why is None,
+        "why": why,
+        "wall_s": time.monotonic() - start,
+        "polled_peak_rss_bytes": peak,
+    }
     if why is None:
         result |= json.loads(out.strip().splitlines()[-1])
         if budget and result["peak_bytes"] > budget:
@@ -69,19 +81,26 @@ def run_attempt(name: str, seq_len: int, budget: float | None, args: argparse.Na
 
 
 def render(r: dict) -> str:
-    rows = [[LABELS[name] if a is attempts[0] else "", f"{a['seq_len']:,}",
-             "yes" if a["ok"] else a["why"],
-             f"{(a.get('peak_bytes') or a['polled_peak_rss_bytes']) / 2**30:.2f}",
-             f"{a.get('seconds', a['wall_s']):.1f}"]
-            for name, attempts in r["attempts"].items() for a in attempts]  # fmt: skip
-    longest = "; ".join(f"{h.LABELS[n]} **{v['seq_len'] or 0:,}** (stopped by: {v['stopped_by']})"
-                        for n, v in r["longest"].items())  # fmt: skip
+    rows = []
+    for name, attempts in r["attempts"].items():
+        for a in attempts:
+            peak = (a.get("peak_bytes") or a["polled_peak_rss_bytes"]) / 2**30
+            seconds = a.get("seconds", a["wall_s"])
+            label = LABELS[name] if a is attempts[0] else ""
+            trains = "yes" if a["ok"] else a["why"]
+            rows.append([label, f"{a['seq_len']:,}", trains, f"{peak:.2f}", f"{seconds:.1f}"])
+    longest = "; ".join(
+        f"{h.LABELS[n]} **{v['seq_len'] or 0:,}** (stopped by: {v['stopped_by']})"
+        for n, v in r["longest"].items()
+    )
     budget = f"{r['budget_bytes'] / 1e9:.0f} GB" if r["budget_bytes"] else "the device's own"
-    return (f"Batch 1, the {h.STEP}, {'bf16 on CUDA' if r['device'] == 'cuda' else 'fp32'}, "
-            f"activation checkpointing on, one subprocess per attempt; memory budget {budget}, "
-            f"{r['attempt_time_limit_s']:.0f} s per attempt.\n\n"
-            + h.markdown_table(["model", "T (bytes)", "trains", "peak GiB", "step s"], rows)
-            + f"\n\nLongest T within the budget: {longest}.")  # fmt: skip
+    return (
+        f"Batch 1, the {h.STEP}, {'bf16 on CUDA' if r['device'] == 'cuda' else 'fp32'}, "
+        f"activation checkpointing on, one subprocess per attempt; memory budget {budget}, "
+        f"{r['attempt_time_limit_s']:.0f} s per attempt.\n\n"
+        + h.markdown_table(["model", "T (bytes)", "trains", "peak GiB", "step s"], rows)
+        + f"\n\nLongest T within the budget: {longest}."
+    )
 
 
 def options(parser: argparse.ArgumentParser) -> None:
@@ -107,13 +126,17 @@ def run(args: argparse.Namespace) -> dict:
             h.log(f"  {'ok' if result['ok'] else result['why']}, {result['wall_s']:.1f} s")
             seq_len = seq_len * 2 if result["ok"] else stop + 1
         ok = [a["seq_len"] for a in attempts[name] if a["ok"]]
-        why = (
-            "reached the largest T tried" if attempts[name][-1]["ok"] else attempts[name][-1]["why"]
-        )  # noqa: E501
+        last = attempts[name][-1]
+        why = "reached the largest T tried" if last["ok"] else last["why"]
         longest[name] = {"seq_len": ok[-1] if ok else None, "stopped_by": why}
-    return {"budget_bytes": budget, "attempt_time_limit_s": args.time_limit, "ranges": ranges,
-            "attempts": attempts, "longest": longest,
-            "device": "cuda" if args.gpu and torch.cuda.is_available() else "cpu"}  # fmt: skip
+    return {
+        "budget_bytes": budget,
+        "attempt_time_limit_s": args.time_limit,
+        "ranges": ranges,
+        "attempts": attempts,
+        "longest": longest,
+        "device": "cuda" if args.gpu and torch.cuda.is_available() else "cpu",
+    }
 
 
 if __name__ == "__main__":  # one attempt, in the child: NAME T [--smoke] [--gpu]

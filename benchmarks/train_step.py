@@ -1,8 +1,8 @@
 """train_step: bytes/s, model FLOP/s and peak memory of the training step, MEGABYTE against the
 equal-parameter ByteTransformer at T = 1K, 8K, 64K (batch 1, fp32, interleaved; the baseline
 beyond 8K estimated from its FLOPs), against the fp32 matmul and mat-vec of the same run.
-`--compile`: MEGABYTE with compiled blocks at 8K. `--gpu`: the imagenet64-small recipe model
-(bf16, compiled as the recipe says) against a matched ByteTransformer, MFU, SDPA kernels.
+`--gpu`: the imagenet64-small recipe model (bf16, compiled as the recipe says) against a matched
+ByteTransformer, MFU, and the SDPA kernels one step runs.
 """
 
 from __future__ import annotations
@@ -16,18 +16,18 @@ from benchmarks import harness as h
 from multibyte.flops import flops_per_byte
 from multibyte.model.blocks import compile_blocks
 
-FULL = dict(seq_lens=(1024, 8192, 65536), repeats={"megabyte": 7, "byte_transformer": 3},
-            baseline_max_len=8192, matmul=2048, matvec=8192)  # fmt: skip
-SMOKE = dict(seq_lens=(32, 64), repeats={"megabyte": 2, "byte_transformer": 2},
-             baseline_max_len=32, matmul=128, matvec=256)  # fmt: skip
-GPU_SMOKE = dict(global_dim=48, global_layers=1, global_heads=2, local_dim=24, local_layers=1,
-                 local_heads=2, max_seq_len=96)  # fmt: skip
+FULL = dict(seq_lens=(1024, 8192, 65536), repeats=(7, 3), baseline_max_len=8192, matmul=2048)
+SMOKE = dict(seq_lens=(32, 64), repeats=(2, 2), baseline_max_len=32, matmul=128)
+GPU_SMOKE = dict(
+    global_dim=48, global_layers=1, global_heads=2, local_dim=24, local_layers=1, local_heads=2
+)
+GPU_SMOKE["max_seq_len"] = 96
 H100_BF16_PEAK = 989e12  # dense bf16 FLOP/s of an H100 SXM (and H200): the MFU denominator
-LABELS = h.LABELS | {"megabyte_compiled": "MEGABYTE, compiled blocks"}
 
 
-def train_rows(models: dict, seq_len: int, batch: int, repeats: dict, device: str = "cpu",
-               autocast: torch.dtype | None = None) -> dict[str, dict]:  # fmt: skip
+def train_rows(
+    models: dict, seq_len: int, batch: int, repeats: dict, device: str = "cpu", autocast=None
+) -> dict[str, dict]:
     """The training step of each model on the same random bytes, interleaved (one warm-up
     step, one for peak memory, then `repeats` timed); bytes/s and model FLOP/s at the median."""
     x = h.random_bytes(batch, seq_len, seed=1, device=device)
@@ -35,11 +35,15 @@ def train_rows(models: dict, seq_len: int, batch: int, repeats: dict, device: st
     timings = h.measure(steps, repeats, warmup=1, memory=device)
     rows = {}
     for name, model in models.items():
-        timing, flops = timings[name], flops_per_byte(model.config, seq_len).train
-        rate = batch * seq_len / timing.median
-        rows[name] = {"batch": batch, "bytes_per_s": rate, "step": timing.to_dict(),
-                      "memory": timing.memory, "train_flops_per_byte": flops,
-                      "model_flops_per_s": flops * rate}  # fmt: skip
+        flops = flops_per_byte(model.config, seq_len).train
+        rate = batch * seq_len / timings[name].median
+        rows[name] = {
+            "bytes_per_s": rate,
+            "step": timings[name].to_dict(),
+            "memory": timings[name].memory,
+            "train_flops_per_byte": flops,
+            "model_flops_per_s": flops * rate,
+        }
     return rows
 
 
@@ -49,43 +53,43 @@ def add_fractions(rows: dict[str, dict[str, dict]], ceiling: float) -> dict[str,
     for per_len in rows.values():
         for entry in per_len.values():
             entry["fraction_of_ceiling"] = entry["model_flops_per_s"] / ceiling
-    return {key: t["megabyte"]["bytes_per_s"] / t["byte_transformer"]["bytes_per_s"]
-            for key, t in rows.items() if "byte_transformer" in t}  # fmt: skip
+    return {
+        key: t["megabyte"]["bytes_per_s"] / t["byte_transformer"]["bytes_per_s"]
+        for key, t in rows.items()
+        if "byte_transformer" in t
+    }
 
 
-def run_cpu(args: argparse.Namespace) -> dict:
-    sizes = SMOKE if args.smoke else FULL
-    seq_lens, reps, longest = sizes["seq_lens"], sizes["repeats"], sizes["baseline_max_len"]
-    models, rows = h.equal_pair(max(seq_lens), args.smoke), {}
-    with h.threads(args.train_threads) as used:
-        h.log(f"ceilings ({used} threads)")
-        before, matvec = h.matmul_flops(sizes["matmul"]), h.matvec_bandwidth(sizes["matvec"])
-        for seq_len in seq_lens:
-            names = [name for name in models if name == "megabyte" or seq_len <= longest]
-            h.log(f"T={seq_len}: {', '.join(names)}")
-            counts = {n: max(2, reps[n] if seq_len <= 8192 else reps[n] // 2) for n in names}
-            rows[str(seq_len)] = train_rows({n: models[n] for n in names}, seq_len, 1, counts)
-        if args.compile:
-            seq_len = 8192 if 8192 in seq_lens else seq_lens[-1]
-            h.log(f"T={seq_len}: MEGABYTE with torch.compile'd blocks (compiling, ~1 min)")
-            compiled = h.equal_pair(max(seq_lens), args.smoke)["megabyte"]
-            compile_blocks(compiled)
-            pair = {"megabyte": models["megabyte"], "megabyte_compiled": compiled}
-            rows[f"{seq_len}/compile"] = train_rows(pair, seq_len, 1, dict.fromkeys(pair, reps["megabyte"]))  # fmt: skip  # noqa: E501
-        after = h.matmul_flops(sizes["matmul"])
-    ceiling = max(before["flops_per_s"], after["flops_per_s"])
-    ratios = add_fractions(rows, ceiling)
-    rate, skipped = rows[str(longest)]["byte_transformer"]["model_flops_per_s"], {}
+def run_cpu(smoke: bool) -> dict:
+    sizes = SMOKE if smoke else FULL
+    seq_lens, longest = sizes["seq_lens"], sizes["baseline_max_len"]
+    models, rows = h.equal_pair(max(seq_lens), smoke), {}
+    before, matvec = h.matmul_flops(sizes["matmul"]), h.matvec_bandwidth(4 * sizes["matmul"])
+    for seq_len in seq_lens:
+        names = [name for name in models if name == "megabyte" or seq_len <= longest]
+        h.log(f"T={seq_len}: {', '.join(names)}")
+        counts = dict(zip(models, sizes["repeats"]))
+        counts = {n: max(2, counts[n] if seq_len <= 8192 else counts[n] // 2) for n in names}
+        rows[str(seq_len)] = train_rows({n: models[n] for n in names}, seq_len, 1, counts)
+    ceiling = max(before["flops_per_s"], h.matmul_flops(sizes["matmul"])["flops_per_s"])
+    rate, estimated = rows[str(longest)]["byte_transformer"]["model_flops_per_s"], {}
     for seq_len in (t for t in seq_lens if t > longest):
         flops = flops_per_byte(models["byte_transformer"].config, seq_len).train
-        skipped[str(seq_len)] = {"train_flops_per_byte": flops, "estimated_step_s": flops * seq_len / rate}  # fmt: skip  # noqa: E501
-    what = f"fp32 {sizes['matmul']}² `torch.matmul`, best of before/after"
-    return {"device": "cpu", "threads": used, "batch": 1, "sizes": sizes,
-            "models": {name: h.describe_model(model) for name, model in models.items()},
-            "ceiling": {"flops_per_s": ceiling, "what": what, "before": before, "after": after,
-                        "matvec": matvec},
-            "train": rows, "baseline_not_timed": skipped, "ratios_megabyte_vs_transformer": ratios,
-            }  # fmt: skip
+        estimated[str(seq_len)] = {"train_flops_per_byte": flops, "step_s": flops * seq_len / rate}
+    return {
+        "device": "cpu",
+        "threads": torch.get_num_threads(),
+        "batch": 1,
+        "models": {name: h.describe_model(model) for name, model in models.items()},
+        "ceiling": {
+            "flops_per_s": ceiling,
+            "what": f"fp32 {sizes['matmul']}² `torch.matmul`, best of before/after",
+            "matvec_bytes_per_s": matvec,
+        },
+        "train": rows,
+        "baseline_estimated": estimated,
+        "ratios_megabyte_vs_transformer": add_fractions(rows, ceiling),
+    }
 
 
 def sdpa_ops(model: torch.nn.Module, x: torch.Tensor, autocast: torch.dtype | None) -> dict:
@@ -121,53 +125,67 @@ def run_gpu(smoke: bool) -> dict:
         ceiling = {"flops_per_s": H100_BF16_PEAK, "what": "dense bf16 peak of an H100: MFU"}
     else:
         ceiling = {"flops_per_s": h.matmul_flops(256)["flops_per_s"], "what": "fp32 256² matmul"}
-    ratios = add_fractions(rows, ceiling["flops_per_s"])
     x = h.random_bytes(1, seq_len, device=device)
-    return {"device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu (smoke)",
-            "dtype": "bfloat16 autocast" if autocast else "float32", "compile": compiled,
-            "batch": batch, "models": {n: h.describe_model(m) for n, m in models.items()},
-            "ceiling": ceiling, "train": rows, "baseline_not_timed": {},
-            "ratios_megabyte_vs_transformer": ratios,
-            "sdpa_ops": sdpa_ops(models["megabyte"], x, autocast)}  # fmt: skip
+    return {
+        "device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu (smoke)",
+        "dtype": "bfloat16 autocast" if autocast else "float32",
+        "compile": compiled,
+        "batch": batch,
+        "models": {n: h.describe_model(m) for n, m in models.items()},
+        "ceiling": ceiling,
+        "train": rows,
+        "baseline_estimated": {},
+        "ratios_megabyte_vs_transformer": add_fractions(rows, ceiling["flops_per_s"]),
+        "sdpa_ops": sdpa_ops(models["megabyte"], x, autocast),
+    }
 
 
-def train_table(rows: dict[str, dict[str, dict]], ceiling: str = "of matmul") -> str:
+def train_table(rows: dict[str, dict[str, dict]], estimated: dict, ceiling: str) -> str:
     """One row per (T, model): bytes/s, step time, FLOPs, fraction of the ceiling, memory."""
     table = []
     for key, per_len in rows.items():
         for name, t in per_len.items():
             step, memory = t["step"], t["memory"]
-            table.append([
-                key, LABELS[name], f"{t['bytes_per_s']:,.0f}",
-                f"{step['median_s']:.3g} ({step['best_s']:.3g}–{step['max_s']:.3g})",
-                h.si(t["train_flops_per_byte"], "FLOP"), h.si(t["model_flops_per_s"], "FLOP/s"),
-                f"{100 * t['fraction_of_ceiling']:.0f}%",
-                f"{memory['peak_bytes'] / 2**20:,.0f} (+{memory['growth_bytes'] / 2**20:,.0f})",
-            ])  # fmt: skip
-    return h.markdown_table(["T", "model", "bytes/s", "step s (min–max)", "train FLOP/byte",
-                             "model FLOP/s", ceiling, "peak MiB (+step)"], table)  # fmt: skip
+            table.append(
+                [
+                    key,
+                    h.LABELS[name],
+                    f"{t['bytes_per_s']:,.0f}",
+                    f"{step['median_s']:.3g} ({step['best_s']:.3g}–{step['max_s']:.3g})",
+                    h.si(t["train_flops_per_byte"], "FLOP"),
+                    h.si(t["model_flops_per_s"], "FLOP/s"),
+                    f"{100 * t['fraction_of_ceiling']:.0f}%",
+                    f"{memory['peak_bytes'] / 2**20:,.0f} (+{memory['growth_bytes'] / 2**20:,.0f})",
+                ]
+            )
+    for key, e in estimated.items():
+        flops = h.si(e["train_flops_per_byte"], "FLOP")
+        step = f"~{e['step_s']:,.0f} (est.)"
+        table.append([key, "ByteTransformer", "not timed", step, flops, "–", "–", "–"])
+    headers = ["T", "model", "bytes/s", "step s (min–max)", "train FLOP/byte", "model FLOP/s"]
+    return h.markdown_table([*headers, ceiling, "peak MiB (+step)"], table)
 
 
 def render(r: dict) -> str:
     c, cpu = r["ceiling"], r["device"] == "cpu"
     where = f"Threads: {r['threads']}" if cpu else f"{r['device']}, {r['dtype']}"
     out = [f"{where}. Ceiling ({c['what']}): {h.si(c['flops_per_s'], 'FLOP/s')}."]
-    if "matvec" in c:
-        out[0] += (f" fp32 mat-vec read bandwidth {h.si(c['matvec']['bytes_per_s'], 'B/s')} "
-                   f"({c['matvec']['size']}² `torch.mv`).")  # fmt: skip
-    out.append(f"The {h.STEP}, batch {r['batch']}; median step; peak memory over one step (and "
-               "its growth over the size before it).")  # fmt: skip
-    out.append(train_table(r["train"], "of matmul" if cpu else "of peak"))
-    for key, skip in r["baseline_not_timed"].items():
-        flops = h.si(skip["train_flops_per_byte"], "FLOP")
-        out[-1] += (f"\n| {key} | ByteTransformer | not timed | ~{skip['estimated_step_s']:,.0f}"
-                    f" (est.) | {flops} | – | – | – |")  # fmt: skip
+    if cpu:
+        out[0] += f" fp32 mat-vec read bandwidth {h.si(c['matvec_bytes_per_s'], 'B/s')}."
+    out.append(
+        f"The {h.STEP}, batch {r['batch']}; median step; peak memory over one step (and its "
+        "growth over the size before it)."
+    )
+    estimated = r["baseline_estimated"]
+    out.append(train_table(r["train"], estimated, "of matmul" if cpu else "of peak"))
     if r["ratios_megabyte_vs_transformer"]:
         each = (f"T={k}: **{v:.1f}×**" for k, v in r["ratios_megabyte_vs_transformer"].items())
         out.append(f"MEGABYTE ÷ ByteTransformer bytes/s: {', '.join(each)}.")
-    if r["baseline_not_timed"]:
-        out.append("ByteTransformer beyond the longest timed T: not timed (step time estimated "
-                   "from its FLOPs at the rate it reached at the longest timed T).")  # fmt: skip
+    if estimated:
+        out.append(
+            "ByteTransformer beyond the longest timed T: not timed (step time estimated from its "
+            "FLOPs at the rate it reached at the longest timed T)."
+        )
     if "sdpa_ops" in r:
         ops = ", ".join(f"`{k}` {v}" for k, v in r["sdpa_ops"].items()) or "none (math fallback)"
         out.append(f"SDPA ops in one MEGABYTE training step: {ops}.")
@@ -176,14 +194,10 @@ def render(r: dict) -> str:
 
 def options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train-threads", type=int, help="torch threads (default: torch's)")
-    device = parser.add_mutually_exclusive_group()  # --gpu compiles as its recipe says
-    device.add_argument("--compile", action="store_true", help="also MEGABYTE compiled, T=8192")
-    device.add_argument("--gpu", action="store_true", help="imagenet64-small on CUDA (gpu.sh)")
+    parser.add_argument("--gpu", action="store_true", help="imagenet64-small on CUDA (gpu.sh)")
 
 
 @h.case("train_step", render, options)
 def run(args: argparse.Namespace) -> dict:
-    if not args.gpu:
-        return run_cpu(args)
     with h.threads(args.train_threads):
-        return run_gpu(args.smoke)
+        return run_gpu(args.smoke) if args.gpu else run_cpu(args.smoke)

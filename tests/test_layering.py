@@ -1,8 +1,12 @@
 """Layers import only downwards: core < modalities < workflows < commands (docs/architecture.md).
 
-Every module under multibyte/ and modalities/ is parsed with ``ast``; ALL its imports count,
-function-local and ``TYPE_CHECKING`` ones included, and so do module names written as strings
-(``"multibyte.prepare:main"``, the lazy loaders' tables), since ``importlib`` imports those too.
+The benchmarks sit beside the commands: they may use the library up to its workflows, never a
+command (they get the demo's plans from ``multibyte.plans``, not from the quickstart).
+
+Every module under multibyte/, modalities/ and benchmarks/ is parsed with ``ast``; ALL its
+imports count, function-local and ``TYPE_CHECKING`` ones included, and so do module names
+written as strings (``"multibyte.prepare:main"``, the lazy loaders' tables, a callback's class
+path), since ``importlib`` imports those too.
 """
 
 from __future__ import annotations
@@ -16,10 +20,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("multibyte", "modalities")
+PACKAGES = ("multibyte", "modalities", "benchmarks")
 
-CORE, MODALITIES, WORKFLOWS, COMMANDS = 1, 2, 3, 4
+CORE, MODALITIES, WORKFLOWS, COMMANDS, BENCHMARKS = 1, 2, 3, 4, 5
 NAMES = {CORE: "core", MODALITIES: "modalities", WORKFLOWS: "workflows", COMMANDS: "commands"}
+NAMES[BENCHMARKS] = "benchmarks"
 # Longest prefix wins. The bare package `multibyte` (FACADE) is the public API (`multibyte.load`,
 # `multibyte.Megabyte`, ...): it may name anything lazily, so it sits with the commands on top,
 # and nothing in the library may import it by its bare name.
@@ -45,12 +50,13 @@ LAYERS = {
     "multibyte.plans": WORKFLOWS,
     "multibyte.cli": COMMANDS,
     "multibyte.quickstart": COMMANDS,
+    "benchmarks": BENCHMARKS,
 }
 FACADE = "multibyte"
 # Third-party packages a layer must never import.
 LIGHTNING = ("lightning", "pytorch_lightning")
 FORBIDDEN = {CORE: LIGHTNING, MODALITIES: LIGHTNING}
-MODULE_STRING = re.compile(r"^((?:multibyte|modalities)(?:\.\w+)+)(?::\w+)?$")  # "a.b[:attr]"
+MODULE_STRING = re.compile(r"^((?:multibyte|modalities|benchmarks)(?:\.\w+)+)(?::\w+)?$")  # a.b[:c]
 
 
 def module_files() -> dict[str, Path]:
@@ -118,7 +124,9 @@ def violations(modules: dict[str, str]) -> list[str]:
                 problems.append(f"{module} -> multibyte (the facade; import the module itself)")
                 continue
             theirs = layer_of(target)
-            if theirs is not None and theirs > own:
+            if own == BENCHMARKS and theirs == COMMANDS:
+                problems.append(f"{module} -> {target} (benchmarks never import a command)")
+            elif theirs is not None and theirs > own:
                 problems.append(
                     f"{module} -> {target} ({NAMES[own]} imports {NAMES[theirs]}: upwards)"
                 )
@@ -159,7 +167,7 @@ def read_modules() -> dict[str, str]:
 
 def test_every_import_goes_downwards():
     modules = read_modules()
-    assert "multibyte.model.megabyte" in modules and "modalities.text" in modules
+    assert {"multibyte.model.megabyte", "modalities.text", "benchmarks.quality"} <= set(modules)
     assert violations(modules) == []
 
 
@@ -178,6 +186,9 @@ def test_no_import_cycles_between_modules():
         ("multibyte.prepare", "from multibyte import cli\n", "upwards"),
         ("multibyte.sample", "COMMAND = 'multibyte.quickstart:main'\n", "upwards"),
         ("multibyte.inputs", "import multibyte\n", "the facade"),
+        ("benchmarks.compression", "from multibyte.quickstart import PLANS\n", "a command"),
+        ("benchmarks.quality", "def f():\n    from multibyte import cli\n", "a command"),
+        ("multibyte.train.cli", "from benchmarks import peer\n", "upwards"),
         ("multibyte.newthing", "x = 1\n", "not in any layer"),
     ],
 )
