@@ -1,15 +1,9 @@
 """`python -m benchmarks list | run CASE [--smoke] [options] | run all`."""
 
-from benchmarks import (  # noqa: F401 (each module registers its cases)
-    compression,
-    cpu_bf16,
-    fit_precision,
-    generate,
-    harness,
-    multimodal,
-    quality,
-    scaling,
-    train_step,
-)
+import importlib
 
+from benchmarks import harness
+
+for module in harness.MODULES:  # each registers its cases
+    importlib.import_module(f"benchmarks.{module}")
 raise SystemExit(harness.cli())

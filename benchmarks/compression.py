@@ -1,16 +1,10 @@
-"""compression: `multibyte compress` on held-out files against the model's own bits,
-gzip/bz2/xz(/zstd) and the format codecs, and its coding speed against xz (docs/compression.md).
+"""compression: `multibyte compress` on held-out files against the model's own bits, the byte and
+format codecs, and its coding speed against xz (docs/compression.md).
 
-By default it measures what `make demo` made: for each plan of the demo, its MEGABYTE checkpoint
-on the first `--files-per-modality` held-out sample-pack files of that modality (the plans'
-split). `--ckpt CKPT --files FILE...` measures one checkpoint on given files instead.
-
-Sizes: each file's content (what the adapter codes exactly, else what `multibyte prepare` makes
-of it, and the row says so) is compressed on its own in chunks of the adapter's sequence length
-and decompressed to check the round trip; beside the `.mbz` file, its header and payload, the
-model's bits on the same bytes with the same windows and the codecs' sizes of the same bytes.
-Speed: the first --speed-bytes bytes of the files together, coded at batch 1 and at --batch
-chunks, next to xz (preset 9) on the same bytes; input bytes per second.
+By default, what `make demo` made: per plan, its MEGABYTE on the first `--files-per-modality`
+held-out sample-pack files (`--ckpt CKPT --files FILE...`: one checkpoint on given files). Each
+file's content is compressed on its own in chunks of the adapter's sequence length and
+round-trip checked; speed: the first --speed-bytes bytes, at batch 1 and at --batch chunks.
 """
 
 from __future__ import annotations
@@ -52,14 +46,14 @@ def demo_checkpoint(demo: Path, modality: str) -> Path:
     return demo / modality / "megabyte" / "checkpoints" / "last.ckpt"
 
 
-def demo_inputs(demo: Path, samples: Path | None) -> list[tuple[Path, list[Path]]]:
+def demo_inputs(demo: Path, samples: Path = SAMPLES) -> list[tuple[Path, list[Path]]]:
     """(checkpoint, held-out files) for each modality the demo trained, from its plans."""
     found = []
     for plan in PLANS:
         checkpoint = demo_checkpoint(demo, plan.name)
         if not checkpoint.is_file():
             continue
-        folder = (samples or SAMPLES) / plan.source
+        folder = samples / plan.source
         if not folder.is_dir():
             fail(f"{folder}: the sample pack folder of {checkpoint} is missing")
         found.append((checkpoint, split_inputs(plan, folder)[1]))
@@ -116,39 +110,27 @@ def sizes(model: Any, adapter: Any, data: bytes, args: argparse.Namespace, chunk
     bits = float(report.summary["total_bits"])
     format_codecs, notes = adapter.codecs()
     codecs = byte_codecs() | format_codecs
-    return {
-        "bytes": len(data),
-        "chunks": container.chunks,
-        "mbz_bytes": len(blob),
-        "header_bytes": len(blob) - payload,
-        "payload_bytes": payload,
-        "model_bits": bits,
-        "payload_over_model": 8 * payload / bits if bits else None,
-        "codec_bytes": {n: compressed_bits(c, [data], check=True) // 8 for n, c in codecs.items()},
-        "codec_notes": notes,
-    }
+    row = {"bytes": len(data), "chunks": container.chunks, "mbz_bytes": len(blob)}
+    row |= {"header_bytes": len(blob) - payload, "payload_bytes": payload, "model_bits": bits}
+    row["payload_over_model"] = 8 * payload / bits if bits else None
+    row["codec_bytes"] = {n: compressed_bits(c, [data], check=True) // 8 for n, c in codecs.items()}
+    return row | {"codec_notes": notes}
 
 
-def rates(data: bytes, compress_s: float, decompress_s: float) -> dict:
-    return {
-        "compress_bytes_per_s": len(data) / compress_s,
-        "decompress_bytes_per_s": len(data) / decompress_s,
-    }
+def rates(data: bytes, *seconds: float) -> dict:  # (compress, decompress) seconds -> bytes/s
+    return {f"{kind}_bytes_per_s": len(data) / s for kind, s in zip(CODING, seconds)}
 
 
 def speed(model: Any, data: bytes, args: argparse.Namespace) -> dict:
     """Input bytes/s of compress and decompress at batch 1 and --batch, and of xz."""
     max_len = int(model.config.max_seq_len)
-    chunk = args.speed_chunk or max(1, min(max_len, math.ceil(len(data) / args.batch)))
+    chunk = max(1, min(max_len, math.ceil(len(data) / args.batch)))  # one full batch
     out: dict[str, Any] = {"bytes": len(data), "chunk": chunk}
     for batch in sorted({1, args.batch}):
-        code = partial(compress, model, data, chunk=chunk, batch=batch, compile=args.compile)
-        # warm-up: the compiled step compiles per batch shape, so it runs the same input once
-        if args.compile:
-            code()
-        else:
-            compress(model, data[:chunk], chunk=chunk, batch=batch)
-        blob, seconds = timed(code)
+        code = partial(compress, model, chunk=chunk, batch=batch, compile=args.compile)
+        # warm-up: the compiled step compiles per batch shape, so it codes the same input once
+        code(data if args.compile else data[:chunk])
+        blob, seconds = timed(partial(code, data))
         back, back_seconds = timed(partial(decompress, model, blob))
         if back != data:
             raise RuntimeError("speed run: the round trip is not exact")
@@ -173,9 +155,8 @@ def measure_checkpoint(checkpoint: Path, files: list[Path], args: argparse.Names
     adapter = modalities.get(**model.modality)
     max_len = int(model.config.max_seq_len)
     chunk = args.chunk or min(adapter.seq_len or max_len, max_len)
-    for option, value in (("--chunk", chunk), ("--speed-chunk", args.speed_chunk or 1)):
-        if value > max_len:
-            fail(f"{option} {value}: above {max_len}, the max_seq_len of {checkpoint}")
+    if chunk > max_len:
+        fail(f"--chunk {chunk}: above {max_len}, the max_seq_len of {checkpoint}")
     rows, skipped, everything = [], [], []
     for path in files[: args.files_per_modality or None]:
         try:
@@ -187,15 +168,8 @@ def measure_checkpoint(checkpoint: Path, files: list[Path], args: argparse.Names
         row = {"file": path.name, "not_exact": not_exact}
         rows.append(row | sizes(model, adapter, data, args, chunk))
         everything.append(data)
-    result = {
-        "checkpoint": str(checkpoint),
-        "modality": model.modality,
-        "adapter": adapter.name,
-        "chunk": chunk,
-        "max_seq_len": max_len,
-        "files": rows,
-        "skipped": skipped,
-    }
+    result = {"checkpoint": str(checkpoint), "modality": model.modality, "adapter": adapter.name}
+    result |= {"chunk": chunk, "max_seq_len": max_len, "files": rows, "skipped": skipped}
     if speed_data := b"".join(everything)[: args.speed_bytes]:
         h.log(f"{adapter.name}: speed on {len(speed_data):,} bytes")
         result["speed"] = speed(model, speed_data, args)
@@ -206,8 +180,8 @@ def sources(args: argparse.Namespace, folder: Path) -> tuple[str, list[tuple[Pat
     """What to measure: --ckpt/--files, else the demo's outputs (a miniature with --smoke)."""
     if bool(args.ckpt) != bool(args.files):
         fail("--ckpt and --files go together (without both: the demo's checkpoints and files)")
-    if args.ckpt and (args.demo or args.samples):
-        fail("--ckpt/--files measure given files; --demo/--samples measure the demo's")
+    if args.ckpt and args.demo:
+        fail("--ckpt/--files measure given files; --demo measures the demo's")
     if args.ckpt:
         missing = [path for path in args.files if not Path(path).is_file()]
         if missing:
@@ -217,7 +191,7 @@ def sources(args: argparse.Namespace, folder: Path) -> tuple[str, list[tuple[Pat
         demo, samples = smoke_demo(folder)
         return "a miniature of the demo (tiny random-init checkpoints)", demo_inputs(demo, samples)
     demo = Path(args.demo) if args.demo else DEMO
-    return "the demo's outputs", demo_inputs(demo, Path(args.samples) if args.samples else None)
+    return "the demo's outputs", demo_inputs(demo)
 
 
 def options(parser: argparse.ArgumentParser) -> None:
@@ -225,12 +199,10 @@ def options(parser: argparse.ArgumentParser) -> None:
     add("--ckpt", help="a checkpoint to measure on --files (default: the demo's)")
     add("--files", nargs="+", help="files for --ckpt")
     add("--demo", help=f"the quickstart's output folder (default {DEMO})")
-    add("--samples", help="the sample pack the demo used (default: its own)")
     add("--files-per-modality", type=int, help="files per checkpoint (demo 1, --files all; 0 all)")
     add("--chunk", type=int, help="bytes per chunk (default: the adapter's sequence length)")
     add("--batch", type=int, default=DEFAULT_BATCH, help=f"chunks coded together ({DEFAULT_BATCH})")
     add("--speed-bytes", type=int, help="bytes timed (4096, --smoke 256; 0: no speed)")
-    add("--speed-chunk", type=int, help="chunk for speed (default: a full batch)")
     add("--threads", type=int, help="torch threads (default: torch's)")
     add("--device", default="cpu", help="cpu (default) or cuda")
     add("--compile", action="store_true", help="code with the compiled step")
@@ -300,7 +272,7 @@ def render(r: dict) -> str:
 
 @h.case("compression", render, options)
 def run(args: argparse.Namespace) -> dict:
-    for name in ("batch", "chunk", "speed_chunk", "threads", "files_per_modality", "speed_bytes"):
+    for name in ("batch", "chunk", "threads", "files_per_modality", "speed_bytes"):
         value, least = getattr(args, name), int(name not in ("files_per_modality", "speed_bytes"))
         if value is not None and value < least:
             fail(f"--{name.replace('_', '-')} {value}: must be at least {least}")
@@ -312,7 +284,5 @@ def run(args: argparse.Namespace) -> dict:
             args.files_per_modality = 0 if args.ckpt else 1
         with h.threads(args.threads) as threads:
             runs = [measure_checkpoint(ckpt, files, args) for ckpt, files in measured]
-    settings = {"source": source, "threads": threads, "device": args.device}
-    for name in ("batch", "speed_bytes", "files_per_modality", "compile"):
-        settings[name] = getattr(args, name)
-    return {"settings": settings, "runs": runs}
+    settings = {k: getattr(args, k) for k in ("batch", "files_per_modality", "compile", "device")}
+    return {"settings": settings | {"source": source, "threads": threads}, "runs": runs}

@@ -1,9 +1,8 @@
-"""cpu_bf16: what bf16 mixed precision gives on this CPU, below the training step that
-fit_precision times: the matmul ceilings in float32 and bf16, and causal attention forward +
-backward on rows of L keys (24,576 positions in all) by the fused SDPA kernel in bf16 and in
-float32 and by the written-out form that `multibyte.model.attention.attend` takes for bf16 rows
-of at most WRITTEN_OUT_MAX_KEYS keys on a CPU (the threshold this table sets).
-"""
+"""cpu_bf16: what bf16 gives on this CPU below the training step (fit_precision times that):
+the matmul ceilings in float32 and bf16, and causal attention forward + backward on rows of L
+keys (24,576 positions in all) by the fused SDPA kernel in bf16 and float32 and by the
+written-out form `multibyte.model.attention.attend` takes for bf16 rows of at most
+WRITTEN_OUT_MAX_KEYS keys on a CPU (the threshold this table sets)."""
 
 from __future__ import annotations
 
@@ -14,11 +13,11 @@ import torch.nn.functional as F
 
 from benchmarks import harness as h
 from multibyte.model.attention import WRITTEN_OUT_MAX_KEYS, written_out_attention
-from multibyte.train.precision import cpu_has_bf16_units
 
 LENGTHS = (8, 16, 32, 64, 128, 256, 512, 1024)
 FULL = dict(repeats=3, lengths=LENGTHS, positions=24576, matmul=1024)
 SMOKE = dict(repeats=1, lengths=(8, 32), positions=256, matmul=128)
+DTYPES = ("float32", "bfloat16")
 HEADS, HEAD_DIM = 4, 64  # the tiny recipes' attention (4 heads of 64)
 
 
@@ -51,12 +50,8 @@ def attention_rows(sizes: dict) -> dict[str, dict]:
     return rows
 
 
-def options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--train-threads", type=int, help="torch threads (default: torch's)")
-
-
 def render(r: dict) -> str:
-    fp32, bf16 = (r["ceilings"][d]["flops_per_s"] for d in ("float32", "bfloat16"))
+    fp32, bf16 = (r["ceilings"][d]["flops_per_s"] for d in DTYPES)
     ceilings = f"float32 {h.si(fp32, 'FLOP/s')}, bf16 {h.si(bf16, 'FLOP/s')} ({bf16 / fp32:.1f}×)"
     attention = [
         [length, f"{a['rows']:,}"]
@@ -74,20 +69,20 @@ def render(r: dict) -> str:
     )
 
 
-@h.case("cpu_bf16", render, options)
+@h.case("cpu_bf16", render)
 def run(args: argparse.Namespace) -> dict:
+    from multibyte.train.precision import cpu_has_bf16_units  # Lightning: when the case runs
+
     sizes = SMOKE if args.smoke else FULL
-    with h.threads(args.train_threads) as used:
-        dtypes = (torch.float32, torch.bfloat16)
-        ceilings = {
-            str(d).removeprefix("torch."): h.matmul_flops(sizes["matmul"], d) for d in dtypes
-        }
-        attention = attention_rows(sizes)
-    return {
-        "threads": used,
+    ceilings = {d: h.matmul_flops(sizes["matmul"], getattr(torch, d)) for d in DTYPES}
+    attention = attention_rows(sizes)
+    found = {
+        "threads": torch.get_num_threads(),
         "sizes": sizes,
-        "bf16_units": cpu_has_bf16_units(),
         "ceilings": ceilings,
         "attention": attention,
+    }
+    return found | {
+        "bf16_units": cpu_has_bf16_units(),
         "written_out_max_keys": WRITTEN_OUT_MAX_KEYS,
     }

@@ -1,8 +1,6 @@
-"""fit_precision: the tiny recipes as `multibyte fit` runs them here, with no precision flag
-(the recipe's bf16-mixed, resolved against this machine) and with `--trainer.precision 32-true`,
-interleaved, on the sample pack: median seconds per step, and the full run's time at the
-recipe's max_steps from that step time.
-"""
+"""fit_precision: the tiny recipes as `multibyte fit` runs them on the sample pack, as written
+(bf16-mixed, resolved against this machine) and with `--trainer.precision 32-true`, interleaved:
+median seconds per step, and the run's time at the recipe's max_steps from it."""
 
 from __future__ import annotations
 
@@ -18,7 +16,6 @@ import yaml
 
 from benchmarks import harness as h
 from multibyte.plans import MULTIMODAL_RECIPE, PLANS, RECIPES, SAMPLES
-from multibyte.train.precision import cpu_has_bf16_units, resolve_precision
 
 # Each recipe's data: the sample pack's raw files, as a user would first try it.
 DATA = {Path(p.recipe).stem: ["--data.path", str(SAMPLES / p.source)] for p in PLANS}
@@ -71,6 +68,8 @@ def render(r: dict) -> str:
 
 @h.case("fit_precision", render, options)
 def run(args: argparse.Namespace) -> dict:
+    from multibyte.train.precision import cpu_has_bf16_units, resolve_precision  # Lightning
+
     steps, repeats = (8, 1) if args.smoke else (args.steps, args.repeats)
     recipes = {}
     for name in ["pg19-tiny"] if args.smoke else DATA:
@@ -81,13 +80,8 @@ def run(args: argparse.Namespace) -> dict:
                 with tempfile.TemporaryDirectory() as root:
                     times[label] += fit(name, steps, Path(root), flags + SMOKE * args.smoke)
         trainer = yaml.safe_load((RECIPES / f"{name}.yaml").read_text())["trainer"]
-        recipes[name] = {
-            "resolved": resolve_precision(trainer["precision"], "cpu").value,
-            "max_steps": trainer["max_steps"],
-        } | {label: statistics.median(times[label]) for label in RUNS}
-    return {
-        "steps": steps,
-        "repeats": repeats,
-        "bf16_units": cpu_has_bf16_units(),
-        "recipes": recipes,
-    }
+        resolved = resolve_precision(trainer["precision"], "cpu").value
+        recipes[name] = {"resolved": resolved, "max_steps": trainer["max_steps"]}
+        recipes[name] |= {label: statistics.median(times[label]) for label in RUNS}
+    units = cpu_has_bf16_units()
+    return {"steps": steps, "repeats": repeats, "bf16_units": units, "recipes": recipes}

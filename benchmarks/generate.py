@@ -1,15 +1,13 @@
-"""generate: bytes/s producing 8,192 bytes after a 16-byte prompt at batch 1 and 8 (one thread)
-on the equal-parameter pair: MEGABYTE cached, eager and with the compiled decode step, uncached,
-and the cached ByteTransformer (runs too long to time in full are integrated from timings at
-spread positions), against the memory floor (weight bytes read per byte ÷ mat-vec bandwidth)
-and the decode step's linear layers alone. `--gpu`: cached bytes/s of both models on CUDA, eager
-and compiled (each step kind one CUDA graph).
+"""generate: bytes/s producing 8,192 bytes after a 16-byte prompt (one thread), cached, on the
+equal-parameter pair: MEGABYTE eager and with the compiled decode step at batch 1 and 8, the
+ByteTransformer at batch 1, against the memory floor of batch-1 decoding (weight bytes read per
+byte ÷ mat-vec bandwidth) and the decode step's linear layers alone. `--gpu`: both models at
+batch 1 and 8, eager and compiled (each step kind one CUDA graph), on CUDA.
 """
 
 from __future__ import annotations
 
 import argparse
-from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -17,59 +15,18 @@ from torch import nn
 
 from benchmarks import harness as h
 from multibyte.model import ByteTransformer
-from multibyte.model.generation import sample_next_byte
 
-FULL = dict(prompt=16, new_bytes=8192, batches=(1, 8), points=7, span=2, matvec=8192)
-SMOKE = dict(prompt=4, new_bytes=24, batches=(1, 2), points=3, span=1, matvec=256)
-LABELS = {
-    "megabyte_cached": "MEGABYTE, KV cache",
-    "megabyte_uncached": "MEGABYTE, no cache",
-    "byte_transformer_cached": "ByteTransformer, KV cache",
-    "megabyte_compiled": "MEGABYTE, KV cache, compiled",
-    "byte_transformer_compiled": "ByteTransformer, KV cache, compiled",
-}
+FULL = dict(prompt=16, new_bytes=8192, batches=(1, 8), matvec=8192)
+SMOKE = dict(prompt=4, new_bytes=24, batches=(1, 2), matvec=256)
+KINDS = {"eager": "KV cache", "compiled": "KV cache, compiled step"}
 
 
-def cached_full(model: nn.Module, batch: int, prompt: int, new: int, compile: bool = False) -> dict:
-    """One cached `generate` of `new` bytes, after a warm-up generation (a short one; a full one
-    when compiled, since graphs are built for the buffer's length)."""
+def timed(model: nn.Module, batch: int, prompt: int, new: int, compile: bool) -> float:
+    """Seconds of one cached `generate` of `new` bytes, after a warm-up generation (a short one;
+    a full one when compiled, since graphs are built for the buffer's length)."""
     x = h.random_bytes(batch, prompt).to(model.head.weight.device)
     model.generate(x, new if compile else min(new, 32), compile=compile)
-    seconds = h.once(lambda: model.generate(x, new, compile=compile))
-    method = "compiled step, CUDA graphs" if compile and x.is_cuda else "timed in full"
-    return {"method": method, "seconds": seconds}
-
-
-@torch.inference_mode()
-def cached_integrated(model: nn.Module, batch: int, prompt: int, new: int, points: int) -> dict:
-    """16 decoder steps (`advance` + sampling) after a prefill, at spread positions."""
-    buffer, steps = h.random_bytes(batch, prompt + new, seed=3), 16
-
-    def per_byte(t: int) -> float:
-        decoder = model.decoder(buffer)
-        decoder.prefill(t - 1)
-
-        def run() -> None:
-            for u in range(t, t + steps):
-                buffer[:, u] = sample_next_byte(decoder.advance(u))
-
-        return h.once(run) / steps
-
-    method = f"integrated: {steps} cached steps at {points} positions"
-    return {"method": method, **h.integrate(per_byte, prompt, new, points, span=steps)}
-
-
-def uncached_integrated(model: nn.Module, batch: int, prompt: int, new: int, sizes: dict) -> dict:
-    """Uncached `generate` (a full forward pass per byte) of `span` bytes at spread positions."""
-    model.generate(h.random_bytes(batch, prompt + new // 2), 1, use_cache=False)  # warm-up
-    points, span = sizes["points"], sizes["span"]
-
-    def per_byte(t: int) -> float:
-        x = h.random_bytes(batch, t, seed=t)
-        return h.once(partial(model.generate, x, span, use_cache=False)) / span
-
-    method = f"integrated: uncached generate at {points} positions"
-    return {"method": method, **h.integrate(per_byte, prompt, new, points, span)}
+    return h.once(lambda: model.generate(x, new, compile=compile))
 
 
 def decode_schedule(model: nn.Module) -> list[list[nn.Linear]]:
@@ -115,87 +72,25 @@ def linears_alone(model: nn.Module, batch: int) -> float:
 
 def floor(model: nn.Module, batches: tuple[int, int], matvec: int) -> dict:
     """The memory floor of batch-1 decoding on these threads (weight bytes per byte ÷ mat-vec
-    bandwidth) and its linear layers alone at both batch sizes."""
+    bandwidth) and the linear layers alone at both batch sizes."""
     weights, bandwidth = weight_bytes_per_byte(model), h.matvec_bandwidth(matvec)
-    return {
-        "threads": torch.get_num_threads(),
-        "matvec_bytes_per_s": bandwidth,
-        "weight_bytes_per_byte": weights,
-        "floor_s_per_byte": weights / bandwidth,
-        "linears_alone_s_per_step": {str(b): linears_alone(model, b) for b in batches},
-    }
-
-
-def add_rates(rows: dict[str, dict], new: int) -> dict[str, dict]:
-    """bytes/s and ms per step of each `name/batch` row."""
-    for key, entry in rows.items():
-        batch = int(key.split("/")[1])
-        entry.update(batch=batch, bytes_per_s=batch * new / entry["seconds"])
-        entry["ms_per_step"] = 1e3 * entry["seconds"] / new
-    return rows
-
-
-def run_gpu(smoke: bool) -> dict:
-    """Cached generation on CUDA, both models, batch 1 and 8, eager and compiled (each step kind
-    one CUDA graph), on the CPU when smoke-testing."""
-    sizes, device = SMOKE if smoke else FULL, "cuda" if torch.cuda.is_available() else "cpu"
-    prompt, new, rows = sizes["prompt"], sizes["new_bytes"], {}
-    for name, model in h.equal_pair(prompt + new, smoke).items():
-        model = model.to(device).eval()
-        for batch in (1, 8):
-            for kind in ("cached", "compiled"):
-                h.log(f"{device}: {name} {kind}, batch {batch}")
-                timed = cached_full(model, batch, prompt, new, compile=kind == "compiled")
-                rows[f"{name}_{kind}/{batch}"] = timed
-    return {
-        "device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu (smoke)",
-        "sizes": sizes,
-        "generate": add_rates(rows, new),
-    }
-
-
-def run_cpu(smoke: bool) -> dict:
-    sizes = SMOKE if smoke else FULL
-    prompt, new, batches = sizes["prompt"], sizes["new_bytes"], sizes["batches"]
-    models = {name: m.eval() for name, m in h.equal_pair(prompt + new, smoke).items()}
-    megabyte, transformer = models.values()
-    rows = {}
-    for b in batches:
-        h.log(f"batch {b}: MEGABYTE cached (eager, compiled), uncached; ByteTransformer")
-        rows[f"megabyte_cached/{b}"] = cached_full(megabyte, b, prompt, new)
-        rows[f"megabyte_compiled/{b}"] = cached_full(megabyte, b, prompt, new, compile=True)
-        rows[f"byte_transformer_cached/{b}"] = (
-            cached_full(transformer, b, prompt, new)
-            if b == 1
-            else cached_integrated(transformer, b, prompt, new, sizes["points"])
-        )
-        rows[f"megabyte_uncached/{b}"] = uncached_integrated(megabyte, b, prompt, new, sizes)
-    h.log("the memory floor and the linear layers alone")
-    floors = {name: floor(model, batches, sizes["matvec"]) for name, model in models.items()}
-    return {
-        "threads": torch.get_num_threads(),
-        "sizes": sizes,
-        "generate": add_rates(rows, new),
-        "floors": floors,
-    }
-
-
-def generation_table(rows: dict[str, dict]) -> str:
-    table = [
-        [LABELS[key.split("/")[0]], g["batch"], f"{g['bytes_per_s']:,.1f}"]
-        + [f"{g['ms_per_step']:.2f}", f"{g['seconds']:,.1f}", g["method"]]
-        for key, g in rows.items()
-    ]
-    return h.markdown_table(["model", "batch", "bytes/s", "ms/step", "seconds", "how"], table)
+    alone = {str(b): linears_alone(model, b) for b in batches}
+    result = {"weight_bytes_per_byte": weights, "floor_s_per_byte": weights / bandwidth}
+    return result | {"matvec_bytes_per_s": bandwidth, "linears_alone_s_per_step": alone}
 
 
 def render(r: dict) -> str:
-    sizes, (b1, b8) = r["sizes"], r["sizes"]["batches"]
+    sizes, (b1, b8), rows = r["sizes"], r["sizes"]["batches"], r["generate"]
+    table = []
+    for key, g in rows.items():
+        name, kind, batch = key.split("/")
+        cells = [f"{g['bytes_per_s']:,.1f}", f"{g['ms_per_step']:.2f}", f"{g['seconds']:,.1f}"]
+        table.append([f"{h.LABELS[name]}, {KINDS[kind]}", batch, *cells])
     where = r.get("device") or f"{r['threads']} thread(s)"
     out = [
         f"{sizes['new_bytes']:,} bytes after a {sizes['prompt']}-byte prompt, temperature 1, "
-        f"{where}.",
-        generation_table(r["generate"]),
+        f"{where}; each generation timed in full (compiled: after one that compiles).",
+        h.markdown_table(["model", "batch", "bytes/s", "ms/step", "seconds"], table),
     ]
     if "device" in r:
         return "\n\n".join(out)
@@ -206,22 +101,22 @@ def render(r: dict) -> str:
         f"{b1} bytes/s against what the linears alone allow ({b8} × their batch-{b1} time ÷ "
         f"their batch-{b8} time):"
     )
-    table, gen = [], r["generate"]
-    for kind in ("megabyte_cached", "megabyte_compiled", "byte_transformer_cached"):
-        f = r["floors"][kind.rpartition("_")[0]]
-        measured = 1e-3 * gen[f"{kind}/{b1}"]["ms_per_step"]
-        speedup = gen[f"{kind}/{b8}"]["bytes_per_s"] / gen[f"{kind}/{b1}"]["bytes_per_s"]
-        alone = f["linears_alone_s_per_step"]
+    table = []
+    for key in (k for k in rows if k.endswith(f"/{b1}")):
+        name, kind, _ = key.split("/")
+        f, alone = r["floors"][name], r["floors"][name]["linears_alone_s_per_step"]
+        measured, faster = rows[key]["ms_per_step"] / 1e3, rows.get(f"{name}/{kind}/{b8}")
+        allowed = b8 * alone[str(b1)] / alone[str(b8)]
+        speedup = f"**{faster['bytes_per_s'] / rows[key]['bytes_per_s']:.1f}×**" if faster else "–"
         table.append(
-            [LABELS[kind], f"{f['weight_bytes_per_byte'] / 1e6:.2f}"]
+            [f"{h.LABELS[name]}, {KINDS[kind]}", f"{f['weight_bytes_per_byte'] / 1e6:.2f}"]
             + [f"{1e3 * v:.2f}" for v in (f["floor_s_per_byte"], alone[str(b1)], measured)]
             + [f"**{measured / f['floor_s_per_byte']:.2f}×**", f"{measured / alone[str(b1)]:.2f}×"]
-            + [f"**{speedup:.1f}×** ({b8 * alone[str(b1)] / alone[str(b8)]:.1f}×)"]
+            + [f"{speedup} ({allowed:.1f}×)"]
         )
     headers = ["model", "weight MB/byte", "floor ms/byte", "linears alone ms/byte"]
     headers += ["measured ms/byte", "÷ floor", "÷ linears alone", f"batch {b8} ÷ {b1}"]
-    out.append(h.markdown_table(headers, table))
-    return "\n\n".join(out)
+    return "\n\n".join([*out, h.markdown_table(headers, table)])
 
 
 def options(parser: argparse.ArgumentParser) -> None:
@@ -231,5 +126,24 @@ def options(parser: argparse.ArgumentParser) -> None:
 
 @h.case("generate", render, options)
 def run(args: argparse.Namespace) -> dict:
-    with h.threads(args.generate_threads):
-        return run_gpu(args.smoke) if args.gpu else run_cpu(args.smoke)
+    sizes = SMOKE if args.smoke else FULL
+    prompt, new, batches = sizes["prompt"], sizes["new_bytes"], sizes["batches"]
+    device = "cuda" if args.gpu and torch.cuda.is_available() else "cpu"
+    models = {n: m.to(device).eval() for n, m in h.equal_pair(prompt + new, args.smoke).items()}
+    # on a CPU the ByteTransformer at batch 8 would take ~15 minutes (its KV-cache reads)
+    wanted = [(n, k, b) for n in models for k in KINDS for b in batches]
+    if not args.gpu:
+        wanted = [(n, k, b) for n, k, b in wanted if n == "megabyte" or (k, b) == ("eager", 1)]
+    rows = {}
+    with h.threads(args.generate_threads) as threads:
+        for name, kind, batch in wanted:
+            h.log(f"{device}: {name} {kind}, batch {batch}")
+            seconds = timed(models[name], batch, prompt, new, kind == "compiled")
+            row = {"seconds": seconds, "bytes_per_s": batch * new / seconds}
+            rows[f"{name}/{kind}/{batch}"] = row | {"ms_per_step": 1e3 * seconds / new}
+        if args.gpu:
+            gpu = torch.cuda.get_device_name(0) if device == "cuda" else "cpu (smoke)"
+            return {"device": gpu, "sizes": sizes, "generate": rows}
+        h.log("the memory floor and the linear layers alone")
+        floors = {n: floor(m, batches, sizes["matvec"]) for n, m in models.items()}
+    return {"threads": threads, "sizes": sizes, "generate": rows, "floors": floors}

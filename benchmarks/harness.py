@@ -1,10 +1,8 @@
 """The benchmark harness: case registry, the one timer, the one training step, models, output.
 
-A case is `run(args) -> results` (it builds what it measures) with `render(results) ->
-markdown` and its options, registered by `@case(name, render, options)`; `run_case` (behind
-`python -m benchmarks run NAME`) adds machine, date, load and command to its results, writes
-`NAME.json` and rewrites the case's own section of docs/benchmarks.md. `measure` is the only
-timer, `training_step` the only training step, `build_pair` the only model builder.
+A case is `run(args) -> results` with `render(results) -> markdown` and its options, registered
+by `@case(name, render, options)`; `run_case` (`python -m benchmarks run NAME`) adds machine,
+date, load and command, writes `NAME.json` and rewrites the case's section of docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -27,17 +25,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import NoReturn
 
-import numpy as np
 import torch
 import yaml
 from torch import nn
 
-from multibyte.flops import matched_baseline, non_embedding_parameters
+from multibyte.flops import matched_baseline
 from multibyte.loss import next_byte_loss
 from multibyte.model import ByteTransformer, ByteTransformerConfig, Megabyte, MegabyteConfig
 
 REPO = Path(__file__).resolve().parent.parent
 DOC = REPO / "docs" / "benchmarks.md"
+# The modules of the cases, in the order `run all` runs them.
+MODULES = ("train_step", "generate", "scaling", "cpu_bf16", "fit_precision", "compression")
+MODULES += ("multimodal", "quality")
 STEP = "training step (`next_byte_loss` + backward + gradient clipping + AdamW, as ByteLM)"
 LABELS = {"megabyte": "MEGABYTE", "byte_transformer": "ByteTransformer"}
 # The equal-parameter pair, 14,155,776 non-embedding weights each (`non_embedding_parameters`):
@@ -68,10 +68,7 @@ CASES: dict[str, Case] = {}
 
 
 def case(
-    name: str,
-    render: Callable[[dict], str],
-    options: Callable | None = None,
-    documented: Sequence[str] = (),
+    name: str, render: Callable, options: Callable | None = None, documented: Sequence[str] = ()
 ) -> Callable:
     """Decorator: register `run(args) -> results` as the case `name`."""
     return lambda run: CASES.setdefault(name, Case(run, render, options, tuple(documented))).run
@@ -154,10 +151,7 @@ class Timing:
 
 
 def measure(
-    workloads: Callable[[], object] | dict[str, Callable[[], object]],
-    repeats: int | dict[str, int] = 5,
-    warmup: int = 1,
-    memory: str | None = None,
+    workloads: Callable | dict, repeats: int | dict = 5, warmup: int = 1, memory: str = ""
 ) -> Timing | dict[str, Timing]:
     """Time one workload, or several interleaved (load from other processes falls on all alike):
     `warmup` untimed calls each, one more for peak memory with `memory` ("cpu" or "cuda"), then
@@ -186,19 +180,6 @@ def measure(
 def once(fn: Callable[[], object]) -> float:
     """Seconds of one call (for runs too long to repeat; the caller warms up)."""
     return measure(fn, repeats=1, warmup=0).best
-
-
-def integrate(
-    seconds_per_byte_at: Callable[[int], float], first: int, count: int, points: int, span: int = 1
-) -> dict:
-    """Seconds to produce bytes first .. first+count-1 when that is too long to time: per-byte
-    seconds over `span` bytes at `points` evenly spread positions, interpolated linearly over
-    every position."""
-    positions = sorted({int(round(p)) for p in np.linspace(first, first + count - span, points)})
-    per_byte = [seconds_per_byte_at(p) for p in positions]
-    centres = [p + (span - 1) / 2 for p in positions]
-    seconds = float(np.interp(np.arange(first, first + count), centres, per_byte).sum())
-    return {"positions": positions, "seconds_per_byte": per_byte, "seconds": seconds}
 
 
 def matmul_flops(size: int = 2048, dtype: torch.dtype = torch.float32) -> dict:
@@ -238,7 +219,7 @@ def matched_transformer(config: MegabyteConfig, head_dim: int = 64) -> dict:
 def build_pair(
     config: MegabyteConfig,
     transformer: dict | None = None,
-    only: Sequence[str] = ("megabyte", "byte_transformer"),
+    only: Sequence[str] = tuple(LABELS),
     head_dim: int = 64,
 ) -> dict[str, nn.Module]:
     """The one model builder: MEGABYTE of `config` and a ByteTransformer of shape `transformer`
@@ -261,24 +242,11 @@ def equal_pair(length: int, smoke: bool = False) -> dict[str, nn.Module]:
 
 
 def recipe(name: str) -> dict:
-    """recipes/NAME.yaml: its MEGABYTE config, batch size, training length (data.seq_len, else the
-    modality's, else the model's max_seq_len, which the image adapter fills) and `compile`."""
+    """The MEGABYTE config, batch size and `compile` setting of recipes/NAME.yaml."""
     text = yaml.safe_load((REPO / "recipes" / f"{name}.yaml").read_text())
     config = MegabyteConfig(**text["model"]["model"]["init_args"]["config"])
-    data, model = text["data"], text["model"]
-    modality = data.get("modality") if isinstance(data.get("modality"), dict) else {}
-    length = data.get("seq_len") or modality.get("seq_len") or config.max_seq_len
-    compile = bool(model.get("compile", False))
-    return {
-        "config": config,
-        "batch_size": data["batch_size"],
-        "length": length,
-        "compile": compile,
-    }
-
-
-def describe_model(model: nn.Module) -> dict:
-    return {"config": model.config.to_dict(), "parameters": non_embedding_parameters(model.config)}
+    compile = bool(text["model"].get("compile", False))
+    return {"config": config, "batch_size": text["data"]["batch_size"], "compile": compile}
 
 
 def linears(module: nn.Module | None) -> list[nn.Linear]:
@@ -288,16 +256,15 @@ def linears(module: nn.Module | None) -> list[nn.Linear]:
 def megabyte_stages(model: Megabyte) -> list[dict]:
     """The one place where the benchmarks reach inside the stages: per stage, bytes per token and
     the linear layers of its transformer, its token embedding and its context (w_GL)."""
-    return [
-        {
-            "token_bytes": size,
+    stages = []
+    for size, stage in zip(model.config.token_bytes, model.stages):
+        context = [getattr(stage, name, None) for name in ("parent_proj", "parent_to_child")]
+        layers = {
             "transformer": linears(stage.transformer),
             "token": linears(stage.embed.token_proj),
-            "context": linears(getattr(stage, "parent_proj", None))
-            + linears(getattr(stage, "parent_to_child", None)),
         }
-        for size, stage in zip(model.config.token_bytes, model.stages)
-    ]
+        stages.append({"token_bytes": size, **layers, "context": sum(map(linears, context), [])})
+    return stages
 
 
 def training_step(
@@ -371,10 +338,8 @@ def describe_machine() -> dict:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     machine = {"cpu": cpu[0].split(":", 1)[1].strip() if cpu else platform.machine(), "gpu": gpu}
     machine |= {"usable_cores": len(os.sched_getaffinity(0)), "torch": torch.__version__}
-    return machine | {
-        "memory_bytes": int(memory[0].split()[1]) * 1024,
-        "torch_threads": torch.get_num_threads(),
-    }
+    machine["memory_bytes"] = int(memory[0].split()[1]) * 1024
+    return machine | {"torch_threads": torch.get_num_threads()}
 
 
 def header(r: dict) -> str:

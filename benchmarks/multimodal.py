@@ -1,16 +1,13 @@
 """multimodal: the streaming mixture's memory and time to the first batch as the data grows.
 
-Synthetic image, audio and text shards written with the project's shard writer into a temporary
-folder (deleted afterwards) at three data sizes, and for each size, in a fresh process, the peak
-RSS and the seconds from opening the three sources to the first training batch of the
-multimodal-tiny recipe's sequences, and the seconds per batch after it. Both must stay flat.
-(The demo's report, `make demo`, gives each specialist's held-out bpb beside the multimodal
-model's.)
+Synthetic image, audio and text shards (the project's shard writer, a temporary folder) at three
+sizes; for each, in a fresh process, the peak RSS and the seconds from opening the three sources
+to the first batch of the multimodal-tiny recipe's sequences, and per batch after it. Both must
+stay flat. (The demo's report gives each specialist's held-out bpb beside the multimodal one.)
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -122,22 +119,13 @@ def streaming(smoke: bool) -> dict:
                 print(done.stderr[-3000:], file=sys.stderr)
                 raise SystemExit(1)
             rows.append({"shard_bytes": on_disk, **json.loads(done.stdout.splitlines()[-1])})
-    return {
-        "output": "multimodal_streaming",
-        "rows": rows,
-        "batch_size": BATCH,
-        "timed_batches": BATCHES,
-        "flat": rows[-1]["peak_rss_bytes"] < RSS_GOAL,
-    }
+    flat = rows[-1]["peak_rss_bytes"] < RSS_GOAL
+    return {"output": "multimodal_streaming", "rows": rows, "batch_size": BATCH, "flat": flat}
 
 
-def size(n: int) -> str:
-    return f"{n / GB:.2f} GB" if n >= GB / 10 else f"{n / 10**6:.1f} MB"
-
-
-def render_streaming(r: dict) -> str:
+def render(r: dict) -> str:
     table = [
-        [size(row["shard_bytes"])]
+        [f"{row['shard_bytes'] / GB:.2f} GB"]
         + [f"{row[k] / 2**30:.2f} GiB" for k in ("peak_rss_bytes", "rss_before_bytes")]
         + [f"{row['first_batch_s']:.2f}", f"{row['per_batch_s']:.3f}"]
         for row in r["rows"]
@@ -155,6 +143,4 @@ def render_streaming(r: dict) -> str:
     )
 
 
-@h.case("multimodal", render_streaming)
-def run(args: argparse.Namespace) -> dict:
-    return streaming(args.smoke)
+h.case("multimodal", render)(lambda args: streaming(args.smoke))

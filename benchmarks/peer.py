@@ -1,14 +1,10 @@
 """megabyte-pytorch 0.3.6 behind our model interface, and what trains and scores both models alike.
 
-`PeerMegabyte(config)` is megabyte-pytorch's `MEGABYTE` sized from one of our MegabyteConfigs
-(widths, depths, P and length only; everything else its own defaults: 8 heads of 64, no
-positions, token shift, RMSNorm, a LayerNorm+Linear patch embedder, an untied head with a bias).
-It has `.config`, `.hidden(x)` (`hidden[:, t]` predicts `x[:, t]`), `.head` (its `to_logits`) and
-`forward = head(hidden)`, so our trainer (`ByteLM`, Lightning, `ByteDataModule`) trains it and
-`multibyte.evaluation` scores it unchanged. Its own loss ignores `pad_id`; ours scores every byte.
-Our checkpoints cannot hold it: `fit_in_process` (`multibyte fit` as the console script runs it)
-hands back the trained module and `evaluate_in_memory` scores it. `TrainClock` times training
-alone, for both models. Needs `pip install -e ".[bench]"` (or megabyte-pytorch on PYTHONPATH).
+`PeerMegabyte(config)` is its `MEGABYTE` sized by our config (widths, depths, P and length; the
+rest its own defaults). It has `.config`, `.hidden(x)`, `.head` and `forward = head(hidden)`, so
+our trainer and `multibyte.evaluation` use it unchanged; our loss scores every byte (its own
+ignores `pad_id`). Our checkpoints cannot hold it: `fit_in_process` hands back the trained module
+and `evaluate_in_memory` scores it. Needs `pip install -e ".[bench]"`.
 """
 
 from __future__ import annotations
@@ -67,12 +63,11 @@ class PeerMegabyte(nn.Module):
         if config.patch_sizes and len(config.patch_sizes) > 1:
             raise ValueError("PeerMegabyte mirrors two-stage configs only (no patch_sizes)")
         self.config = config
-        patch = config.patch_size
         dim, depth = (
             (config.global_dim, config.local_dim),
             (config.global_layers, config.local_layers),
         )
-        length = (config.max_seq_len // patch, patch)
+        length = (config.max_seq_len // config.patch_size, config.patch_size)
         self.net = MEGABYTE(num_tokens=256, dim=dim, depth=depth, max_seq_len=length, heads=heads)
         self.head = self.net.to_logits
         self.net.to_logits = _Capture()
@@ -92,35 +87,26 @@ class PeerMegabyte(nn.Module):
 
 
 class TrainClock(L.Callback):
-    """Writes to `path` the seconds of training alone: after each optimizer step, the time since
-    training started less any validation in between, and the model's parameter count."""
+    """Writes to `path` the seconds of training (the benchmark's fits run no validation) after
+    the last optimizer step, the optimizer steps and the model's parameter count."""
 
     def __init__(self, path: str) -> None:
         self.path = path
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.parameters = sum(p.numel() for p in pl_module.model.parameters())
-        self.ends: list[float] = []
-        self.paused, self.step = 0.0, trainer.global_step
+        self.steps, self.seconds, self.step = 0, 0.0, trainer.global_step
         h.sync()
         self.start = time.perf_counter()
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
         if trainer.global_step != self.step:  # an optimizer step, not a micro-batch
-            self.step = trainer.global_step
+            self.step, self.steps = trainer.global_step, self.steps + 1
             h.sync()
-            self.ends.append(time.perf_counter() - self.start - self.paused)
-
-    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.paused_at = time.perf_counter()
-
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if hasattr(self, "start"):  # not the sanity check before training
-            self.paused += time.perf_counter() - self.paused_at
+            self.seconds = time.perf_counter() - self.start
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        seconds = self.ends[-1] if self.ends else 0.0
-        record = {"parameters": self.parameters, "steps": len(self.ends), "seconds": seconds}
+        record = {"parameters": self.parameters, "steps": self.steps, "seconds": self.seconds}
         Path(self.path).write_text(json.dumps(record, indent=1) + "\n")
 
 
@@ -135,29 +121,23 @@ def recipe(ours: dict, heads: int = 8) -> dict:
     swapped["model"].pop("compile", None)  # it compiles our blocks; the peer trains as it ships
     trainer = swapped.setdefault("trainer", {})
     callbacks = trainer.get("callbacks") or []
-    trainer["callbacks"] = [c for c in callbacks if not _is_checkpoint(c["class_path"])]
+    trainer["callbacks"] = [c for c in callbacks if not is_checkpoint(c["class_path"])]
     trainer["enable_checkpointing"] = False
     return swapped
 
 
-def _is_checkpoint(class_path: str) -> bool:
+def is_checkpoint(class_path: str) -> bool:
     module, _, name = class_path.rpartition(".")
-    found = getattr(importlib.import_module(module or "lightning.pytorch.callbacks"), name)
-    return issubclass(found, ModelCheckpoint)
+    callback = getattr(importlib.import_module(module or "lightning.pytorch.callbacks"), name)
+    return issubclass(callback, ModelCheckpoint)
 
 
 def fit_in_process(argv: list[str]) -> ByteLM:
     """`multibyte fit ARGV` as `multibyte.train.cli.main` runs it; returns the trained module."""
-    cli = MultibyteCLI(
-        ByteLM,
-        ByteDataModule,
-        args=["fit", *argv],
-        save_config_callback=SaveConfigNextToCheckpoints,
-        save_config_kwargs={"overwrite": True},
-        trainer_defaults={"use_distributed_sampler": False},
-        auto_configure_optimizers=False,
-    )
-    return cli.model
+    settings = dict(save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False)
+    settings |= dict(save_config_callback=SaveConfigNextToCheckpoints)
+    settings |= dict(trainer_defaults={"use_distributed_sampler": False})
+    return MultibyteCLI(ByteLM, ByteDataModule, args=["fit", *argv], **settings).model
 
 
 def evaluate_in_memory(
@@ -171,13 +151,7 @@ def evaluate_in_memory(
     )
     prepared, sequences = open_data(args, modality)
     sequences = limit_sequences(sequences, args.limit, max_seq_len_of(model), prepared.stream)
-    evaluation = evaluate_model(
-        model.eval(),
-        sequences,
-        adapter=prepared.adapter,
-        stream=prepared.stream,
-        batch_size=args.batch_size,
-        device=model_device(model),
-        codecs=False,
-    )
+    how = {"adapter": prepared.adapter, "stream": prepared.stream, "codecs": False}
+    how["device"] = model_device(model)
+    evaluation = evaluate_model(model.eval(), sequences, batch_size=args.batch_size, **how)
     return evaluation.summary

@@ -1,19 +1,12 @@
 """quality: held-out bits per byte of our tiny recipes, megabyte-pytorch and the codecs.
 
-Data: the sample pack by the demo's plans (`multibyte.plans`: held-out chelsea_* images,
-speakers s13-s16, persuasion; the plans' prepare flags, the recipe's modality options winning),
-prepared into the run folder (default runs/benchmarks/quality). Per modality, with its plan's
-recipe and the recipe's max_steps S:
-1. ours: `multibyte fit` for S steps (training time W), then `multibyte evaluate` on the val
-   split: held-out bpb, and the codecs on the same bytes;
-2. megabyte-pytorch (`benchmarks/peer.py`, image and text) through the same trainer, data,
-   batch, optimizer, LR schedule, clipping and seed for S steps, scored by the same evaluation;
-3. megabyte-pytorch at equal training time: W ÷ its seconds per step.
-Every run's warmup is the recipe's, scaled by steps ÷ the recipe's max_steps. `--ablate
-MODALITY` adds the ablation table: the baseline recipe (`--ablate-recipe`), then each entry of
-ABLATIONS (overrides of config fields, `lr`, `batch_size`, ...), one change at a time. Each run
-is cached by its spec in the run folder (`--fresh` redoes them); a refused override fails its
-row only.
+On the sample pack, split and prepared by the demo's plans (`multibyte.plans`), per modality for
+its recipe's max_steps S: ours (`multibyte fit`, then `multibyte evaluate` with the codecs on the
+same bytes); megabyte-pytorch (`benchmarks/peer.py`; image and text) through the same trainer,
+data, optimizer, schedule and seed for S steps, and for as many steps as fit in our training
+time, scored by the same evaluation. Warmup: the recipe's, scaled by steps ÷ max_steps.
+`--ablate MODALITY`: the ablation table, the baseline recipe and each entry of ABLATIONS, one
+change at a time (a refused override fails its row only). Runs are cached by their spec.
 """
 
 from __future__ import annotations
@@ -38,12 +31,10 @@ from multibyte.plans import PLANS, RECIPES, SAMPLES, prepare_flags, split_inputs
 
 FOLDER = h.REPO / "runs" / "benchmarks" / "quality"
 PEER_MODALITIES = ("image", "text")  # audio: ours only, against the codecs
-LABELS = {
-    "ours": "multibyte",
-    "peer_steps": "megabyte-pytorch, equal steps",
-    "peer_wall": "megabyte-pytorch, equal wall time",
-}
-BASELINE = "baseline"
+PEER_HEADS = 4  # of 64 dimensions, as our models' heads (megabyte-pytorch ships with 8)
+LABELS = {"ours": "multibyte", "peer_steps": "megabyte-pytorch, equal steps"}
+LABELS["peer_wall"] = "megabyte-pytorch, equal wall time"
+BASELINE, TUNED = "baseline", {"architecture": "tuned", "global_byte_dim": 96}
 ABLATIONS: dict[str, dict] = {  # name -> overrides of the baseline recipe
     BASELINE: {},
     "token_shift": {"token_shift": True},
@@ -63,18 +54,13 @@ ABLATIONS: dict[str, dict] = {  # name -> overrides of the baseline recipe
     "batch_8": {"batch_size": 8},
     "dropout_0.1": {"dropout": 0.1},
     "peer_architecture": {"architecture": "peer", "global_byte_dim": 96},
-    "tuned_architecture": {"architecture": "tuned", "global_byte_dim": 96},
+    "tuned_architecture": TUNED,
     "cross_patch_4": {"cross_patch": 4},
-    "tuned_cross_patch_4": {
-        "architecture": "tuned",
-        "global_byte_dim": 96,
-        "first_byte": "context",
-        "cross_patch": 4,
-    },
+    "tuned_cross_patch_4": TUNED | {"first_byte": "context", "cross_patch": 4},
 }
 # Overrides that are not model config fields, and their `multibyte fit` flags.
-TRAINING_FLAGS = {"lr": "--model.lr", "batch_size": "--data.batch_size"}
-TRAINING_FLAGS |= {k: f"--model.{k}" for k in ("betas", "weight_decay", "warmup_steps")}
+MODEL_FLAGS = ("lr", "betas", "weight_decay", "warmup_steps", "schedule", "min_lr_ratio")
+TRAINING_FLAGS = {k: f"--model.{k}" for k in MODEL_FLAGS} | {"batch_size": "--data.batch_size"}
 CONFIG_FLAG = "--model.model.init_args.config.{}"
 SMOKE = {"steps": 2, "ablate_steps": 2, "limit": 2}
 fail = partial(h.fail, "quality")
@@ -98,7 +84,6 @@ class Run:
     overrides: dict = field(default_factory=dict)
     codecs: bool = False  # also the codec baselines (ours' evaluation)
     limit: int | None = None  # evaluate at most N sequences (--smoke)
-    peer_heads: int = 8  # megabyte-pytorch's heads (peer runs)
     recipe_sha: str = ""  # the recipe's content: a cached result of an edited recipe is stale
 
     @property
@@ -136,7 +121,7 @@ def train_and_evaluate(run: Run) -> dict:
 
     if run.model == "peer":
         recipe = run.root / "peer.yaml"
-        swapped = peer.recipe(yaml.safe_load(Path(run.recipe).read_text()), run.peer_heads)
+        swapped = peer.recipe(yaml.safe_load(Path(run.recipe).read_text()), PEER_HEADS)
         recipe.write_text(yaml.safe_dump(swapped, sort_keys=False))
         try:
             module = peer.fit_in_process(fit_argv(run, str(recipe)))
@@ -168,16 +153,16 @@ def run_here(run: Run) -> dict:
     finally:
         sys.stderr.write(errors.getvalue())
     clock = json.loads((run.root / "clock.json").read_text())
-    steps = max(clock["steps"], 1)
     result = {"steps": clock["steps"], "parameters": clock["parameters"]}
-    result |= {"step_s": clock["seconds"] / steps}
+    result["step_s"] = clock["seconds"] / max(clock["steps"], 1)
     kept = ("bits_per_byte", "value_in_unit", "unit", "ci95", "bytes", "codecs")
     return result | {key: summary.get(key) for key in kept}
 
 
-def execute(runs: list[Run], fresh: bool) -> dict[str, dict]:
+def execute(runs: list[Run], fresh: bool, required: bool = True) -> dict[str, dict]:
     """Results by run name: a cached one where its spec is unchanged (unless `fresh`), else
-    trained here. A failed run's result is {"error": why}; only finished runs are cached."""
+    trained here; only finished runs are cached. A failed run stops the case when `required`,
+    else its result is {"error": why}."""
     results = {}
     for run in runs:
         cache = Path(run.folder) / "runs" / f"{run.name}.json"
@@ -189,23 +174,14 @@ def execute(runs: list[Run], fresh: bool) -> dict[str, dict]:
         try:
             results[run.name] = run_here(run)
         except RunFailed as error:
+            if required:
+                fail(str(error))
             h.log(f"failed: {error}")
             results[run.name] = {"error": str(error)}
             continue
         # cached as soon as it finishes: a long benchmark that stops keeps what it did
         cache.write_text(json.dumps({"run": asdict(run), "result": results[run.name]}, indent=1))
     return results
-
-
-def required(results: dict) -> dict:
-    """The results, or the one-line error of the first failed run."""
-    for result in results.values():
-        if "error" in result:
-            fail(result["error"])
-    return results
-
-
-# -- settings per modality -----------------------------------------------------------------------
 
 
 @dataclass
@@ -224,16 +200,13 @@ class Setting:
 
         steps, args = steps or self.steps, self.args
         if model == "peer":  # the peer recipe: our sizes, data and optimizer, not our flags
-            options["peer_heads"] = args.peer_heads
-            content = yaml.safe_dump(peer.recipe(self.recipe, args.peer_heads))
+            content = yaml.safe_dump(peer.recipe(self.recipe, PEER_HEADS))
         else:  # the parsed recipe: a comment does not make a cached run stale
             content = json.dumps(self.recipe, sort_keys=True)
+        options |= {"shards": self.shards, "folder": str(args.folder), "limit": args.limit}
+        options["recipe_sha"] = hashlib.sha256(content.encode()).hexdigest()[:16]
         warmup = warmup_for(self.recipe, steps)
-        sha = hashlib.sha256(content.encode()).hexdigest()[:16]
-        where = {"shards": self.shards, "folder": str(args.folder), "limit": args.limit}
-        return Run(
-            name, model, str(self.recipe_path), steps, warmup, **where, recipe_sha=sha, **options
-        )
+        return Run(name, model, str(self.recipe_path), steps, warmup, **options)
 
 
 def warmup_for(recipe: dict, steps: int) -> int:
@@ -241,17 +214,6 @@ def warmup_for(recipe: dict, steps: int) -> int:
     warmup = recipe.get("model", {}).get("warmup_steps", 500)  # ByteLM's default
     planned = (recipe.get("trainer") or {}).get("max_steps") or -1
     return max(1, round(warmup * steps / planned)) if planned > 0 else warmup
-
-
-def load_recipe(path: Path) -> dict:
-    if not path.is_file():
-        fail(f"{path}: recipe not found")
-    try:
-        recipe = yaml.safe_load(path.read_text())
-        recipe["model"]["model"]["init_args"]["config"]
-    except (yaml.YAMLError, KeyError, TypeError) as error:
-        fail(f"{path}: not a model recipe ({type(error).__name__}: {error})")
-    return recipe
 
 
 def prepare(plan, recipe: dict, folder: Path) -> str:
@@ -275,18 +237,17 @@ def settings(names: list[str], args: argparse.Namespace, ablate: str = "") -> di
     found = []
     for plan in [p for p in PLANS if p.name in names]:
         path = Path(ablate or RECIPES / plan.recipe)
-        recipe = load_recipe(path)
+        if not path.is_file():
+            fail(f"{path}: recipe not found")
+        recipe = yaml.safe_load(path.read_text())
         steps = SMOKE["steps"] if args.smoke else (recipe.get("trainer") or {}).get("max_steps")
-        if not steps:
-            fail(f"{path}: no trainer.max_steps")
+        if not steps or "model" not in recipe:
+            fail(f"{path}: not a training recipe (a model and trainer.max_steps)")
         found.append((plan, path, recipe, steps))
     return {
         plan.name: Setting(plan.name, path, recipe, steps, prepare(plan, recipe, args.folder), args)
         for plan, path, recipe, steps in found
     }
-
-
-# -- the comparison and the ablation -------------------------------------------------------------
 
 
 def model_row(result: dict) -> dict:
@@ -300,13 +261,13 @@ def compare(sets: dict[str, Setting], args: argparse.Namespace, peer_installed: 
     with_peer = [m for m in sets if m in PEER_MODALITIES and peer_installed]
     first = [s.run(f"{m}-ours", "ours", codecs=True) for m, s in sets.items()]
     first += [sets[m].run(f"{m}-peer", "peer") for m in with_peer]
-    results = required(execute(first, args.fresh))
+    results = execute(first, args.fresh)
     second = []
     for m in with_peer:  # the peer's steps in our training time
         ratio = results[f"{m}-ours"]["step_s"] / results[f"{m}-peer"]["step_s"]
         if (steps := max(1, math.floor(sets[m].steps * ratio))) != sets[m].steps:
             second.append(sets[m].run(f"{m}-peer-wall", "peer", steps))
-    results |= required(execute(second, args.fresh))
+    results |= execute(second, args.fresh)
     rows = []
     for m, setting in sets.items():
         ours = results[f"{m}-ours"]
@@ -324,36 +285,23 @@ def ablate(setting: Setting, args: argparse.Namespace) -> dict:
     names = [BASELINE, *[n for n in args.rows if n != BASELINE]]
     m, steps = setting.modality, args.ablate_steps
     runs = [setting.run(f"ablate-{m}-{n}", "ours", steps, overrides=ABLATIONS[n]) for n in names]
-    results = execute(runs, args.fresh)
+    results = execute(runs, args.fresh, required=False)
     base = results[runs[0].name].get("bits_per_byte")
     rows = []
     for name, run in zip(names, runs):
         result = results[run.name]
         bpb = result.get("bits_per_byte")
         change = ", ".join(f"{k}={json.dumps(v)}" for k, v in ABLATIONS[name].items())
-        rows.append(
-            {
-                "name": name,
-                "change": change or "(the recipe)",
-                "bpb": bpb,
-                "delta": None if bpb is None or base is None else bpb - base,
-                "step_s": result.get("step_s"),
-                "error": result.get("error", "").removeprefix(f"{run.name}: ") or None,
-            }
-        )
+        row = {"name": name, "change": change or "(the recipe)", "bpb": bpb}
+        row["delta"] = None if bpb is None or base is None else bpb - base
+        error = result.get("error", "").removeprefix(f"{run.name}: ") or None
+        rows.append(row | {"step_s": result.get("step_s"), "error": error})
     return {"modality": m, "recipe": h.shown(setting.recipe_path), "steps": steps, "rows": rows}
 
 
-# -- the doc section -----------------------------------------------------------------------------
-
-
 def render_comparison(s: dict, rows: list[dict]) -> list[str]:
-    peer = (
-        f"{s['peer']} ({s['peer_heads']} heads of 64, no positions, token shift, RMSNorm, "
-        "LayerNorm+Linear patch embedder, untied head with a bias; no byte ignored) is sized by "
-        "our recipe and trained by the same trainer, data, batch, optimizer, LR schedule, "
-        "clipping and seed"
-    )
+    peer = f"{s['peer']} ({PEER_HEADS} heads of 64, its own architecture; no byte ignored), sized"
+    peer += " by our recipe, trained by the same trainer, data, optimizer, schedule and seed"
     if not s["peer_installed"]:
         peer = "**megabyte-pytorch was not installed (`pip install -e '.[bench]'`): ours only**"
     table = []
@@ -406,15 +354,11 @@ def render(r: dict) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-# -- the case ------------------------------------------------------------------------------------
-
-
 def options(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("--folder", help=f"shards, runs and their cache (default {FOLDER}; --smoke: temp)")
     add("--modalities", nargs="+", help="modalities to compare (default: every plan's)")
     add("--no-compare", action="store_true", help="no comparison: only --ablate")
-    add("--peer-heads", type=int, default=8, help="megabyte-pytorch's heads of 64 (its 8)")
     add("--ablate", metavar="MODALITY", help="the ablation table on MODALITY")
     add("--ablate-steps", type=int, help="steps of every ablation run (300; --smoke 2)")
     add("--ablate-recipe", metavar="PATH", help="the ablation's baseline (default: as compared)")
@@ -426,9 +370,8 @@ def check(args: argparse.Namespace, known: list[str]) -> None:
     """Every refusal before any work: one line, exit status 2. Fills in the defaults."""
     if args.ablate_steps is None:
         args.ablate_steps = SMOKE["ablate_steps"] if args.smoke else 300
-    for name in ("ablate_steps", "peer_heads"):
-        if getattr(args, name) < 1:
-            fail(f"--{name.replace('_', '-')} {getattr(args, name)}: must be at least 1")
+    if args.ablate_steps < 1:
+        fail(f"--ablate-steps {args.ablate_steps}: must be at least 1")
     args.limit = SMOKE["limit"] if args.smoke else None
     args.compared = [] if args.no_compare else (args.modalities or known)
     for name in [*args.compared, *[args.ablate] * bool(args.ablate)]:
@@ -444,10 +387,9 @@ def check(args: argparse.Namespace, known: list[str]) -> None:
         fail("nothing to run: --no-compare without --ablate")
 
 
-# The documented run (docs/benchmarks.md): the peer with 4 heads of 64 (closest to our 64-wide
-# heads), and the text ablation against the recipe with the paper's architecture.
-DOCUMENTED = ("--peer-heads", "4", "--ablate", "text", "--ablate-steps", "300")
-DOCUMENTED += ("--ablate-recipe", "benchmarks/ablation/pg19-tiny-paper.yaml")
+# The documented run (docs/benchmarks.md): the text ablation against the recipe with the paper's
+# architecture.
+DOCUMENTED = ("--ablate", "text", "--ablate-recipe", "benchmarks/ablation/pg19-tiny-paper.yaml")
 
 
 @h.case("quality", render, options, documented=DOCUMENTED)
@@ -468,5 +410,5 @@ def run(args: argparse.Namespace) -> dict:
         rows = compare(settings(args.compared, args), args, installed)
         ablation = ablate(ablated, args) if ablated else None
     setup = {"folder": str(args.folder), "peer": f"megabyte-pytorch {peer.VERSION}"}
-    setup |= {"peer_installed": installed, "peer_heads": args.peer_heads, "smoke": args.smoke}
+    setup |= {"peer_installed": installed, "smoke": args.smoke}
     return {"settings": setup, "comparison": rows, "ablation": ablation}

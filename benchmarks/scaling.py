@@ -1,8 +1,7 @@
-"""scaling: the longest T that trains (one training step, batch 1, activation
-checkpointing) within a memory budget, audio-tiny MEGABYTE and the matched ByteTransformer; T
-doubles until an attempt fails. Each attempt is a subprocess (`python -m benchmarks.scaling NAME
-T`) that the parent kills over the budget or the time limit (the table says which stopped it).
-"""
+"""scaling: the longest T at which audio-tiny MEGABYTE and the matched ByteTransformer train
+(one step, batch 1, activation checkpointing) within a memory budget; T doubles until an attempt
+fails. Each attempt is a child process (`python -m benchmarks.scaling NAME T`), killed over the
+budget or the time limit."""
 
 from __future__ import annotations
 
@@ -18,10 +17,8 @@ import torch
 
 from benchmarks import harness as h
 
-LABELS = {
-    "megabyte": "MEGABYTE (audio-tiny: P=32, global 256x2, local 96x2)",
-    "byte_transformer": "ByteTransformer (closest non-emb. params)",
-}
+LABELS = {"megabyte": "MEGABYTE (audio-tiny: P=32, global 256x2, local 96x2)"}
+LABELS["byte_transformer"] = "ByteTransformer (closest non-emb. params)"
 
 
 def attempt(name: str, seq_len: int, smoke: bool, gpu: bool) -> dict:
@@ -35,22 +32,15 @@ def attempt(name: str, seq_len: int, smoke: bool, gpu: bool) -> dict:
     step = h.training_step(model, x, torch.bfloat16 if device == "cuda" else None)
     with h.peak_memory(device) as memory:
         seconds = h.once(step)
-    return {
-        "seq_len": seq_len,
-        "seconds": seconds,
-        **memory,
-        "device": device,
-        "config": model.config.to_dict(),
-    }
+    return {"seq_len": seq_len, "seconds": seconds, **memory, "device": device}
 
 
 def run_attempt(name: str, seq_len: int, budget: float | None, args: argparse.Namespace) -> dict:
     """One attempt in a child process, killed over the (host) memory budget or time limit."""
     command = [sys.executable, "-m", "benchmarks.scaling", name, str(seq_len)]
     command += ["--smoke"] * args.smoke + ["--gpu"] * args.gpu
-    child = subprocess.Popen(
-        command, cwd=h.REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    child = subprocess.Popen(command, cwd=h.REPO, text=True, **pipes)
     start, peak, why, status = time.monotonic(), 0, None, Path(f"/proc/{child.pid}/status")
     while child.poll() is None:
         found = re.search(r"^VmRSS:\s+(\d+) kB", status.read_text(errors="ignore"), re.M)
@@ -66,13 +56,8 @@ def run_attempt(name: str, seq_len: int, budget: float | None, args: argparse.Na
     out, err = child.communicate()
     if why is None and child.returncode != 0:
         why = f"failed (exit {child.returncode}): " + (err.strip().splitlines() or ["?"])[-1]
-    result = {
-        "seq_len": seq_len,
-        "ok": why is None,
-        "why": why,
-        "wall_s": time.monotonic() - start,
-        "polled_peak_rss_bytes": peak,
-    }
+    result = {"seq_len": seq_len, "ok": why is None, "why": why, "polled_peak_rss_bytes": peak}
+    result["wall_s"] = time.monotonic() - start
     if why is None:
         result |= json.loads(out.strip().splitlines()[-1])
         if budget and result["peak_bytes"] > budget:
@@ -125,18 +110,12 @@ def run(args: argparse.Namespace) -> dict:
             attempts[name].append(result := run_attempt(name, seq_len, budget, args))
             h.log(f"  {'ok' if result['ok'] else result['why']}, {result['wall_s']:.1f} s")
             seq_len = seq_len * 2 if result["ok"] else stop + 1
-        ok = [a["seq_len"] for a in attempts[name] if a["ok"]]
-        last = attempts[name][-1]
+        ok, last = [a["seq_len"] for a in attempts[name] if a["ok"]], attempts[name][-1]
         why = "reached the largest T tried" if last["ok"] else last["why"]
-        longest[name] = {"seq_len": ok[-1] if ok else None, "stopped_by": why}
-    return {
-        "budget_bytes": budget,
-        "attempt_time_limit_s": args.time_limit,
-        "ranges": ranges,
-        "attempts": attempts,
-        "longest": longest,
-        "device": "cuda" if args.gpu and torch.cuda.is_available() else "cpu",
-    }
+        longest[name] = {"seq_len": (ok or [None])[-1], "stopped_by": why}
+    device = "cuda" if args.gpu and torch.cuda.is_available() else "cpu"
+    found = {"budget_bytes": budget, "attempt_time_limit_s": args.time_limit, "device": device}
+    return found | {"ranges": ranges, "attempts": attempts, "longest": longest}
 
 
 if __name__ == "__main__":  # one attempt, in the child: NAME T [--smoke] [--gpu]

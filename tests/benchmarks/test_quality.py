@@ -153,22 +153,16 @@ def test_in_memory_evaluation_is_the_evaluate_command(tmp_path):
     assert peer.evaluate_in_memory(model, str(shards), model.modality, limit=2)["bytes"] == 64
 
 
-def test_train_clock_counts_training_alone(tmp_path, monkeypatch):
-    # sanity check starts; training starts; step 1 ends; validation 4-10; step 2 ends
-    now = iter([0.0, 1.0, 3.0, 4.0, 10.0, 12.0])
+def test_train_clock_counts_optimizer_steps_and_their_time(tmp_path, monkeypatch):
+    now = iter([1.0, 3.0, 6.0])  # training starts; step 1 ends; step 2 ends
     monkeypatch.setattr(peer.time, "perf_counter", lambda: next(now))
     clock = peer.TrainClock(str(tmp_path / "clock.json"))
     trainer = type("Trainer", (), {"global_step": 0})()
     module = type("Module", (), {"model": nn.Linear(3, 2)})()
-    clock.on_validation_start(trainer, module)  # a sanity check before training: not counted
-    clock.on_validation_end(trainer, module)
     clock.on_train_start(trainer, module)
-    for step, validate in ((1, True), (1, False), (2, False)):  # the second: a micro-batch
+    for step in (1, 1, 2):  # the second: a micro-batch, no optimizer step
         trainer.global_step = step
         clock.on_train_batch_end(trainer)
-        if validate:
-            clock.on_validation_start(trainer, module)
-            clock.on_validation_end(trainer, module)
     clock.on_train_end(trainer, module)
     record = json.loads((tmp_path / "clock.json").read_text())
     assert record == {"parameters": 8, "steps": 2, "seconds": 5.0}
@@ -217,7 +211,7 @@ def test_render_a_made_up_result():
         ablation_row("untied_head", "tie_embeddings=false", 3.9, 0.41),
         ablation_row("rmsnorm", 'norm="rmsnorm"', None, None),
     ]
-    settings = {"peer": "megabyte-pytorch 0.3.6", "peer_installed": True, "peer_heads": 8}
+    settings = {"peer": "megabyte-pytorch 0.3.6", "peer_installed": True}
     text = quality.render({"settings": settings, "comparison": rows, "ablation": ablation})
     ours = "| image | multibyte (`recipes/imagenet64-tiny.yaml`) | 1.00M | 200 | 0.450 | 90 |"
     assert f"{ours} 3.500 | 3.500 bits/dim |" in text
