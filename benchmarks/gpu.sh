@@ -3,7 +3,7 @@
 #   bash benchmarks/gpu.sh            # JSON under $OUT (or runs/benchmarks/gpu), tables printed
 #   bash benchmarks/gpu.sh --smoke    # the same Python at tiny sizes (runs on a CPU)
 # train_step --gpu: imagenet64-small MFU (bf16, compiled blocks) and bytes/s against a matched
-# ByteTransformer, SDPA kernels; generate --gpu: cached bytes/s at batch 1 and 8, eager and
+# ByteTransformer; generate --gpu: cached bytes/s at batch 1 and 8, eager and
 # compiled (each step kind one CUDA graph), after the CUDA-graph decoding test; scaling --gpu:
 # the longest trainable T (audio-tiny MEGABYTE, bf16, checkpointing).
 set -uo pipefail
