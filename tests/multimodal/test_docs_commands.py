@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import multibyte
 from multibyte.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
@@ -74,6 +75,13 @@ def test_the_documented_mixture_commands_run_as_written(
         assert main(argv) == 0, command
         ran.append(argv[0])
     assert ran == ["prepare"] * 3 + ["fit", "evaluate", "sample"]
+    # batches of one modality, each in its own shape, on the shards just prepared
+    (by_batch,) = commands(REPO / "docs" / "recipes.md", "Batches of one modality")
+    argv = [str(paths.get(a, a)) for a in shlex.split(by_batch)[1:]]
+    root = ["--trainer.default_root_dir", str(tmp_path / "by-batch")]
+    assert main([*argv, *STEPS, *root]) == 0, by_batch
+    model = multibyte.load(tmp_path / "by-batch" / "checkpoints" / "last.ckpt")
+    assert model.modality["windows"] == [12288, 12288, 8192]
     manifest = json.loads((tmp_path / "shards" / "audio" / "manifest.json").read_text())
     assert manifest["options"]["seq_len"] == 524288  # audio at the default --seq-len
     assert sorted(p.name for p in tmp_path.glob("text*.txt")) == [f"text-{i}.txt" for i in range(4)]
