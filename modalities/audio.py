@@ -27,7 +27,6 @@ from modalities.base import (
     Unit,
     check_choice,
     check_positive_int,
-    files_under,
 )
 from multibyte.codecs import Codec, CodecUnavailable
 
@@ -314,9 +313,4 @@ def flac_codec(sample_rate: int) -> Codec:
     return Codec("flac", compress, decompress)
 
 
-def audio_files(path: str | os.PathLike) -> list[Path]:
-    """A file itself, or every audio file under a folder (recursively), sorted."""
-    return files_under(path, AUDIO_SUFFIXES)
-
-
-__all__ = ["AudioAdapter", "audio_files", "flac_codec", "mono", "read_audio", "resample"]
+__all__ = ["AudioAdapter", "flac_codec", "mono", "read_audio", "resample"]

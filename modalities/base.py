@@ -355,16 +355,3 @@ def read_bytes(path: str | os.PathLike) -> bytes:
     if not data:
         raise ValueError(f"empty file: {path}")
     return data
-
-
-def files_under(path: str | os.PathLike, suffixes: tuple[str, ...]) -> list[Path]:
-    """A file itself, or every file with one of ``suffixes`` under a folder (recursively).
-
-    Sorted by path, so every run reads inputs in the same order.
-    """
-    path = Path(path)
-    if path.is_dir():
-        return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
-    if path.is_file():
-        return [path]
-    raise FileNotFoundError(f"no such file or folder: {path}")
