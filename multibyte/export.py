@@ -140,8 +140,12 @@ def byte_layout(modality: Mapping[str, Any] | None, max_seq_len: int) -> dict[st
             "data_bytes": table.data_len,
             "header_padding": "0x00",
             "modalities": [
-                {**_modality_layout(options), "header": header.rstrip(b"\0").decode("ascii")}
-                for options, header in zip(table.modalities, table.headers)
+                {
+                    **_modality_layout(options),
+                    "header": header.rstrip(b"\0").decode("ascii"),
+                    "window": window,  # its data bytes per sequence in training
+                }
+                for options, header, window in zip(table.modalities, table.headers, table.windows)
             ],
         }
     return {"kind": "modality", "max_seq_len": max_seq_len, **_modality_layout(modality)}
@@ -174,7 +178,8 @@ def training_info(ckpt: Path, model: nn.Module) -> dict[str, Any]:
         _int(trainer.get("num_nodes", 1)),
         seq_len,
     ]
-    if all(f is not None for f in factors):
+    # batches of one source each, in its own shape (mix_by batch): no single product
+    if all(f is not None for f in factors) and data.get("mix_by", "sequence") == "sequence":
         total = 1
         for factor in factors:
             total *= factor

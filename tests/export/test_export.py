@@ -232,6 +232,7 @@ def test_multimodal_export_evaluates_per_modality_from_the_folder(mixture, capsy
     layout = config["byte_layout"]
     assert layout["kind"] == "mixture" and layout["header_length"] % 4 == 0
     assert [m["header"].split()[0] for m in layout["modalities"]] == ["image", "audio", "text"]
+    assert {m["window"] for m in layout["modalities"]} == {layout["data_bytes"]}
     assert [e["value_in_unit"] for e in config["evaluation"]] == [
         r["value_in_unit"] for r in reports
     ]
