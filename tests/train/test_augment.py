@@ -17,7 +17,9 @@ from multibyte.prepare import main as prepare
 from multibyte.train.data import ByteDataModule, ConfigError
 
 SMALL = {"name": "image", "size": 16}  # 768 bytes a sample: quick to train on
-MODEL = [
+MODEL = [  # a smaller model of the recipe, eager (compiled training is test_precision's)
+    "--model.compile",
+    "false",
     "--model.model.init_args.config.global_dim",
     "48",
     "--model.model.init_args.config.local_dim",

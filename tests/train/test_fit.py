@@ -9,7 +9,7 @@ import multibyte
 
 CASES = {
     # recipe, data fixture, expected modality, training steps, sequences per batch
-    "image": ("imagenet64-tiny.yaml", "image_folder", {"name": "image", "size": 64}, 40, 2),
+    "image": ("imagenet64-tiny.yaml", "image_folder", {"name": "image", "size": 64}, 20, 2),
     "audio": ("audio-tiny.yaml", "audio_folder", {"name": "audio", "encoding": "pcm16"}, 60, 2),
     "text": ("pg19-tiny.yaml", "text_folder", {"name": "text"}, 40, 4),
 }
