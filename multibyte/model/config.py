@@ -69,22 +69,10 @@ ARCHITECTURES: dict[str, dict[str, Any]] = {
         embed_init_std=1.0,
         head_dim=64,
     ),
-    # Ours for the tiny recipes: the peer's choices, which learn more per step than
-    # the paper's (docs/benchmarks.md, "quality"), with rotary positions in every stage.
-    "tuned": dict(
-        token_shift=True,
-        norm="rmsnorm",
-        positions=("rotary",),
-        patch_embedder="norm_proj",
-        context_proj="dense",
-        first_byte="previous_patch",
-        tie_embeddings=False,
-        head_bias=True,
-        activation="gelu",
-        embed_init_std=1.0,
-        head_dim=64,
-    ),
 }
+# Ours for the tiny recipes: the peer's choices, which learn more per step than the paper's
+# (docs/benchmarks.md, "quality"), with rotary positions in every stage.
+ARCHITECTURES["tuned"] = {**ARCHITECTURES["peer"], "positions": ("rotary",)}
 
 
 def architecture_settings(name: str) -> dict[str, Any]:
