@@ -196,7 +196,8 @@ class ByteDataModule(L.LightningDataModule):
                 "batch" draws one source per batch, in that source's own shape: a source may
                 set its `seq_len` (data bytes, at most the model's) and `batch_size` (rows),
                 so that each modality trains as its specialist would, and the weights count
-                updates.
+                updates. Any source may set `loss_weight` (default 1): its bytes' weight in
+                the training loss, so how large a step it takes (never in validation).
             patch_size: sources: the model's patch size, so the header fills whole patches
                 (`multibyte fit` sets it from the model).
             augment: names of the adapter's training augmentations to apply, e.g. [hflip]
@@ -372,6 +373,11 @@ class ByteDataModule(L.LightningDataModule):
     @seq_len.setter
     def seq_len(self, value: int) -> None:
         self._seq_len = value
+
+    @property
+    def loss_weights(self) -> list[float] | None:
+        """Sources: each one's weight in the training loss, in the header table's order."""
+        return self.mixture.loss_weights if self.mixture is not None else None
 
     @property
     def modality_options(self) -> dict[str, Any]:

@@ -1,12 +1,15 @@
 """Training data for one model on several modalities: ``--data.sources`` of ByteDataModule.
 
 Each source is ``{path: ..., weight: ..., modality: ..., augment: [...], seq_len: ...,
-batch_size: ...}``: a shard folder written by ``multibyte prepare`` (its manifest names the
-modality) or raw files with a ``modality`` (options or a name; the files' suffixes are used when
-it is left out), and the names of its adapter's training augmentations (default none), applied
-to the data bytes after the header. With ``data.mix_by: batch`` a batch is one source's, and
-``seq_len`` (its data bytes per sequence, at most the model's) and ``batch_size`` (its rows)
-give that source its own batch shape; the weights then count updates.
+batch_size: ..., loss_weight: ...}``: a shard folder written by ``multibyte prepare`` (its
+manifest names the modality) or raw files with a ``modality`` (options or a name; the files'
+suffixes are used when it is left out), and the names of its adapter's training augmentations
+(default none), applied to the data bytes after the header. With ``data.mix_by: batch`` a batch
+is one source's, and ``seq_len`` (its data bytes per sequence, at most the model's) and
+``batch_size`` (its rows) give that source its own batch shape; the weights then count updates.
+``loss_weight`` (default 1) scales that source's bytes in the training loss only: with one set
+of weights and one optimizer, it sets how large a step each modality takes (validation and
+evaluation are never weighted).
 
 Shard folders are streamed as training goes (``multibyte.data.mixing``): a reader keeps
 one decoded shard per source, so memory and the time to the first batch do not grow with the
@@ -85,6 +88,7 @@ class Source:
     augmentations: list[Augmentation] = field(default_factory=list)  # of ``augment: [...]``
     seq_len: int | None = None  # its data bytes per sequence (None: the mixture's)
     batch_size: int | None = None  # its rows per batch with mix_by batch (None: data.batch_size)
+    loss_weight: float = 1.0  # its bytes' weight in the training loss
 
     @property
     def options(self) -> dict[str, Any]:
@@ -147,7 +151,8 @@ def open_source(
     later, as training goes), or its raw files encoded in memory."""
     if not isinstance(entry, dict) or "path" not in entry:
         raise MixtureError(f"each source is {{path: ..., weight: ...}}, got {entry!r}")
-    unknown = set(entry) - {"path", "weight", "modality", "augment", "seq_len", "batch_size"}
+    keys = {"path", "weight", "modality", "augment", "seq_len", "batch_size", "loss_weight"}
+    unknown = set(entry) - keys
     if unknown:
         raise MixtureError(f"unknown source keys {sorted(unknown)} in {entry!r}")
     paths = entry["path"] if isinstance(entry["path"], (list, tuple)) else [entry["path"]]
@@ -155,6 +160,13 @@ def open_source(
     weight = entry.get("weight", 1.0)
     if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight >= 0:
         raise MixtureError(f"{where}: weight must be a non-negative number, got {weight!r}")
+    loss_weight = entry.get("loss_weight", 1.0)
+    if (
+        isinstance(loss_weight, bool)
+        or not isinstance(loss_weight, (int, float))
+        or not 0 < loss_weight < float("inf")
+    ):
+        raise MixtureError(f"{where}: loss_weight must be a positive number, got {loss_weight!r}")
     shape = {key: entry.get(key) for key in ("seq_len", "batch_size")}
     for key, value in shape.items():
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
@@ -185,6 +197,7 @@ def open_source(
         raise MixtureError(message) from error
     source.augmentations = augmentations
     source.seq_len, source.batch_size = shape["seq_len"], shape["batch_size"]
+    source.loss_weight = float(loss_weight)
     return source
 
 
@@ -391,6 +404,11 @@ class MixtureData:
         if self.table is None:
             return self._table().seq_len  # says what is missing
         return self.table.seq_len
+
+    @property
+    def loss_weights(self) -> list[float]:
+        """Each source's weight in the training loss, in the header table's order."""
+        return [s.loss_weight for s in self.sources]
 
     def rows(self, batch_size: int) -> list[int] | None:
         """Each source's rows per batch with mix_by batch (None: sources mixed row by row)."""

@@ -100,6 +100,8 @@ class ByteLM(L.LightningModule):
         self.spec = model_spec(model) if type(model).__name__ in MODEL_CLASSES else None
         self.save_hyperparameters(ignore=["model"])
         self.modality: dict[str, Any] | None = None
+        # sources' weights in the training loss (`loss_weight`), in the header table's order
+        self.loss_weights: list[float] | None = None
         self.flops_per_batch: float | None = None
         self._flops_shape: tuple[int, int] | None = None
         self._val_bits = torch.zeros((), dtype=torch.float64)
@@ -202,7 +204,10 @@ class ByteLM(L.LightningModule):
             )
         self.log("train/bpb", loss.detach() / LN2, prog_bar=True)
         self._log_train_modalities(table, nats.detach(), counts)
-        return loss
+        if self.loss_weights is None:
+            return loss
+        weights = torch.tensor(self.loss_weights, dtype=nats.dtype, device=nats.device)
+        return ((nats[:-1] * weights).sum() / data_bytes).float()
 
     def _log_train_modalities(
         self, table: HeaderTable, nats: torch.Tensor, counts: torch.Tensor
@@ -328,6 +333,7 @@ class ByteLM(L.LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is not None and hasattr(datamodule, "modality_options"):
             self.modality = datamodule.modality_options
+            self.loss_weights = getattr(datamodule, "loss_weights", None)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.spec is None:
