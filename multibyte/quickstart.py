@@ -87,6 +87,22 @@ def _plot_curves(curves: dict[str, dict], path: Path, title: str) -> None:
     plt.close(figure)
 
 
+def _schedule_flags(steps: int, root: Path) -> list[str]:
+    """`fit` flags of every demo run: its steps, one validation at the end, a tenth warmup."""
+    return [
+        "--trainer.max_steps",
+        str(steps),
+        "--trainer.val_check_interval",
+        str(steps),
+        "--trainer.default_root_dir",
+        str(root),
+        "--trainer.log_every_n_steps",
+        "5",
+        "--model.warmup_steps",
+        str(max(1, steps // 10)),
+    ]
+
+
 def run_modality(plan: Plan, out: Path, samples: Path, quick: bool) -> dict[str, Any]:
     folder = out / plan.name
     shards = out / "shards" / plan.name
@@ -146,16 +162,7 @@ def run_modality(plan: Plan, out: Path, samples: Path, quick: bool) -> dict[str,
                 str(recipe_path),
                 "--data.path",
                 str(shards),
-                "--trainer.max_steps",
-                str(steps),
-                "--trainer.val_check_interval",
-                str(steps),
-                "--trainer.default_root_dir",
-                str(root),
-                "--trainer.log_every_n_steps",
-                "5",
-                "--model.warmup_steps",
-                str(max(1, steps // 10)),
+                *_schedule_flags(steps, root),
                 # eager: a fresh machine may lack the C++ compiler that CPU torch.compile needs, and
                 # a few hundred steps barely repay compiling
                 "--model.compile",
@@ -218,17 +225,17 @@ def run_modality(plan: Plan, out: Path, samples: Path, quick: bool) -> dict[str,
 
 
 def run_multimodal(results: list[dict[str, Any]], out: Path, samples: Path, quick: bool) -> dict:
-    """One tiny MEGABYTE on every modality, trained as the specialists were: as many steps as
-    they took together, each batch one modality's in its specialist's shape (rows and window,
-    `data.mix_by: batch`), drawn by weights equal to each specialist's steps. So each modality
-    gets, in expectation, its specialist's updates on its specialist's data bytes."""
+    """One tiny MEGABYTE on every modality: as many steps as the specialists took together,
+    each batch one modality's in its specialist's shape (rows and window, `data.mix_by: batch`),
+    drawn by weights that count updates: each plan's `shared_steps` (its specialist's steps
+    with --quick)."""
     folder = out / "multimodal"
     sources, entries, steps, weights = [], [], 0, []
     names = {r["modality"] for r in results}
     for plan, result in zip([p for p in PLANS if p.name in names], results, strict=True):
         shards = out / "shards" / plan.name
         data = _recipe(plan)["data"]
-        weights.append(result["steps"])
+        weights.append(result["steps"] if quick else plan.shared_steps or result["steps"])
         steps += result["steps"]
         sources.append(str(shards))
         shape = f"batch_size: {data['batch_size']}, seq_len: {result['seq_len']}"
@@ -249,16 +256,7 @@ def run_multimodal(results: list[dict[str, Any]], out: Path, samples: Path, quic
             f"[{listing}]",
             "--data.mix_by",
             "batch",
-            "--trainer.max_steps",
-            str(steps),
-            "--trainer.val_check_interval",
-            str(steps),
-            "--trainer.default_root_dir",
-            str(root),
-            "--trainer.log_every_n_steps",
-            "5",
-            "--model.warmup_steps",
-            str(max(1, steps // 10)),
+            *_schedule_flags(steps, root),
         ],
     )
     checkpoint = root / "checkpoints" / "last.ckpt"
@@ -392,10 +390,11 @@ def write_report(
             "",
             f"One tiny MEGABYTE (`recipes/{MULTIMODAL_RECIPE}`) trained on all three for "
             f"{multimodal['steps']} steps (the specialists' together), each step one "
-            "modality's batch in its specialist's shape (`data.mix_by: batch`, weights = each "
-            "specialist's steps): the same updates on the same data bytes, in expectation; "
-            "header bytes excluded. bGPT's shared "
-            "model lost 0.030 (text), 0.105 (images), 0.027 (audio) bpb to its specialists.",
+            "modality's batch in its specialist's shape (`data.mix_by: batch`), drawn by "
+            f"weights {' / '.join(map(str, multimodal['weights']))} (expected updates; the "
+            f"specialists': {' / '.join(str(r['steps']) for r in results)}); header bytes "
+            "excluded. bGPT's shared model lost 0.030 (text), 0.105 (images), 0.027 (audio) "
+            "bpb to its specialists.",
             "",
             "| modality | specialist bpb | multimodal bpb | gap | header bpb |",
             "|---|---|---|---|---|",

@@ -94,3 +94,9 @@ def test_quickstart_writes_a_consistent_report(pack, tmp_path):
         config = multibyte.load(out / plan.name / "megabyte" / "checkpoints" / "last.ckpt").config
         assert {key: getattr(config, key) for key in plan.model} == plan.model
     assert "text: the recipe's MEGABYTE with first_byte=previous_patch, cross_patch=0" in report
+
+
+def test_the_shared_model_trains_as_many_steps_as_the_specialists_together():
+    shared = [plan.shared_steps or plan.steps for plan in PLANS]
+    assert sum(shared) == sum(plan.steps for plan in PLANS)
+    assert all(steps > 0 for steps in shared)
