@@ -55,8 +55,10 @@ def test_quickstart_writes_a_consistent_report(pack, tmp_path):
     assert [row["modality"] for row in mm_rows] == ["image", "audio", "text"]
     assert summary["multimodal"]["steps"] == sum(r["steps"] for r in summary["results"])
     mm_table = [line for line in shared.splitlines() if re.match(r"\| (image|audio|text) \|", line)]
+    specialist_cells = {line.split("|")[1].strip(): line.split("|")[3].strip() for line in table}
     for row, line in zip(mm_rows, mm_table, strict=True):
         cells = [cell.strip() for cell in line.strip("|").split("|")]
+        assert cells[1] == specialist_cells[row["modality"]]  # one figure, shown alike
         assert float(cells[1]) == pytest.approx(row["specialist_bpb"], abs=HALF_UNIT)
         assert float(cells[2]) == pytest.approx(row["multimodal_bpb"], abs=HALF_UNIT)
         assert row["gap_bpb"] == pytest.approx(
