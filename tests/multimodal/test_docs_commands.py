@@ -9,8 +9,6 @@ import shlex
 import shutil
 from pathlib import Path
 
-import pytest
-
 import multibyte
 from multibyte.cli import main
 
@@ -42,7 +40,6 @@ def split_folder(source: Path, root: Path, val: int) -> tuple[Path, Path]:
     return root / "train", root / "val"
 
 
-@pytest.mark.slow  # the tiny recipe's 12,372-byte sequences: about a minute on two cores
 def test_the_documented_mixture_commands_run_as_written(
     image_folder, audio_folder, text_folder, tmp_path, monkeypatch
 ):
