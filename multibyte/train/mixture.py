@@ -157,16 +157,8 @@ def open_source(
         raise MixtureError(f"unknown source keys {sorted(unknown)} in {entry!r}")
     paths = entry["path"] if isinstance(entry["path"], (list, tuple)) else [entry["path"]]
     where = " ".join(map(str, paths))
-    weight = entry.get("weight", 1.0)
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight >= 0:
-        raise MixtureError(f"{where}: weight must be a non-negative number, got {weight!r}")
-    loss_weight = entry.get("loss_weight", 1.0)
-    if (
-        isinstance(loss_weight, bool)
-        or not isinstance(loss_weight, (int, float))
-        or not 0 < loss_weight < float("inf")
-    ):
-        raise MixtureError(f"{where}: loss_weight must be a positive number, got {loss_weight!r}")
+    weight = _finite_weight(entry, "weight", where, zero_allowed=True)
+    loss_weight = _finite_weight(entry, "loss_weight", where, zero_allowed=False)
     shape = {key: entry.get(key) for key in ("seq_len", "batch_size")}
     for key, value in shape.items():
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
@@ -189,7 +181,7 @@ def open_source(
         if prepared.shards and prepared.folder is None:
             raise MixtureError(f"{where}: a source is a shard folder, not bare .tar files")
         augmentations = choose(prepared.adapter, entry.get("augment"), f"{where}: augment")
-        source = _read(where, float(weight), prepared, on_bad_shard)
+        source = _read(where, weight, prepared, on_bad_shard)
     except (PreparedError, ShardError, ValueError) as error:
         if isinstance(error, MixtureError):
             raise
@@ -197,8 +189,18 @@ def open_source(
         raise MixtureError(message) from error
     source.augmentations = augmentations
     source.seq_len, source.batch_size = shape["seq_len"], shape["batch_size"]
-    source.loss_weight = float(loss_weight)
+    source.loss_weight = loss_weight
     return source
+
+
+def _finite_weight(entry: dict, key: str, where: str, zero_allowed: bool) -> float:
+    """``entry[key]`` (default 1) as a float: a finite number, positive or (if allowed) zero."""
+    value = entry.get(key, 1.0)
+    number = not isinstance(value, bool) and isinstance(value, (int, float))
+    if not number or not (0 <= value if zero_allowed else 0 < value) or value == float("inf"):
+        kind = "non-negative" if zero_allowed else "positive"
+        raise MixtureError(f"{where}: {key} must be a {kind} number, got {value!r}")
+    return float(value)
 
 
 def _read(where: str, weight: float, prepared: Prepared, on_bad_shard: str) -> Source:

@@ -100,8 +100,9 @@ class ByteLM(L.LightningModule):
         self.spec = model_spec(model) if type(model).__name__ in MODEL_CLASSES else None
         self.save_hyperparameters(ignore=["model"])
         self.modality: dict[str, Any] | None = None
-        # sources' weights in the training loss (`loss_weight`), in the header table's order
-        self.loss_weights: list[float] | None = None
+        # sources' weights in the training loss (`loss_weight`), in the header table's order;
+        # None when every one is 1, so the plain loss needs no product
+        self.loss_weights: torch.Tensor | None = None
         self.flops_per_batch: float | None = None
         self._flops_shape: tuple[int, int] | None = None
         self._val_bits = torch.zeros((), dtype=torch.float64)
@@ -206,7 +207,7 @@ class ByteLM(L.LightningModule):
         self._log_train_modalities(table, nats.detach(), counts)
         if self.loss_weights is None:
             return loss
-        weights = torch.tensor(self.loss_weights, dtype=nats.dtype, device=nats.device)
+        weights = self.loss_weights.to(nats.device)  # made once, on the device, at fit start
         return ((nats[:-1] * weights).sum() / data_bytes).float()
 
     def _log_train_modalities(
@@ -333,7 +334,10 @@ class ByteLM(L.LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is not None and hasattr(datamodule, "modality_options"):
             self.modality = datamodule.modality_options
-            self.loss_weights = getattr(datamodule, "loss_weights", None)
+            weights = getattr(datamodule, "loss_weights", None)
+            self.loss_weights = None
+            if weights is not None and any(w != 1.0 for w in weights):
+                self.loss_weights = torch.tensor(weights, dtype=torch.float64, device=self.device)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.spec is None:

@@ -74,7 +74,7 @@ Path(target).write_bytes(out)
 """
 
 
-@pytest.mark.slow  # compiles in two processes; test_portability checks the eager step so
+@pytest.mark.slow  # compiles in two processes; test_portability checks the eager step there
 def test_compiled_file_decodes_in_another_process_with_other_threads(tmp_path, ckpts, helpers):
     script, data = tmp_path / "side.py", helpers.random_bytes(507, seed=9)
     script.write_text(SCRIPT)

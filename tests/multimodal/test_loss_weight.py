@@ -58,13 +58,14 @@ def test_each_sources_loss_is_scaled_by_its_weight_and_validation_is_not(shards)
     module.steps = []
     weighted = data(shards, WEIGHTS)
     trainer(6).fit(module, weighted)
-    assert module.loss_weights == [WEIGHTS[n] for n in ("image", "audio", "text")]
+    assert module.loss_weights.tolist() == [WEIGHTS[n] for n in ("image", "audio", "text")]
     seen = set()
     for loss, nats, counts in module.steps:
         (source,) = counts.nonzero().squeeze(1).tolist()  # one source per batch
         seen.add(source)
         plain = nats[source] / counts[source]
-        assert float(loss) == pytest.approx(module.loss_weights[source] * float(plain), rel=1e-4)
+        weight = float(module.loss_weights[source])
+        assert float(loss) == pytest.approx(weight * float(plain), rel=1e-4)
     assert len(seen) >= 2  # the weights differ between the sources drawn
     # the same model scored with and without loss weights: the same figures
     plain = data(shards, None)
@@ -73,8 +74,15 @@ def test_each_sources_loss_is_scaled_by_its_weight_and_validation_is_not(shards)
     assert {"val/bpb_image", "val/bpb_audio", "val/bpb_text"} <= set(scores[0])
 
 
-@pytest.mark.parametrize("bad", [0, -1.5, float("inf"), "2", True])
+@pytest.mark.parametrize("bad", [0, -1.5, float("inf"), float("nan"), "2", True])
 def test_a_loss_weight_that_is_not_a_positive_number_is_refused(shards, bad):
     sources = [{"path": str(shards["text"]), "weight": 1, "loss_weight": bad}]
     with pytest.raises(ConfigError, match="loss_weight must be a positive number"):
+        ByteDataModule(sources=sources, batch_size=2)
+
+
+@pytest.mark.parametrize("bad", [-1, float("inf"), float("nan"), "1", True])
+def test_a_sampling_weight_that_is_not_a_finite_non_negative_number_is_refused(shards, bad):
+    sources = [{"path": str(shards["text"]), "weight": bad}]
+    with pytest.raises(ConfigError, match="weight must be a non-negative number"):
         ByteDataModule(sources=sources, batch_size=2)
